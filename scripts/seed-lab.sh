@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The README's main job: the seed lab (hub + spoke from ../shared/seed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/dmvpn lab seed "$@"

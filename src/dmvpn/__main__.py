@@ -1,0 +1,3 @@
+from dmvpn.cli.main import main
+
+main()

@@ -1,0 +1,16 @@
+"""The ``dmvpn`` command. Each subcommand group lives in its own module and is
+registered here; a bad argument is a one-line error from click, never a
+traceback."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dmvpn")
+def main() -> None:
+    """An IPsec DMVPN stack: IKEv1 + ESP + GRE + NHRP, IOS configs and output."""
+
+
+# Subcommands: one module each, registered below (one import + add_command per module).
