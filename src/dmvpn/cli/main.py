@@ -14,3 +14,11 @@ def main() -> None:
 
 
 # Subcommands: one module each, registered below (one import + add_command per module).
+
+from dmvpn.cli.decode_cmd import decode_command  # noqa: E402
+
+main.add_command(decode_command)
+
+from dmvpn.cli.config_cmd import config  # noqa: E402
+
+main.add_command(config)
