@@ -31,8 +31,11 @@ DEFAULT_ISAKMP_LIFETIME = 86_400
 DEFAULT_KEEPALIVE_RETRY = 2
 #: Cisco's default ``ip nhrp holdtime``.
 DEFAULT_NHRP_HOLDTIME = 7200
-#: IOS anti-replay window when ``replay window-size`` is not set.
-DEFAULT_REPLAY_WINDOW = 64
+#: Anti-replay window when ``crypto ipsec security-association replay
+#: window-size`` is not set. Cisco documents 64 for classic IOS; the seed's
+#: IOS-XE ASR prints ``replay window size: 1024`` with no such line, and the
+#: seed is the platform this project models.
+DEFAULT_REPLAY_WINDOW = 1024
 #: IOS hostname when the config has no ``hostname`` line.
 DEFAULT_HOSTNAME = "Router"
 
