@@ -35,7 +35,7 @@ from dmvpn.config.crypto_cmds import (
 from dmvpn.config.diagnostics import ConfigError, ConfigWarning, IgnoredLine
 from dmvpn.config.interface_cmds import interface_line
 from dmvpn.config.resolve import build
-from dmvpn.config.model import IsakmpKeepalive, IsakmpKey, KeepaliveMode, RouterConfig, StaticRoute
+from dmvpn.config.model import DEFAULT_REPLAY_WINDOW, IsakmpKeepalive, IsakmpKey, KeepaliveMode, RouterConfig, StaticRoute
 from dmvpn.config.transforms import parse_transforms
 from dmvpn.config.values import LineError, integer, interface_name, ipv4, netmask, network
 
@@ -137,7 +137,7 @@ class _Parser:
         self.invalid_spi_recovery = False
         self.transform_sets: dict[str, TransformSetBuilder] = {}
         self.global_sa = SaSettings()
-        self.replay_window: int | None = 64
+        self.replay_window: int | None = DEFAULT_REPLAY_WINDOW
         self.profiles: dict[str, ProfileBuilder] = {}
         self.map_entries: dict[tuple[str, int], MapEntryBuilder] = {}
         self.map_local: dict[str, tuple[str, int]] = {}

@@ -1,0 +1,48 @@
+"""``debug crypto isakmp`` output: structured events rendered the IOS way.
+
+The engine emits :class:`~dmvpn.node.engine.LogEvent` records of category
+``"isakmp"`` whose ``message`` is the text IOS prints after the facility
+(``(79859):processing HASH payload. message ID = 3247684825``) and whose
+``fields`` carry ``facility`` (``ISAKMP``, ``ISAKMP-PAK`` or a syslog tag
+such as ``%CRYPTO-4-IKMP_BAD_MESSAGE``) and the machine-readable values.
+:func:`render_line` puts the IOS timestamp in front, mapping virtual seconds
+to a wall-clock date with an :class:`IosClock`:
+``Sep  7 23:11:13: ISAKMP: (79859):...``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterable
+
+from dmvpn.node.engine import LogEvent
+
+CATEGORY = "isakmp"
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass(frozen=True, slots=True)
+class IosClock:
+    """Maps virtual time (seconds) to the router's clock; ``base`` is the
+    wall-clock moment of virtual time 0 (the seed's debugs are from Sep 7)."""
+
+    base: datetime = datetime(2021, 9, 7, 23, 10, 0)
+
+    def timestamp(self, t: float) -> str:
+        """IOS ``service timestamps debug datetime`` form: ``Sep  7 23:11:13``."""
+        when = self.base + timedelta(seconds=t)
+        return f"{_MONTHS[when.month - 1]} {when.day:>2} {when.hour:02}:{when.minute:02}:{when.second:02}"
+
+
+def render_line(event: LogEvent, clock: IosClock = IosClock()) -> str:
+    """One event as IOS prints it."""
+    facility = event.fields.get("facility", "ISAKMP")
+    return f"{clock.timestamp(event.time)}: {facility}: {event.message}"
+
+
+def render(events: Iterable[LogEvent], clock: IosClock = IosClock(), node: str | None = None) -> str:
+    """The ``isakmp`` events (of ``node`` if given), one line each."""
+    return "\n".join(
+        render_line(e, clock) for e in events if e.category == CATEGORY and (node is None or e.node == node)
+    )

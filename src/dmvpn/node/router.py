@@ -1,0 +1,366 @@
+"""A DMVPN router node: configuration, IKEv1, the SAD, ESP and the GRE tunnel
+wired together as one sans-I/O :class:`~dmvpn.node.engine.Engine`.
+
+Packet paths (DESIGN.md "How data flows"):
+
+* out: an overlay IPv4 packet leaving ``Tunnel0`` (a ping, a probe) is GRE
+  encapsulated toward the peer's NBMA address, then protected by the
+  outbound SA for (peer, local NBMA <-> peer NBMA, GRE). No SA: the packet
+  is dropped and counted, IKE is asked to negotiate one; nothing is ever
+  sent in clear.
+* in: UDP 500 goes to IKE; ESP is looked up by SPI, checked and decrypted,
+  its GRE decapsulated and the overlay packet handed to the ICMP host stack;
+  cleartext GRE on a protected tunnel is dropped and counted.
+
+Admin: ``ping``, ``show ...`` (via :mod:`dmvpn.node.show_adapter`),
+``clear crypto sa [peer A]``, ``debug crypto isakmp`` / ``no debug ...``, and
+the lab-only ``test crypto ipsec rekey [peer A]``.
+
+The ICMP host stack (echo responder and ``ping`` sessions) is the sim's
+:class:`~dmvpn.node.icmp_echo.IcmpEchoEngine`, given the tunnel and physical
+addresses: its transmits on the tunnel interface are fed to the tunnel path.
+
+Lab hook: :meth:`Router.add_fluid` registers bulk traffic (:mod:`dmvpn.lab.fluid`)
+that is credited to SAs instead of being packetised.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from dmvpn.config import RouterConfig
+from dmvpn.ike.debug import IosClock, render_line
+from dmvpn.ike.engine import Ikev1Engine
+from dmvpn.ike.profiles import DEFAULT_PROFILE, get_profile
+from dmvpn.ipsec.esp import DropReason, EspDrop, protect, unprotect
+from dmvpn.ipsec.sa import Selector
+from dmvpn.ipsec.sad import SecurityAssociationDatabase
+from dmvpn.node.engine import LogEvent, RandomSource, Transmit
+from dmvpn.node.icmp_echo import IcmpEchoEngine
+from dmvpn.node.policies import GRE_PROTOCOL, child_policies
+from dmvpn.tunnel.interface import TunnelInterface
+from dmvpn.wire.errors import DecodeError
+from dmvpn.wire.gre import GRE_PROTO_IPV4
+from dmvpn.wire.isakmp import Udp4500Kind, add_non_esp_marker, classify_udp4500, strip_non_esp_marker
+from dmvpn.wire.ipv4 import IPv4Header, IpProto, decode_ipv4
+from dmvpn.wire.udp import decode_udp, encode_udp
+
+if TYPE_CHECKING:
+    from dmvpn.lab.fluid import FluidFlow
+
+IKE_PORT = 500
+NAT_T_PORT = 4500
+INVALID_INPUT = "% Invalid input detected at '^' marker."
+#: The admin keywords the router itself handles, for IOS-style abbreviation.
+ADMIN_WORDS = ("ping", "show", "debug", "undebug", "no", "clear", "test", "crypto", "isakmp", "ipsec",
+               "sa", "rekey", "all", "ip", "traffic")
+
+
+def _expand(words: list[str], vocabulary: tuple[str, ...]) -> list[str]:
+    """Each word replaced by the one keyword it abbreviates (IOS unique
+    prefix); a word that matches none or several stays as typed."""
+    out = []
+    for word in words:
+        hits = [k for k in vocabulary if k.startswith(word.lower())]
+        out.append(hits[0] if len(hits) == 1 else word)
+    return out
+
+
+@dataclass(slots=True)
+class RouterCounters:
+    """Drops and packets the router itself counts (not per SA)."""
+
+    no_sa_drops: int = 0
+    clear_gre_drops: int = 0
+    esp_drops: dict[str, int] = field(default_factory=dict)
+    not_for_us: int = 0
+    malformed: int = 0
+    tunnel_drops: int = 0
+
+
+class Router:
+    """One router: an :class:`Engine` built from a :class:`RouterConfig`."""
+
+    def __init__(self, config: RouterConfig, random: RandomSource, profile: str = DEFAULT_PROFILE,
+                 name: str | None = None, clock: IosClock = IosClock()) -> None:
+        self.name = name or config.hostname
+        self.config = config
+        self.random = random
+        self.profile = get_profile(profile)
+        self.clock = clock
+        self.sad = SecurityAssociationDatabase(random)
+        self.counters = RouterCounters()
+        self.last_in: dict[str, float] = {}
+        self.last_out: dict[str, float] = {}
+        self.physical: dict[str, ipaddress.IPv4Interface] = {
+            i.name: i.address for i in config.interfaces.values()
+            if i.tunnel is None and i.address is not None and not i.shutdown}
+        self.local_addresses = {str(a.ip) for a in self.physical.values()}
+        self.tunnels: dict[str, TunnelInterface] = {}
+        self.protected: set[str] = set()
+        for iface in config.tunnels():
+            if iface.address is None or iface.tunnel is None or iface.tunnel.source_address is None:
+                continue
+            tunnel = TunnelInterface.from_config(iface)
+            if iface.nhrp is not None:  # ``ip nhrp nhs A nbma B`` maps the NHS statically
+                for nhs in iface.nhrp.nhs:
+                    if nhs.address is not None and nhs.nbma is not None:
+                        tunnel.static_maps.setdefault(str(nhs.address), str(nhs.nbma))
+            self.tunnels[iface.name] = tunnel
+            if iface.tunnel.protection_profile is not None:
+                self.protected.add(iface.name)
+        self.policies = child_policies(config)
+        self.policy_by_interface = {p.interface: p for p in self.policies}
+        self.ike = Ikev1Engine(self.name, config, self.sad, random, self.profile, self.policies,
+                               traffic=self._traffic)
+        host_ifaces = {n: str(a) for n, a in self.physical.items()}
+        host_ifaces.update({n: str(t.address) for n, t in self.tunnels.items()})
+        self.host = IcmpEchoEngine(self.name, host_ifaces, random)
+        self.fluids: list[FluidFlow] = []
+        self._tx: list[Transmit] = []
+        self._events: list[LogEvent] = []
+
+    # ================================================================== Engine
+    def receive(self, now: float, iface: str, packet: bytes) -> None:
+        self._sync_fluids(now)
+        try:
+            header, payload = decode_ipv4(packet)
+        except DecodeError:
+            self.counters.malformed += 1
+            return
+        if header.dst not in self.local_addresses:
+            self.counters.not_for_us += 1
+            return
+        proto = header.protocol
+        if proto == IpProto.UDP:
+            try:
+                udp = decode_udp(payload, header.src, header.dst)
+            except DecodeError:
+                self.counters.malformed += 1
+                return
+            if udp.dst_port == IKE_PORT:
+                self.last_in[header.src] = max(self.last_in.get(header.src, now), now)
+                self.ike.receive(now, header.src, udp.src_port, header.dst, udp.dst_port, udp.payload)
+            elif udp.dst_port == NAT_T_PORT:
+                self._udp4500_in(now, iface, header, udp, packet)
+        elif proto == IpProto.ESP:
+            self._esp_in(now, iface, header, packet)
+        elif proto == GRE_PROTOCOL:
+            self._gre_in(now, header, payload, protected=False)
+        else:
+            self.host.receive(now, iface, packet)
+        self._after(now)
+
+    def handle_timer(self, now: float) -> None:
+        self._sync_fluids(now)
+        self.ike.handle_timer(now)
+        self.host.handle_timer(now)
+        self._after(now)
+
+    def next_deadline(self) -> float | None:
+        times = [t for t in (self.ike.next_deadline(), self.host.next_deadline()) if t is not None]
+        times += [t for f in self.fluids if (t := f.next_event(self)) is not None]
+        return min(times) if times else None
+
+    def admin(self, now: float, command: str) -> str:
+        self._sync_fluids(now)
+        try:
+            out = self._admin(now, command.strip())
+        finally:
+            self._after(now)
+        return out
+
+    def poll_transmit(self) -> list[Transmit]:
+        out, self._tx = self._tx, []
+        return out
+
+    def poll_events(self) -> list[LogEvent]:
+        out, self._events = self._events, []
+        return out
+
+    # ================================================================== admin
+    def _admin(self, now: float, command: str) -> str:
+        words = command.split()
+        if not words:
+            return ""
+        head = _expand(words, ADMIN_WORDS)
+        if head[:1] == ["ping"]:
+            return self.host.admin(now, " ".join(["ping", *words[1:]]))
+        if head[:3] == ["debug", "crypto", "isakmp"]:
+            self.ike.debug = True
+            return "Crypto ISAKMP debugging is on"
+        if head[:4] == ["no", "debug", "crypto", "isakmp"] or head[:3] == ["undebug", "crypto", "isakmp"]:
+            self.ike.debug = False
+            return "Crypto ISAKMP debugging is off"
+        if head[:2] == ["undebug", "all"]:
+            self.ike.debug = False
+            self.host.admin(now, "undebug all")
+            return "All possible debugging has been turned off"
+        if head[:3] == ["clear", "crypto", "sa"]:
+            return self._with_peer(words, 3, lambda peer: (self.ike.clear(now, peer), "")[1])
+        if head[:4] == ["test", "crypto", "ipsec", "rekey"]:
+            # Lab extension (not an IOS command): rekey the current pairs now,
+            # as the lifetime check would; two routers told at the same
+            # instant make a simultaneous rekey.
+            return self._with_peer(words, 4, lambda peer: f"{self.ike.rekey_now(now, peer)} Quick Mode(s) started")
+        if head[:1] == ["show"]:
+            if head[1:3] in (["ping"], ["ip", "traffic"]):
+                return self.host.admin(now, " ".join(head[:3]))
+            return self._show(now, command)
+        return INVALID_INPUT
+
+    @staticmethod
+    def _with_peer(words: list[str], n: int, action) -> str:
+        """``... [peer A.B.C.D]`` after ``n`` keywords."""
+        if len(words) == n:
+            return action(None)
+        if len(words) == n + 2 and "peer".startswith(words[n]) and len(words[n]) >= 2:
+            try:
+                return action(str(ipaddress.IPv4Address(words[n + 1])))
+            except ValueError:
+                return f"% Invalid peer address {words[n + 1]}"
+        return INVALID_INPUT
+
+    def _show(self, now: float, command: str) -> str:
+        try:
+            from dmvpn.node import show_adapter  # written by the show helper
+        except ImportError:
+            return INVALID_INPUT
+        return show_adapter.run_router_show(self, now, command)
+
+    # ================================================================== data plane
+    def _esp_in(self, now: float, iface: str, header: IPv4Header, packet: bytes) -> None:
+        try:
+            sa, inner = unprotect(self.sad, now, packet)
+        except EspDrop as drop:
+            key = drop.reason.value
+            self.counters.esp_drops[key] = self.counters.esp_drops.get(key, 0) + 1
+            if drop.reason is DropReason.NO_SA:
+                self.ike.invalid_spi(now, header.src, header.dst, drop.spi, iface)
+            return
+        except DecodeError:
+            self.counters.malformed += 1
+            return
+        self.last_in[sa.peer] = now
+        try:
+            inner_header, inner_payload = decode_ipv4(inner, verify_checksum=False)
+        except DecodeError:
+            self.counters.malformed += 1
+            return
+        if inner_header.protocol == GRE_PROTOCOL:
+            self._gre_in(now, inner_header, inner_payload, protected=True)
+        else:
+            self.host.receive(now, iface, inner)
+
+    def _udp4500_in(self, now: float, iface: str, header: IPv4Header, udp, packet: bytes) -> None:
+        """UDP 4500 (RFC 3948 section 2): IKE behind the non-ESP marker, ESP,
+        or a NAT keepalive."""
+        try:
+            kind = classify_udp4500(udp.payload)
+        except DecodeError:
+            self.counters.malformed += 1
+            return
+        if kind is Udp4500Kind.IKE:
+            self.last_in[header.src] = now
+            self.ike.receive(now, header.src, udp.src_port, header.dst, udp.dst_port,
+                             strip_non_esp_marker(udp.payload))
+        elif kind is Udp4500Kind.ESP:
+            self._esp_in(now, iface, header, packet)
+
+    def _gre_in(self, now: float, header: IPv4Header, gre: bytes, *, protected: bool) -> None:
+        for name, tunnel in self.tunnels.items():
+            if tunnel.source != header.dst:
+                continue
+            if name in self.protected and not protected:
+                self.counters.clear_gre_drops += 1
+                return
+            delivery = tunnel.decapsulate(header.src, gre)
+            if delivery is None:
+                self.counters.tunnel_drops += 1
+                return
+            if delivery.protocol == GRE_PROTO_IPV4:
+                self.host.receive(now, name, delivery.payload)
+            return
+        self.counters.not_for_us += 1
+
+    def _tunnel_out(self, now: float, name: str, overlay: bytes) -> None:
+        tunnel = self.tunnels[name]
+        try:
+            dst = decode_ipv4(overlay, verify_checksum=False)[0].dst
+        except DecodeError:
+            self.counters.malformed += 1
+            return
+        out = tunnel.encapsulate(overlay, dst)
+        if out is None:
+            self.counters.tunnel_drops += 1
+            return
+        peer, gre = out
+        local = tunnel.source
+        datagram = IPv4Header(local, peer, GRE_PROTOCOL, ttl=255).encode(gre)
+        policy = self.policy_by_interface.get(name)
+        if policy is None:
+            self._send_physical(now, datagram, local)
+            return
+        selector = Selector.hosts(local, peer, GRE_PROTOCOL)
+        sa = self.sad.outbound_for(peer, selector)
+        if sa is None:
+            self.counters.no_sa_drops += 1
+            self.ike.acquire(now, policy, peer, local, selector)
+            return
+        try:
+            packet = protect(sa, now, datagram)
+        except EspDrop as drop:
+            key = drop.reason.value
+            self.counters.esp_drops[key] = self.counters.esp_drops.get(key, 0) + 1
+            return
+        self.last_out[peer] = now
+        self._send_physical(now, packet, local)
+
+    def _send_physical(self, now: float, packet: bytes, source: str) -> None:
+        for name, addr in self.physical.items():
+            if str(addr.ip) == source:
+                self._tx.append(Transmit(name, packet))
+                return
+        self.counters.tunnel_drops += 1
+
+    def _after(self, now: float) -> None:
+        """Drain IKE and the host stack into transmits and events."""
+        for _round in range(8):
+            self.ike.sad_events(now)
+            moved = False
+            for d in self.ike.poll_datagrams():
+                moved = True
+                marked = NAT_T_PORT in (d.sport, d.dport) and not d.raw
+                payload = add_non_esp_marker(d.payload) if marked else d.payload
+                udp = encode_udp(d.src, d.dst, d.sport, d.dport, payload)
+                self._send_physical(now, IPv4Header(d.src, d.dst, IpProto.UDP, ttl=255).encode(udp), d.src)
+            for tx in self.host.poll_transmit():
+                moved = True
+                if tx.iface in self.tunnels:
+                    self._tunnel_out(now, tx.iface, tx.packet)
+                else:
+                    self._tx.append(tx)
+            if not moved:
+                break
+        for flow in self.fluids:
+            flow.after_interaction(self, now)
+        self._events.extend(self.ike.poll_events())
+        self._events.extend(self.host.poll_events())
+
+    # ================================================================== DPD and lab hooks
+    def _traffic(self, peer: str) -> tuple[float | None, float | None]:
+        return self.last_in.get(peer), self.last_out.get(peer)
+
+    def add_fluid(self, flow: FluidFlow) -> None:
+        """Register a fluid flow that this router sends or receives."""
+        self.fluids.append(flow)
+
+    def _sync_fluids(self, now: float) -> None:
+        for flow in self.fluids:
+            flow.sync(self, now)
+
+    def render_debug(self, events: list[LogEvent]) -> str:
+        """``debug crypto isakmp`` lines of this router, IOS formatted."""
+        return "\n".join(render_line(e, self.clock) for e in events if e.category == "isakmp" and e.node == self.name)
