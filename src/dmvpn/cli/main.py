@@ -22,3 +22,7 @@ main.add_command(decode_command)
 from dmvpn.cli.config_cmd import config  # noqa: E402
 
 main.add_command(config)
+
+from dmvpn.cli.lab_cmd import lab  # noqa: E402
+
+main.add_command(lab)

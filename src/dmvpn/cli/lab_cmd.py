@@ -1,0 +1,182 @@
+"""``dmvpn lab run SCENARIO.toml`` and ``dmvpn lab seed``: scenarios in the
+simulator, with the show output, a summary, the explanation of every SA,
+the hub's ``debug crypto isakmp`` log and the SA timeline plot."""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+
+import click
+
+from dmvpn.config import ConfigError
+from dmvpn.ike.profiles import PROFILES
+from dmvpn.lab.report import apply_fix, explain_history, explain_sas, peer_pairs, summary
+from dmvpn.lab.runner import LabResult, LabRun
+from dmvpn.lab.scenario import Scenario, ScenarioError, load_scenario
+
+SEED_SCENARIO = "seed.toml"
+SEED_NODE, SEED_PEER = "hub", "172.17.3.2"
+
+
+def _seed_scenario() -> Scenario:
+    data = resources.files("dmvpn.lab") / "data" / SEED_SCENARIO
+    with resources.as_file(data) as path:
+        return load_scenario(path)
+
+
+def _progress_bar(enabled: bool):
+    """A rich progress bar on stderr (virtual time done / total), or None
+    when off (``--json``) or when stderr is not a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("lab"), BarColumn(),
+                    TextColumn("{task.completed:.0f}/{task.total:.0f} s virtual"),
+                    TimeElapsedColumn(), transient=True, console=Console(stderr=True))
+
+
+def _run(scenario: Scenario, *, profile: str | None, seed: int | None, duration: float | None,
+         fix: bool, debug_node: str | None, show_progress: bool) -> LabResult:
+    progress = _progress_bar(show_progress)
+    task = None
+
+    def tick(done: float, total: float) -> None:
+        if progress is not None:
+            progress.update(task, completed=done, total=total)
+
+    run = LabRun(scenario, profile=profile, seed=seed, duration=duration,
+                 progress=tick if progress is not None else None,
+                 config_transform=apply_fix if fix else None)
+    if debug_node is not None:
+        run.sim.admin(debug_node, "debug crypto isakmp")
+    if progress is None:
+        return run.run()
+    with progress:
+        task = progress.add_task("lab", total=run.duration)
+        return run.run()
+
+
+def _write_debug(result: LabResult, node: str, path: Path) -> None:
+    router = result.routers[node]
+    events = result.sim.events_for(node, "isakmp")
+    path.write_text(router.render_debug(events))
+
+
+def _report(result: LabResult, *, focus: tuple[str, str] | None, explain: bool, as_json: bool,
+            debug_log: Path | None, debug_node: str | None, plot: Path | None) -> None:
+    pairs = peer_pairs(result)
+    if focus is None or focus not in pairs:
+        focus = pairs[0] if pairs else None
+    if debug_log is not None and debug_node is not None:
+        _write_debug(result, debug_node, debug_log)
+    if plot is not None and focus is not None:
+        from dmvpn.lab.plot import plot_timeline
+
+        plot_timeline(result, focus[0], focus[1], plot)
+    shows = {f"{spec.node}: {spec.command}": text for spec, text in result.shows}
+    if as_json:
+        doc = {
+            "scenario": result.scenario.name,
+            "summary": summary(result, *focus) if focus else {},
+            "peers": [summary(result, n, p) for n, p in pairs],
+            "shows": shows,
+        }
+        if explain and focus:
+            doc["explanation"] = explain_sas(result, *focus) + explain_history(result, *focus)
+        click.echo(json.dumps(doc, indent=2))
+        return
+    for spec, text in result.shows:
+        click.echo(f"{result.routers[spec.node].config.hostname}#{spec.command}")
+        click.echo(text)
+        click.echo()
+    for node, peer in pairs:
+        s = summary(result, node, peer)
+        click.echo(f"Summary for {node} with {peer} ({result.profile}, seed {result.seed}, "
+                   f"{result.duration:.0f} s virtual):")
+        for key, value in s.items():
+            if key not in ("node", "peer", "profile", "seed", "duration_s"):
+                click.echo(f"  {key:26} {value}")
+    if explain and focus:
+        click.echo()
+        click.echo("\n".join(explain_sas(result, *focus)))
+        click.echo()
+        click.echo("\n".join(explain_history(result, *focus)))
+    click.echo(f"(lab mechanism: {_mechanism(result)})")
+
+
+def _mechanism(result: LabResult) -> str:
+    p = next(iter(result.routers.values())).profile
+    if p.lifetime_check_period:
+        return (f"profile {p.name}: each router checks its SA lifetimes every "
+                f"{p.lifetime_check_period:g} s (+/- {p.lifetime_check_jitter:g} s) at its own "
+                f"phase; a replaced pair is deleted "
+                + (f"{p.delete_replaced_after[0]:g}-{p.delete_replaced_after[1]:g} s after its "
+                   "replacement" if p.delete_replaced_after else "only when it expires"))
+    return f"profile {p.name}: soft limits acted on at once"
+
+
+def _options(fn):
+    fn = click.option("--profile", type=click.Choice(sorted(PROFILES)), default=None,
+                      help="behaviour profile for every node (default: the scenario's)")(fn)
+    fn = click.option("--seed", type=click.IntRange(min=0), default=None, help="random seed")(fn)
+    fn = click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+                      help="virtual seconds to run")(fn)
+    fn = click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")(fn)
+    fn = click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                      help="write the SA timeline (PNG or SVG by suffix)")(fn)
+    fn = click.option("--debug-log", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                      help="write the first node's debug crypto isakmp output")(fn)
+    fn = click.option("--fix", is_flag=True,
+                      help="apply the recommended fix to the configs (no kilobyte lifetime)")(fn)
+    return fn
+
+
+@click.group("lab")
+def lab() -> None:
+    """Run routers from IOS configs in the simulator, in virtual time."""
+
+
+def _guarded(fn):
+    """Scenario and config errors are one line, exit status 1."""
+    try:
+        return fn()
+    except (ScenarioError, ConfigError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+@lab.command("seed")
+@_options
+def seed_cmd(profile, seed, duration, as_json, plot, debug_log, fix) -> None:
+    """The seed: hub and spoke of ../shared/seed under ~0.85 Gbit/s for an hour.
+
+    Prints the hub's `show crypto ipsec sa peer 172.17.3.2`, a summary and the
+    explanation of every SA."""
+    def go() -> None:
+        scenario = _seed_scenario()
+        result = _run(scenario, profile=profile, seed=seed, duration=duration, fix=fix,
+                      debug_node=SEED_NODE if debug_log else None, show_progress=not as_json)
+        _report(result, focus=(SEED_NODE, SEED_PEER), explain=True, as_json=as_json,
+                debug_log=debug_log, debug_node=SEED_NODE, plot=plot)
+    _guarded(go)
+
+
+@lab.command("run")
+@click.argument("scenario_file", type=click.Path(dir_okay=False, path_type=Path))
+@_options
+@click.option("--explain", is_flag=True, help="explain every SA of the first node")
+def run_cmd(scenario_file, profile, seed, duration, as_json, plot, debug_log, fix, explain) -> None:
+    """Run SCENARIO_FILE (TOML: nodes, links, flows, probes, faults, shows)."""
+    def go() -> None:
+        scenario = load_scenario(scenario_file)
+        first = scenario.nodes[0].name
+        result = _run(scenario, profile=profile, seed=seed, duration=duration, fix=fix,
+                      debug_node=first if debug_log else None, show_progress=not as_json)
+        _report(result, focus=None, explain=explain, as_json=as_json, debug_log=debug_log,
+                debug_node=first, plot=plot)
+    _guarded(go)
