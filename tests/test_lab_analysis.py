@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dmvpn.lab.analysis import analyse
-from dmvpn.lab.ledger import SaRecord
+from dmvpn.ipsec.analysis import analyse
+from dmvpn.ipsec.ledger import SaRecord
 
 KB = 1024
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dmvpn.cli.lab_cmd import SEED_NODE, SEED_PEER, _seed_scenario
-from dmvpn.lab.report import apply_fix, explain_history, explain_sas, summary
+from dmvpn.lab.report import apply_fix, explain_history, explain_lab_sas, summary
 from dmvpn.lab.runner import LabResult, LabRun
 from test_show_support import genie_parse
 
@@ -48,7 +48,7 @@ def test_default_profile_reproduces_the_seed(default: LabResult) -> None:
 
 
 def test_every_volume_rekey_interval_is_in_the_seed_range(default: LabResult) -> None:
-    from dmvpn.lab.analysis import analyse
+    from dmvpn.ipsec.analysis import analyse
 
     a = analyse(default.records, SEED_NODE, SEED_PEER, default.duration)
     gaps = a.rekey_intervals()
@@ -65,7 +65,7 @@ def test_improved_profile_keeps_two_pairs_at_most(improved: LabResult) -> None:
 
 def test_explanation_names_cause_interval_orphans_and_fix(default: LabResult) -> None:
     s = summary(default, SEED_NODE, SEED_PEER)
-    sas = "\n".join(explain_sas(default, SEED_NODE, SEED_PEER))
+    sas = "\n".join(explain_lab_sas(default, SEED_NODE, SEED_PEER))
     history = "\n".join(explain_history(default, SEED_NODE, SEED_PEER))
     assert "volume lifetime drives the rekeys" in history
     assert f"median interval {s['median_rekey_interval_s']} s" in history
@@ -155,3 +155,26 @@ def test_bad_scenario_is_one_line(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and "bad.toml:2: lab.duration" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_running_router_explains_its_sas(default: LabResult) -> None:
+    """`show crypto ipsec sa explain` on the hub: one paragraph per pair it
+    holds, from its own SA history (the lab's view adds the peer's)."""
+    text = default.sim.admin(SEED_NODE, "show crypto ipsec sa explain")
+    hub = default.routers[SEED_NODE]
+    held = [sa for sa in hub.sad.for_peer(SEED_PEER) if sa.direction.value == "inbound"]
+    assert text.startswith(f"Why HUB holds {len(held)} SA pair(s) with {SEED_PEER}:")
+    for sa in held:
+        assert f"inbound 0x{sa.spi:08X}" in text
+    assert "the newest pair: carries the current traffic" in text
+    assert default.sim.admin(SEED_NODE, "show crypto ipsec sa peer 10.9.9.9 explain") == "No IPsec SAs with 10.9.9.9"
+
+
+def test_flow_counters_survive_rekeys(default: LabResult) -> None:
+    """IOS's #pkts are per flow: they keep counting across ~90 rekeys."""
+    hub = default.routers[SEED_NODE]
+    flow = json.loads(default.sim.admin(SEED_NODE, "show crypto ipsec sa | json"))[
+        "interface"]["Tunnel0"]["ident"]["1"]
+    every_out = sum(sa.pkts_encaps for sa in hub.sad.history if sa.direction.value == "outbound")
+    alive_out = sum(sa.pkts_encaps for sa in hub.sad.for_peer(SEED_PEER) if sa.direction.value == "outbound")
+    assert flow["pkts_encaps"] == every_out > alive_out

@@ -13,7 +13,7 @@ import click
 
 from dmvpn.config import ConfigError
 from dmvpn.ike.profiles import PROFILES
-from dmvpn.lab.report import apply_fix, explain_history, explain_sas, peer_pairs, summary
+from dmvpn.lab.report import apply_fix, explain_history, explain_lab_sas, peer_pairs, summary
 from dmvpn.lab.runner import LabResult, LabRun
 from dmvpn.lab.scenario import Scenario, ScenarioError, load_scenario
 
@@ -87,7 +87,7 @@ def _report(result: LabResult, *, focus: tuple[str, str] | None, explain: bool, 
             "shows": shows,
         }
         if explain and focus:
-            doc["explanation"] = explain_sas(result, *focus) + explain_history(result, *focus)
+            doc["explanation"] = explain_lab_sas(result, *focus) + explain_history(result, *focus)
         click.echo(json.dumps(doc, indent=2))
         return
     for spec, text in result.shows:
@@ -103,7 +103,7 @@ def _report(result: LabResult, *, focus: tuple[str, str] | None, explain: bool, 
                 click.echo(f"  {key:26} {value}")
     if explain and focus:
         click.echo()
-        click.echo("\n".join(explain_sas(result, *focus)))
+        click.echo("\n".join(explain_lab_sas(result, *focus)))
         click.echo()
         click.echo("\n".join(explain_history(result, *focus)))
     click.echo(f"(lab mechanism: {_mechanism(result)})")

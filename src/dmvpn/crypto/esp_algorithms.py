@@ -161,11 +161,12 @@ class EspTransform:
     @property
     def ios_name(self) -> str:
         """The transform as ``show crypto ipsec sa`` prints it, e.g.
-        ``esp-aes esp-sha256-hmac`` or ``esp-256-aes esp-sha256-hmac``."""
+        ``esp-aes esp-sha256-hmac``, ``esp-256-aes esp-sha256-hmac`` or
+        ``esp-gcm 256`` (as the genieparser samples of IOS-XE show GCM)."""
         if self.encr == EspTransformId.ESP_AES_CBC:
             cipher = "esp-aes" if self.key_bits == 128 else f"esp-{self.key_bits}-aes"
         elif self.is_aead:
-            cipher = "esp-gcm" if self.key_bits == 128 else f"esp-{self.key_bits}-gcm"
+            cipher = "esp-gcm" if self.key_bits == 128 else f"esp-gcm {self.key_bits}"
         elif self.encr == EspTransformId.ESP_3DES:
             cipher = "esp-3des"
         else:

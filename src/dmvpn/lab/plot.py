@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from dmvpn.lab.analysis import analyse  # noqa: E402
+from dmvpn.ipsec.analysis import analyse  # noqa: E402
 from dmvpn.lab.runner import LabResult  # noqa: E402
 
 COLOURS = {"carrying": "#2a7de1", "lingering": "#f0a030", "orphan": "#d62728"}

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dmvpn.lab.analysis import Exchange, PeerAnalysis, analyse
+from dmvpn.ipsec.analysis import PeerAnalysis, analyse
 from dmvpn.lab.runner import LabResult
+from dmvpn.node.explain import alive, explain_sas
 
 #: The configuration change the explanation recommends for volume-driven rekeys.
 FIX_LINE = "set security-association lifetime kilobytes disable"
@@ -35,19 +36,6 @@ def apply_fix(config_text: str) -> str:
     if in_profile:
         out.append(f" {FIX_LINE}")
     return "\n".join(out) + "\n"
-
-
-def _hex(spi: int) -> str:
-    return f"0x{spi:08X}"
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.1f} h ago"
 
 
 def peer_pairs(result: LabResult) -> list[tuple[str, str]]:
@@ -86,65 +74,15 @@ def summary(result: LabResult, node: str, peer: str) -> dict[str, Any]:
         "median_rekey_interval_s": None if median is None else round(median, 1),
         "probe_packets_sent": sum(p.sent for p in result.probes),
         "probe_packets_lost": sum(p.lost for p in result.probes),
-        "pairs_at_end": sum(1 for x in a.exchanges if _alive_at_end(x, result.duration)),
+        "pairs_at_end": sum(1 for x in a.exchanges if alive(x)),
     }
 
 
-def _alive_at_end(x: Exchange, end: float) -> bool:
-    return x.inbound.deleted_at is None or x.outbound.deleted_at is None
-
-
-def _last_packet(x: Exchange) -> float:
-    times = [t for t in (x.inbound.last_packet, x.outbound.last_packet) if t is not None]
-    return max(times) if times else x.at
-
-
-def _cause_phrase(x: Exchange, names: dict[str, str]) -> str:
-    who = names.get(x.initiator_node, x.initiator_node)
-    if x.collision_with is not None:
-        gap_ms = abs(x.at - x.collision_with.at) * 1000
-        return (f"when both peers started a Quick Mode within {gap_ms:.0f} ms "
-                f"({x.cause} by {who}; IKEv1 has no collision rule, so both completed)")
-    if x.cause == "initial":
-        return f"when the tunnel first came up (initial Quick Mode started by {who})"
-    if x.cause == "volume rekey":
-        return f"by a volume rekey {who} started (the previous SA had used 90% of its kilobytes)"
-    if x.cause == "time rekey":
-        return f"by a time rekey {who} started (shortly before the previous SA's seconds ran out)"
-    return f"by a {x.cause} started by {who}"
-
-
-def explain_sas(result: LabResult, node: str, peer: str) -> list[str]:
-    """One paragraph per SA pair ``node`` still holds with ``peer`` at the end."""
-    end = result.duration
-    a = analyse_result(result, node, peer)
+def explain_lab_sas(result: LabResult, node: str, peer: str) -> list[str]:
+    """:func:`~dmvpn.node.explain.explain_sas` at the end of a lab run, with
+    every router's records (so the initiator's own reason is named)."""
     names = {n: r.config.hostname for n, r in result.routers.items()}
-    alive = [x for x in a.exchanges if _alive_at_end(x, end)]
-    lines = [f"Why {names.get(node, node)} holds {len(alive)} SA pair(s) with {peer} "
-             f"at {end:.0f} s of the run:"]
-    newest = max(alive, key=lambda x: x.at) if alive else None
-    for x in alive:
-        out, inb = x.outbound, x.inbound
-        kb, secs = out.remaining(end)
-        left = f"{secs:.0f} s" + (f" / {kb} KB" if kb is not None else "")
-        lines.append(f"  inbound {_hex(inb.spi)} / outbound {_hex(out.spi)} "
-                     f"(conn id {inb.conn_id}/{out.conn_id}):")
-        lines.append(f"    created {_ago(end - x.at)} {_cause_phrase(x, names)};")
-        if x.packets == 0 or x.orphan:
-            idle = ("has never carried a packet" if x.packets == 0 else
-                    f"has carried nothing for {_ago(end - _last_packet(x)).removesuffix(' ago')}")
-            lines.append(f"    an orphan: {idle}; nobody rekeys an idle SA and nobody deleted "
-                         f"it, so it stays until its lifetime ends: expires in {left}.")
-        elif x is newest:
-            lines.append("    the newest pair: carries the current traffic "
-                         f"({out.packets} packets out, {inb.packets} in so far).")
-        else:
-            successor = min((y for y in a.exchanges if y.at > x.at and y.packets > 0),
-                            key=lambda y: y.at, default=None)
-            since = f" {_ago(end - successor.at)} by {_hex(successor.outbound.spi)}" if successor else ""
-            lines.append(f"    replaced{since}; kept until the peer's DELETE or its expiry "
-                         f"({left} left).")
-    return lines
+    return explain_sas(result.records, node, peer, result.duration, names)
 
 
 def explain_history(result: LabResult, node: str, peer: str) -> list[str]:

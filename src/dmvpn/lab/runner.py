@@ -4,7 +4,7 @@ flows, ping probes, faults and show captures, all in virtual time.
 The runner owns nothing protocol-specific: it builds :class:`Router`
 engines, wires them into a :class:`Simulator`, schedules the scenario's
 events with ``call_at`` and, at the end, reads each router's SA history into
-a ledger (:mod:`dmvpn.lab.ledger`) for the analysis, the explanation and the
+a ledger (:mod:`dmvpn.ipsec.ledger`) for the analysis, the explanation and the
 timeline plot.
 """
 
@@ -19,7 +19,7 @@ from ipaddress import IPv4Address
 from dmvpn.config import load_config, parse_config
 from dmvpn.config.parser import read_config_text
 from dmvpn.lab.fluid import FluidFlow
-from dmvpn.lab.ledger import SaRecord, record_of
+from dmvpn.ipsec.ledger import SaRecord, record_of
 from dmvpn.lab.scenario import FaultAction, ProbeSpec, Scenario, ShowSpec
 from dmvpn.node.icmp_echo import PingSession
 from dmvpn.node.router import Router

@@ -37,7 +37,10 @@ from dmvpn.ike.profiles import DEFAULT_PROFILE, get_profile
 from dmvpn.ipsec.esp import DropReason, EspDrop, protect, unprotect
 from dmvpn.ipsec.sa import Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
+from dmvpn.ipsec.ledger import record_of
+from dmvpn.node import show_adapter
 from dmvpn.node.engine import LogEvent, RandomSource, Transmit
+from dmvpn.node.explain import explain_sas
 from dmvpn.node.icmp_echo import IcmpEchoEngine
 from dmvpn.node.policies import GRE_PROTOCOL, child_policies
 from dmvpn.tunnel.interface import TunnelInterface
@@ -208,8 +211,20 @@ class Router:
         if head[:1] == ["show"]:
             if head[1:3] in (["ping"], ["ip", "traffic"]):
                 return self.host.admin(now, " ".join(head[:3]))
-            return self._show(now, command)
+            if head[1:4] == ["crypto", "ipsec", "sa"] and words[-1] == "explain":
+                return self._with_peer(words[:-1], 4, lambda peer: self._explain(now, peer))
+            return show_adapter.run_router_show(self, now, command)
         return INVALID_INPUT
+
+    def _explain(self, now: float, peer: str | None) -> str:
+        """``show crypto ipsec sa [peer A] explain`` (not IOS): why each SA
+        with each peer exists, from this router's own SA history."""
+        records = [record_of(self.name, sa) for sa in self.sad.history]
+        peers = sorted({r.peer for r in records if peer is None or r.peer == peer})
+        if not peers:
+            return "No IPsec SAs" + (f" with {peer}" if peer else "")
+        names = {self.name: self.config.hostname}
+        return "\n".join(line for p in peers for line in explain_sas(records, self.name, p, now, names))
 
     @staticmethod
     def _with_peer(words: list[str], n: int, action) -> str:
@@ -222,13 +237,6 @@ class Router:
             except ValueError:
                 return f"% Invalid peer address {words[n + 1]}"
         return INVALID_INPUT
-
-    def _show(self, now: float, command: str) -> str:
-        try:
-            from dmvpn.node import show_adapter  # written by the show helper
-        except ImportError:
-            return INVALID_INPUT
-        return show_adapter.run_router_show(self, now, command)
 
     # ================================================================== data plane
     def _esp_in(self, now: float, iface: str, header: IPv4Header, packet: bytes) -> None:

@@ -171,19 +171,24 @@ class RouterShowState:
         inbound = [sa for sa in sas if sa.direction is SaDirection.INBOUND]
         outbound = [sa for sa in sas if sa.direction is SaDirection.OUTBOUND]
         local = sas[0].local
+        # IOS counts per flow, across rekeys: the SAs of this flow that are
+        # gone still count (the SAD keeps every SA it installed)
+        flow_sas = [sa for sa in self.router.sad.history if sa.peer == peer and sa.selector == selector]
+        flow_in = [sa for sa in flow_sas if sa.direction is SaDirection.INBOUND]
+        flow_out = [sa for sa in flow_sas if sa.direction is SaDirection.OUTBOUND]
         if selector is None:
             selector = Selector.hosts(local, peer)
         counters = IpsecFlowCounters(
-            encaps=sum(sa.pkts_encaps for sa in outbound),
-            encrypt=sum(sa.pkts_encrypt for sa in outbound),
-            digest=sum(sa.pkts_digest for sa in outbound),
-            decaps=sum(sa.pkts_decaps for sa in inbound),
-            decrypt=sum(sa.pkts_decrypt for sa in inbound),
-            verify=sum(sa.pkts_verify for sa in inbound),
-            send_errors=sum(sa.send_errors for sa in outbound),
-            recv_errors=sum(sa.recv_errors for sa in inbound),
-            replay_failed_rcv=sum(sa.replay_drops for sa in inbound),
-            verify_failed=sum(sa.integrity_failures for sa in inbound),
+            encaps=sum(sa.pkts_encaps for sa in flow_out),
+            encrypt=sum(sa.pkts_encrypt for sa in flow_out),
+            digest=sum(sa.pkts_digest for sa in flow_out),
+            decaps=sum(sa.pkts_decaps for sa in flow_in),
+            decrypt=sum(sa.pkts_decrypt for sa in flow_in),
+            verify=sum(sa.pkts_verify for sa in flow_in),
+            send_errors=sum(sa.send_errors for sa in flow_out),
+            recv_errors=sum(sa.recv_errors for sa in flow_in),
+            replay_failed_rcv=sum(sa.replay_drops for sa in flow_in),
+            verify_failed=sum(sa.integrity_failures for sa in flow_in),
         )
         current = self.router.sad.outbound_for(peer, selector)
         first = (outbound or inbound)[0]

@@ -26,7 +26,7 @@ import statistics
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
-from dmvpn.lab.ledger import SaRecord
+from dmvpn.ipsec.ledger import SaRecord
 
 COLLISION_WINDOW_S = 5.0
 ORPHAN_MIN_AGE_S = 60.0

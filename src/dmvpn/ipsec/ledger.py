@@ -60,5 +60,5 @@ def record_of(node: str, sa: Any) -> SaRecord:
         deleted_at=sa.deleted_at, bytes=sa.bytes, packets=sa.packets,
         first_packet=sa.first_packet_time, last_packet=sa.last_packet_time,
         hard_seconds=lt.hard_seconds, hard_bytes=lt.hard_bytes,
-        transform=sa.transform.ios_text if hasattr(sa.transform, "ios_text") else str(sa.transform),
+        transform=sa.transform.ios_name,
     )
