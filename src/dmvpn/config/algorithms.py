@@ -1,20 +1,21 @@
 """Algorithm names as IOS spells them, mapped to IKEv1 / IPsec DOI numbers.
 
-Phase-1 enums (encryption, hash, DH group) are the crypto layer's own
-(:mod:`dmvpn.crypto.ike_algorithms`, :mod:`dmvpn.crypto.dh_groups`); this
-module adds the values the configuration needs besides them: the phase-1
-authentication method (RFC 2409 appendix A, attribute 3), the ESP transform
-identifiers (RFC 2407 section 4.4.4, IANA "IPsec ESP Transform Identifiers"),
-the phase-2 authentication algorithm (RFC 2407 section 4.5, attribute 5) and
-the encapsulation mode (RFC 2407 section 4.5, attribute 4).
+The enums are defined once, lower down, and re-exported here: encryption,
+hash, DH group, ESP transform ID and ESP authentication algorithm by the
+crypto layer (:mod:`dmvpn.crypto.ike_algorithms`, :mod:`dmvpn.crypto.dh_groups`,
+:mod:`dmvpn.crypto.esp_algorithms`), the phase-1
+authentication method (RFC 2409 appendix A, attribute 3) and the
+encapsulation mode (RFC 2407 section 4.5, attribute 4) by
+:mod:`dmvpn.wire.isakmp_registry`.
 """
 
 from __future__ import annotations
 
-from enum import IntEnum
-
 from dmvpn.crypto.dh_groups import DhGroup
+from dmvpn.crypto.esp_algorithms import EspAuthAlgorithm, EspTransformId
 from dmvpn.crypto.ike_algorithms import EncryptionAlgorithm, HashAlgorithm
+from dmvpn.wire.isakmp_registry import AuthenticationMethod as IkeAuthMethod
+from dmvpn.wire.isakmp_registry import EncapsulationMode
 
 __all__ = [
     "DhGroup",
@@ -31,46 +32,6 @@ __all__ = [
     "ESP_CIPHER_NAMES",
     "ESP_AUTH_NAMES",
 ]
-
-
-class IkeAuthMethod(IntEnum):
-    """Phase-1 attribute 3, authentication method (RFC 2409 appendix A)."""
-
-    PRE_SHARED_KEY = 1
-    DSS_SIGNATURES = 2
-    RSA_SIGNATURES = 3
-    RSA_ENCRYPTION = 4
-
-
-class EspTransformId(IntEnum):
-    """ESP transform identifiers (RFC 2407 4.4.4; 12 RFC 3602, 20 RFC 4106,
-    23 RFC 4543)."""
-
-    ESP_DES = 2
-    ESP_3DES = 3
-    ESP_NULL = 11
-    ESP_AES_CBC = 12
-    ESP_AES_GCM_16 = 20
-    ESP_NULL_AUTH_AES_GMAC = 23
-
-
-class EspAuthAlgorithm(IntEnum):
-    """Phase-2 attribute 5, authentication algorithm (RFC 2407 4.5; 5-7 from
-    RFC 4868)."""
-
-    HMAC_MD5 = 1
-    HMAC_SHA = 2
-    HMAC_SHA2_256 = 5
-    HMAC_SHA2_384 = 6
-    HMAC_SHA2_512 = 7
-
-
-class EncapsulationMode(IntEnum):
-    """Phase-2 attribute 4, encapsulation mode (RFC 2407 4.5; the
-    UDP-encapsulated values 3 and 4 are negotiated, never configured)."""
-
-    TUNNEL = 1
-    TRANSPORT = 2
 
 
 #: ``encryption``/``encr`` keywords of ``crypto isakmp policy`` this stack runs.

@@ -1,4 +1,5 @@
-"""ESP ciphers and integrity algorithms, addressed by their registry numbers.
+"""ESP ciphers and integrity algorithms, addressed by their registry numbers
+(the single definition of both registries; wire/ and config/ re-export them).
 
 * ESP transform IDs (RFC 2407 section 4.4.4, IANA "IPsec ESP Transform
   Identifiers"): 3 3DES (RFC 2451), 11 NULL (RFC 2410), 12 AES-CBC
@@ -31,25 +32,46 @@ except ImportError:  # pragma: no cover - older cryptography
 
 
 class EspTransformId(IntEnum):
-    """ESP transform identifiers (RFC 2407 4.4.4; RFC 4106 section 8.1)."""
+    """ESP transform IDs (RFC 2407 section 4.4.4, IANA)."""
 
+    ESP_DES_IV64 = 1
+    ESP_DES = 2
     ESP_3DES = 3
+    ESP_RC5 = 4
+    ESP_IDEA = 5
+    ESP_CAST = 6
+    ESP_BLOWFISH = 7
+    ESP_3IDEA = 8
+    ESP_DES_IV32 = 9
+    ESP_RC4 = 10
     ESP_NULL = 11
     ESP_AES_CBC = 12
+    ESP_AES_CTR = 13
+    ESP_AES_CCM_8 = 14
+    ESP_AES_CCM_12 = 15
+    ESP_AES_CCM_16 = 16
     ESP_AES_GCM_8 = 18
     ESP_AES_GCM_12 = 19
     ESP_AES_GCM_16 = 20
+    ESP_NULL_AUTH_AES_GMAC = 23
 
 
 class EspAuthAlgorithm(IntEnum):
-    """IKEv1 phase-2 "Authentication Algorithm" values (RFC 2407 4.5, RFC 4868)."""
+    """Phase-2 attribute 5 (RFC 2407 4.5, RFC 4868 section 2.4).
+
+    ``NONE`` (0, reserved on the wire) marks an ESP transform without a
+    separate integrity algorithm, i.e. combined mode (RFC 4106 section 8.3).
+    """
 
     NONE = 0
     HMAC_MD5 = 1
     HMAC_SHA = 2
+    DES_MAC = 3
+    KPDK = 4
     HMAC_SHA2_256 = 5
     HMAC_SHA2_384 = 6
     HMAC_SHA2_512 = 7
+    AES_XCBC_MAC = 9
 
 
 class UnsupportedTransform(ValueError):
@@ -62,6 +84,9 @@ GCM_IDS = {
     EspTransformId.ESP_AES_GCM_16: 16,
 }
 GCM_SALT_BYTES = 4  # RFC 4106 section 8.1: key material = key || 4-byte salt
+
+#: The ciphers this data plane runs.
+_CIPHERS = {EspTransformId.ESP_NULL, EspTransformId.ESP_3DES, EspTransformId.ESP_AES_CBC, *GCM_IDS}
 
 # auth algorithm -> (hash, key bytes, truncated ICV bytes)
 _HMACS: dict[EspAuthAlgorithm, tuple[type[hashes.HashAlgorithm], int, int]] = {
@@ -95,6 +120,8 @@ class EspTransform:
     auth: EspAuthAlgorithm = EspAuthAlgorithm.HMAC_SHA2_256
 
     def __post_init__(self) -> None:
+        if self.encr not in _CIPHERS:
+            raise UnsupportedTransform(f"ESP transform {self.encr!r} is not supported")
         if self.encr == EspTransformId.ESP_NULL:
             valid = {0}
         elif self.encr == EspTransformId.ESP_3DES:

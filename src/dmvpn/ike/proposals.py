@@ -25,9 +25,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from dmvpn.config import IsakmpPolicy, TransformSet
 from dmvpn.config.algorithms import EncapsulationMode, EspAuthAlgorithm, EspTransformId
-from dmvpn.crypto.esp_algorithms import EspAuthAlgorithm as EspAuth
 from dmvpn.crypto.esp_algorithms import EspTransform
-from dmvpn.crypto.esp_algorithms import EspTransformId as EspId
 from dmvpn.crypto.ike_algorithms import EncryptionAlgorithm, HashAlgorithm
 from dmvpn.wire.isakmp_payloads import Attribute, Proposal, SaPayload, Transform
 from dmvpn.wire.isakmp_registry import (
@@ -225,9 +223,9 @@ class Phase2Choice:
 
 def esp_transform(ts: TransformSet) -> EspTransform:
     """The data-plane transform for a configured set."""
-    auth = EspAuth(int(ts.auth)) if ts.auth is not None else EspAuth.NONE
+    auth = ts.auth if ts.auth is not None else EspAuthAlgorithm.NONE
     bits = ts.key_bits if ts.key_bits is not None else (192 if ts.cipher == EspTransformId.ESP_3DES else 0)
-    return EspTransform(EspId(int(ts.cipher)), bits, auth)
+    return EspTransform(ts.cipher, bits, auth)
 
 
 #: RFC 3947 section 5.1: UDP-encapsulated tunnel (3) / transport (4); the drafts used 61443/61444.

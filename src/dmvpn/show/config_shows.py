@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from dmvpn.config.algorithms import (
+    ESP_AUTH_NAMES,
     DhGroup,
     EncapsulationMode,
     EncryptionAlgorithm,
@@ -34,13 +35,7 @@ DEFAULT_TRANSFORM_SET = TransformSet(
     ios_text="esp-aes esp-sha-hmac",
 )
 
-_ESP_AUTH_WORDS = {
-    EspAuthAlgorithm.HMAC_MD5: "esp-md5-hmac",
-    EspAuthAlgorithm.HMAC_SHA: "esp-sha-hmac",
-    EspAuthAlgorithm.HMAC_SHA2_256: "esp-sha256-hmac",
-    EspAuthAlgorithm.HMAC_SHA2_384: "esp-sha384-hmac",
-    EspAuthAlgorithm.HMAC_SHA2_512: "esp-sha512-hmac",
-}
+_ESP_AUTH_WORDS = {auth: word for word, auth in ESP_AUTH_NAMES.items()}
 
 _ENCRYPTION_TEXT = {
     EncryptionAlgorithm.DES_CBC: "DES - Data Encryption Standard (56 bit keys).",

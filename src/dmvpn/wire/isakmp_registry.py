@@ -2,15 +2,22 @@
 
 Sources: RFC 2408 section 3.1 (exchange types), 3.1 (flags), 3.4 (DOI),
 3.14.1 (notify message types); RFC 2407 section 4.2 (situation), 4.4.1
-(protocol IDs), 4.4.4 (ESP transform IDs), 4.5 (IPsec SA attributes), 4.6.2.1
+(protocol IDs), 4.5 (IPsec SA attributes), 4.6.2.1
 (ID types), 4.6.3 (IPsec notify status); RFC 2409 appendix A (Oakley
 attributes); RFC 3706 (DPD); RFC 3947 (NAT-D, NAT-OA); IANA "ISAKMP Payload
-Types".
+Types". The ESP transform IDs (4.4.4) and the phase-2 authentication
+algorithm (4.5, attribute 5) are the crypto layer's enums, re-exported here.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum, IntFlag
+
+from dmvpn.crypto.esp_algorithms import EspAuthAlgorithm
+from dmvpn.crypto.esp_algorithms import EspTransformId as EspTransformId  # re-export
+
+#: Phase-2 attribute 5 (RFC 2407 4.5); one enum with the data plane's.
+AuthenticationAlgorithm = EspAuthAlgorithm
 
 
 class PayloadType(IntEnum):
@@ -96,31 +103,6 @@ class IsakmpTransformId(IntEnum):
     KEY_IKE = 1
 
 
-class EspTransformId(IntEnum):
-    """ESP transform IDs (RFC 2407 section 4.4.4, IANA)."""
-
-    ESP_DES_IV64 = 1
-    ESP_DES = 2
-    ESP_3DES = 3
-    ESP_RC5 = 4
-    ESP_IDEA = 5
-    ESP_CAST = 6
-    ESP_BLOWFISH = 7
-    ESP_3IDEA = 8
-    ESP_DES_IV32 = 9
-    ESP_RC4 = 10
-    ESP_NULL = 11
-    ESP_AES_CBC = 12
-    ESP_AES_CTR = 13
-    ESP_AES_CCM_8 = 14
-    ESP_AES_CCM_12 = 15
-    ESP_AES_CCM_16 = 16
-    ESP_AES_GCM_8 = 18
-    ESP_AES_GCM_12 = 19
-    ESP_AES_GCM_16 = 20
-    ESP_NULL_AUTH_AES_GMAC = 23
-
-
 class AhTransformId(IntEnum):
     """AH transform IDs (RFC 2407 section 4.4.3)."""
 
@@ -200,19 +182,6 @@ class EncapsulationMode(IntEnum):
     UDP_TRANSPORT = 4
     UDP_TUNNEL_DRAFT = 61443
     UDP_TRANSPORT_DRAFT = 61444
-
-
-class AuthenticationAlgorithm(IntEnum):
-    """Phase-2 attribute 5 (RFC 2407 4.5, RFC 4868 section 2.4)."""
-
-    HMAC_MD5 = 1
-    HMAC_SHA = 2
-    DES_MAC = 3
-    KPDK = 4
-    HMAC_SHA2_256 = 5
-    HMAC_SHA2_384 = 6
-    HMAC_SHA2_512 = 7
-    AES_XCBC_MAC = 9
 
 
 class IdType(IntEnum):
