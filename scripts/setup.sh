@@ -9,6 +9,12 @@ need_apt=()
 command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
+command -v sysctl >/dev/null 2>&1 || need_apt+=(procps)        # real-mode tests, netlab: per-namespace sysctls
+command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)   # real-mode tests: the not-root check
+# tests/test_real_strongswan.py: strongSwan as the reference peer (../shared/lab/strongswan_peer.sh)
+[ -x /usr/lib/ipsec/charon ] && command -v swanctl >/dev/null 2>&1 \
+  && [ -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] \
+  || need_apt+=(strongswan-charon strongswan-swanctl libcharon-extra-plugins)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: need root to install: ${need_apt[*]}" >&2

@@ -26,3 +26,12 @@ main.add_command(config)
 from dmvpn.cli.lab_cmd import lab  # noqa: E402
 
 main.add_command(lab)
+
+from dmvpn.cli.run_cmd import COMMANDS as RUN_COMMANDS  # noqa: E402
+
+for _command in RUN_COMMANDS:
+    main.add_command(_command)
+
+from dmvpn.cli.netlab_cmd import netlab  # noqa: E402
+
+main.add_command(netlab)

@@ -1,0 +1,191 @@
+"""Throughput through real tunnels in network namespaces, as JSON.
+
+Modes (run as root; each builds its namespaces, measures, removes them):
+
+* ``strongswan``: the reference. ../shared/lab/strongswan_netns_lab.sh brings
+  up two strongSwan peers (IKEv1, userspace ESP in UDP 4500 over TUN), then
+  iperf3 runs from 10.1.0.1 to 10.2.0.1 through their tunnel.
+* ``dmvpn``: ``dmvpn netlab up`` with the seed's hub and spoke configs (delay
+  0), iperf3 from the spoke's kernel to the hub's tunnel address 10.2.2.1:
+  TUN -> spoke daemon -> GRE over ESP -> hub daemon -> TUN.
+* ``dmvpn-ping``: no kernel traffic; the spoke daemon's own pinger sends
+  Echos at a fixed interval to the hub's tunnel address through ESP, and the
+  reply rate and loss are reported (the daemons' packet path without TUN).
+  The pinger schedules each Echo ``interval`` after the previous one was
+  sent, so the achieved rate is below the offered one when the loop is busy:
+  ``replies_per_s`` is a lower bound of what the path carries.
+
+For iperf3 modes: TCP for ``--seconds`` and UDP offered at ``--udp-rate``
+with 1348-byte datagrams (REFERENCE.md's table uses the same figures).
+Usage: ``python bench/throughput.py MODE [--seconds S] [--udp-rate 1G]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_LAB = ROOT.parent / "shared" / "lab" / "strongswan_netns_lab.sh"
+SEED_DATA = ROOT / "src" / "dmvpn" / "lab" / "data"
+DMVPN = [sys.executable, "-m", "dmvpn"]
+UDP_LENGTH = 1348
+
+
+class BenchError(Exception):
+    """The bench cannot run; ``str()`` is the one-line reason."""
+
+
+def _run(argv: list[str], timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise BenchError(f"{' '.join(argv[:6])} failed ({proc.returncode}): {tail[0]}")
+    return proc
+
+
+def iperf3(server_ns: str, server_addr: str, client_ns: str, seconds: float, *, udp_rate: str | None = None) -> dict:
+    """One iperf3 run from ``client_ns`` to a one-off server in ``server_ns``;
+    the figures that matter from its JSON report."""
+    server = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-B", server_addr],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        time.sleep(0.5)  # let the server bind; iperf3 has no readiness signal
+        argv = ["ip", "netns", "exec", client_ns, "iperf3", "-c", server_addr, "-t", f"{seconds:g}", "-J"]
+        if udp_rate:
+            argv += ["-u", "-b", udp_rate, "-l", str(UDP_LENGTH)]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+        report = json.loads(proc.stdout or "{}")
+        if "error" in report or proc.returncode != 0:
+            raise BenchError(f"iperf3 to {server_addr}: {report.get('error', proc.stderr.strip() or 'failed')}")
+        end = report["end"]
+        if udp_rate:
+            total, lost = end["sum"]["bits_per_second"], end["sum"]["lost_percent"]
+            received = end.get("sum_received", {}).get("bits_per_second") or total * (1 - lost / 100)
+            return {"proto": "udp", "offered": udp_rate, "sent_gbit_s": round(total / 1e9, 3),
+                    "received_gbit_s": round(received / 1e9, 3), "lost_percent": round(lost, 1)}
+        return {"proto": "tcp", "gbit_s": round(end["sum_received"]["bits_per_second"] / 1e9, 3),
+                "retransmits": end["sum_sent"].get("retransmits")}
+    finally:
+        if server.poll() is None:
+            os.kill(server.pid, signal.SIGTERM)
+            server.wait(10)
+
+
+def bench_strongswan(seconds: float, udp_rate: str) -> dict:
+    if not SHARED_LAB.exists():
+        raise BenchError(f"{SHARED_LAB} is missing")
+    env = dict(os.environ, LAB_DIR=tempfile.mkdtemp(prefix="bench-sw-"))
+    _run(["bash", str(SHARED_LAB), "up"], timeout=600, env=env)
+    try:
+        return {"mode": "strongswan", "esp": "aes128-sha256 (ESP in UDP 4500, kernel-libipsec)",
+                "results": [iperf3("sw-right", "10.2.0.1", "sw-left", seconds),
+                            iperf3("sw-right", "10.2.0.1", "sw-left", seconds, udp_rate=udp_rate)]}
+    finally:
+        _run(["bash", str(SHARED_LAB), "down"], timeout=120, env=env)
+
+
+def _netlab(work: Path) -> tuple[Path, str]:
+    name = f"bench{os.getpid()}"
+    scenario = work / "bench.toml"
+    scenario.write_text(f"""[lab]
+name = "{name}"
+[[node]]
+name = "hub"
+config = "{SEED_DATA / 'hub.cfg'}"
+[[node]]
+name = "spoke"
+config = "{SEED_DATA / 'spoke.cfg'}"
+[[link]]
+name = "wan"
+endpoints = ["hub:GigabitEthernet0/0/2", "spoke:GigabitEthernet0/0/2"]
+delay_ms = 0
+""")
+    _run([*DMVPN, "netlab", "up", str(scenario)], timeout=120)
+    return scenario, name
+
+
+def _control(name: str, node: str, *command: str) -> str:
+    return _run([*DMVPN, *command[:1], "--control", f"/run/dmvpn-netlab/{name}/{node}.sock", *command[1:]]).stdout
+
+
+def bench_dmvpn(seconds: float, udp_rate: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-dmvpn-") as work:
+        scenario, name = _netlab(Path(work))
+        try:
+            warm = subprocess.run(["ip", "netns", "exec", f"dmvpn-{name}-spoke", "ping", "-c", "3", "-W", "2",
+                                   "10.2.2.1"], capture_output=True, text=True, timeout=30)
+            if " 0 received" in warm.stdout:
+                raise BenchError("no kernel ping crossed Tunnel0 (does the router forward TUN packets?)")
+            results = [iperf3(f"dmvpn-{name}-hub", "10.2.2.1", f"dmvpn-{name}-spoke", seconds),
+                       iperf3(f"dmvpn-{name}-hub", "10.2.2.1", f"dmvpn-{name}-spoke", seconds,
+                              udp_rate=udp_rate)]
+            return {"mode": "dmvpn", "esp": "esp-aes esp-sha256-hmac, transport, GRE (seed configs)",
+                    "results": results}
+        finally:
+            _run([*DMVPN, "netlab", "down", str(scenario)])
+
+
+def bench_dmvpn_ping(count: int, interval: float, size: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-dmvpn-") as work:
+        scenario, name = _netlab(Path(work))
+        try:
+            _control(name, "spoke", "ping", "10.2.2.1", "repeat", "3", "timeout", "1")  # brings IKE up
+            time.sleep(3)
+            start = time.monotonic()
+            _control(name, "spoke", "ping", "10.2.2.1", "repeat", str(count), "size", str(size),
+                     "interval", f"{interval:g}", "timeout", "1")
+            while True:
+                lines = _control(name, "spoke", "show", "ping").splitlines()
+                if len(lines) >= 3 and "?" not in lines[2]:
+                    break
+                if time.monotonic() - start > count * interval + 60:
+                    raise BenchError("the ping did not finish")
+                time.sleep(0.5)
+            elapsed = time.monotonic() - start  # to within the 0.5 s polling step
+            received = lines[2].count("!")
+            return {"mode": "dmvpn-ping", "echo_size": size, "offered_pps": round(1 / interval),
+                    "sent": count, "received": received, "loss_percent": round(100 * (1 - received / count), 2),
+                    "elapsed_s": round(elapsed, 1), "replies_per_s": round(received / elapsed),
+                    "summary": lines[3]}
+        finally:
+            _run([*DMVPN, "netlab", "down", str(scenario)])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=("strongswan", "dmvpn", "dmvpn-ping"))
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--udp-rate", default="1G")
+    parser.add_argument("--count", type=int, default=5000, help="dmvpn-ping: Echos to send")
+    parser.add_argument("--interval", type=float, default=0.0005, help="dmvpn-ping: seconds between Echos")
+    parser.add_argument("--size", type=int, default=1400, help="dmvpn-ping: Echo size in bytes")
+    args = parser.parse_args()
+    try:
+        if os.geteuid() != 0:
+            raise BenchError("run as root (namespaces, TUN, raw sockets)")
+        if args.mode != "dmvpn-ping" and shutil.which("iperf3") is None:
+            raise BenchError("iperf3 is missing (apt-get install iperf3)")
+        if args.mode == "strongswan":
+            result = bench_strongswan(args.seconds, args.udp_rate)
+        elif args.mode == "dmvpn":
+            result = bench_dmvpn(args.seconds, args.udp_rate)
+        else:
+            result = bench_dmvpn_ping(args.count, args.interval, args.size)
+    except BenchError as err:
+        print(f"throughput: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Assemble a real runtime: open the underlay sockets, the TUN devices and
+the control socket for an engine, closing whatever was opened if a later
+step fails (so a failed start leaves no device or socket behind).
+
+:func:`router_runtime` does it for a :class:`~dmvpn.node.router.Router` built
+from an IOS configuration: every addressed, non-shutdown physical interface
+becomes an underlay interface (UDP 500/4500 + raw ESP), every tunnel
+interface with an address a TUN device with that address and ``ip mtu``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+from dmvpn.config import RouterConfig
+from dmvpn.ike.debug import IosClock
+from dmvpn.node.engine import Engine
+from dmvpn.runtime.randomness import SystemRandomSource
+from dmvpn.runtime.real.control import ControlServer
+from dmvpn.runtime.real.errors import RuntimeSetupError
+from dmvpn.runtime.real.loop import LogPrinter, RealRuntime
+from dmvpn.runtime.real.tun import TUN_CLONE_DEVICE, TunDevice, TunSpec, check_ifname
+from dmvpn.runtime.real.underlay import Underlay, UnderlaySpec
+
+#: Tunnel MTU when the config has no ``ip mtu``: what IOS DMVPN configs use,
+#: so that ESP + GRE stay under a 1500-byte underlay (REFERENCE.md).
+DEFAULT_TUNNEL_MTU = 1400
+#: What the router is told when the daemon stops: ``clear crypto sa`` sends
+#: a DELETE (RFC 2408 section 3.15) for every IPsec SA pair, so the peers do
+#: not keep sending into SAs that are gone.
+SHUTDOWN_COMMAND = "clear crypto sa"
+
+
+@dataclass(slots=True)
+class DaemonSpec:
+    """Everything a runtime opens besides the engine."""
+
+    underlay: list[UnderlaySpec]
+    tuns: list[TunSpec] = field(default_factory=list)
+    control: Path | None = None
+    tun_clone: str = TUN_CLONE_DEVICE
+    shutdown_command: str | None = None
+
+
+def open_runtime(engine_factory: Callable[[IosClock], Engine], spec: DaemonSpec, stream: TextIO,
+                 categories: set[str] | None = None) -> RealRuntime:
+    """Open everything in ``spec`` and build the engine (given the IOS clock
+    whose time 0 is now); raises :class:`RuntimeSetupError` having closed
+    what it opened."""
+    opened_tuns: list[TunDevice] = []
+    control: ControlServer | None = None
+    underlay = Underlay(spec.underlay)
+    try:
+        for tun_spec in spec.tuns:
+            opened_tuns.append(TunDevice(tun_spec, spec.tun_clone))
+        if spec.control is not None:
+            control = ControlServer(spec.control)
+        clock = IosClock(base=datetime.now())
+        engine = engine_factory(clock)
+        return RealRuntime(engine, underlay, opened_tuns, control, LogPrinter(stream, clock, categories),
+                           shutdown_command=spec.shutdown_command)
+    except BaseException:
+        if control is not None:
+            control.close()
+        for tun in opened_tuns:
+            tun.close()
+        underlay.close()
+        raise
+
+
+def tun_names(base: str, count: int) -> list[str]:
+    """``base`` for one tunnel, ``base``, ``base1``, ... for several."""
+    return [base if i == 0 else f"{base}{i}" for i in range(count)]
+
+
+def router_spec(config: RouterConfig, *, control: Path | None, tun_name: str,
+                tun_clone: str = TUN_CLONE_DEVICE) -> DaemonSpec:
+    """The sockets and devices a router with ``config`` needs."""
+    underlay = [UnderlaySpec(i.name, i.address.ip) for i in config.interfaces.values()
+                if i.tunnel is None and i.address is not None and not i.shutdown]
+    if not underlay:
+        raise RuntimeSetupError(f"{config.source}: no physical interface with an ip address: "
+                                f"nothing to send IKE and ESP from")
+    tunnels = [i for i in config.tunnels() if i.address is not None and not i.shutdown]
+    names = tun_names(tun_name, len(tunnels))
+    for name in names:
+        check_ifname(name)
+    tuns = [TunSpec(i.name, name, ipaddress.IPv4Interface(i.address), i.mtu or DEFAULT_TUNNEL_MTU,
+                    tunnel_routes(config, i.name, ipaddress.IPv4Interface(i.address)))
+            for i, name in zip(tunnels, names)]
+    return DaemonSpec(underlay, tuns, control, tun_clone, SHUTDOWN_COMMAND)
+
+
+def tunnel_routes(config: RouterConfig, iface: str, address: ipaddress.IPv4Interface
+                  ) -> tuple[tuple[ipaddress.IPv4Network, ipaddress.IPv4Address | None], ...]:
+    """``ip route`` lines that send traffic into tunnel ``iface``: those
+    naming it, and those whose next hop is on its subnet. Routes toward the
+    underlay are the host's business, not the daemon's."""
+    return tuple((r.prefix, r.next_hop) for r in config.routes
+                 if r.interface == iface
+                 or (r.interface is None and r.next_hop is not None and r.next_hop in address.network))
+
+
+def router_runtime(config: RouterConfig, spec: DaemonSpec, profile: str, stream: TextIO,
+                   categories: Iterable[str] | None = None) -> RealRuntime:
+    """A runtime driving a :class:`~dmvpn.node.router.Router` for ``config``
+    with the operating system's randomness."""
+    from dmvpn.node.router import Router
+
+    return open_runtime(lambda clock: Router(config, SystemRandomSource(), profile, clock=clock), spec,
+                        stream, set(categories) if categories is not None else None)

@@ -1,0 +1,337 @@
+"""The real runtime: the wall-clock twin of ``runtime.sim``.
+
+One :class:`RealRuntime` drives one engine (node/engine.py contract) over
+real descriptors with ``selectors`` (epoll on Linux):
+
+* underlay receive sockets -> ``engine.receive(now, iface, datagram)``;
+* TUN devices -> ``engine.receive(now, "Tunnel0", datagram)``;
+* the engine's transmits -> the raw send socket (underlay interfaces) or
+  the TUN device (tunnel interfaces);
+* ``next_deadline`` -> the select timeout, ``handle_timer`` when it is due;
+* the control socket -> ``engine.admin(now, command)``, reply to the client;
+* log events -> the :class:`LogPrinter`.
+
+Time is ``time.monotonic()`` minus the moment the runtime was built, so an
+engine sees small, never-decreasing seconds as it does in the simulator.
+Each readable descriptor is drained in batches of up to ``batch`` packets per
+wake-up, and transmits are flushed once per batch.
+"""
+
+from __future__ import annotations
+
+import selectors
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from dmvpn.ike.debug import IosClock
+from dmvpn.node.engine import Engine, LogEvent
+from dmvpn.runtime.real.control import BadRequest, ControlServer
+from dmvpn.runtime.real.tun import TunDevice
+from dmvpn.runtime.real.underlay import Receiver, Underlay
+
+DEFAULT_BATCH = 64
+#: epoll_wait(2) takes milliseconds; a timer closer than this is polled for.
+EPOLL_RESOLUTION = 0.001
+RUNTIME_SHOW = "show runtime"
+
+
+class LogPrinter:
+    """Prints log events one line each, IOS style
+    (``Nov 29 02:41:07: ISAKMP: (1001):...``), optionally only some
+    categories (``None``: every event the engine emits; engines themselves
+    gate per-packet debugging behind their ``debug`` commands)."""
+
+    def __init__(self, stream: TextIO, clock: IosClock, categories: set[str] | None = None) -> None:
+        self.stream: TextIO | None = stream
+        self.clock = clock
+        self.categories = categories
+
+    def __call__(self, event: LogEvent) -> None:
+        if self.categories is not None and event.category not in self.categories:
+            return
+        facility = event.fields.get("facility", event.category.upper())
+        self._write(f"{self.clock.timestamp(event.time)}: {facility}: {event.message}\n")
+
+    def note(self, now: float, text: str) -> None:
+        """A line from the runtime itself (start, stop, send errors)."""
+        self._write(f"{self.clock.timestamp(now)}: %DMVPN: {text}\n")
+
+    def _write(self, line: str) -> None:
+        """A log reader that went away (closed pipe, full disk) must not
+        stop the router: printing stops instead."""
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(line)
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.stream = None
+
+
+@dataclass(slots=True)
+class RuntimeCounters:
+    """What ``show runtime`` reports."""
+
+    wakeups: int = 0
+    received: dict[str, int] = field(default_factory=dict)
+    transmitted: dict[str, int] = field(default_factory=dict)
+    tx_errors: dict[str, int] = field(default_factory=dict)
+    timers: int = 0
+    admin: int = 0
+    non_ipv4: int = 0
+    engine_errors: dict[str, int] = field(default_factory=dict)
+
+
+class RealRuntime:
+    """Drives ``engine`` over ``underlay``, ``tuns`` and ``control`` until
+    :meth:`stop` (or SIGTERM/SIGINT when :meth:`run` is on the main thread).
+    The runtime owns the descriptors it is given and closes them on exit."""
+
+    def __init__(self, engine: Engine, underlay: Underlay, tuns: list[TunDevice],
+                 control: ControlServer | None, printer: LogPrinter, *,
+                 shutdown_command: str | None = None, batch: int = DEFAULT_BATCH,
+                 clock: Callable[[], float] = time.monotonic, start: float | None = None) -> None:
+        self.engine = engine
+        self.underlay = underlay
+        self.tuns = {t.spec.iface: t for t in tuns}
+        self.control = control
+        self.printer = printer
+        self.shutdown_command = shutdown_command
+        self.batch = batch
+        self.clock = clock
+        self.start = clock() if start is None else start
+        self.counters = RuntimeCounters()
+        self.selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._stop = False
+        self.selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
+        for receiver in underlay.receivers:
+            self.selector.register(receiver.sock, selectors.EVENT_READ, ("underlay", receiver))
+        for tun in tuns:
+            self.selector.register(tun.fd, selectors.EVENT_READ, ("tun", tun))
+        if control is not None:
+            self.selector.register(control.sock, selectors.EVENT_READ, ("accept", None))
+
+    def now(self) -> float:
+        """Seconds since the runtime started (monotonic)."""
+        return self.clock() - self.start
+
+    # -- control ------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to finish (safe from another thread or a signal)."""
+        self._stop = True
+        try:
+            self._wake_w.send(b"\x00")
+        except OSError:
+            pass
+
+    def run(self) -> None:
+        """The loop; returns after :meth:`stop` and the shutdown, having
+        closed every descriptor (the TUN devices and the control socket are
+        removed)."""
+        on_main = threading.current_thread() is threading.main_thread()
+        previous = {}
+        if on_main:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, lambda *_: self.stop())
+        try:
+            self._loop()
+            self._shutdown()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.close()
+
+    def _loop(self) -> None:
+        engine = self.engine
+        self._flush(self.now())
+        while not self._stop:
+            deadline = engine.next_deadline()
+            now = self.now()
+            timeout = None if deadline is None else deadline - now
+            if timeout is not None and timeout < EPOLL_RESOLUTION:
+                timeout = 0.0  # epoll rounds up to whole milliseconds: poll instead of oversleeping
+            ready = self.selector.select(timeout)
+            self.counters.wakeups += 1
+            for key, _ in ready:
+                kind, obj = key.data
+                if kind == "underlay":
+                    self._from_underlay(obj)
+                elif kind == "tun":
+                    self._from_tun(obj)
+                elif kind == "accept":
+                    self._accept()
+                elif kind == "conn":
+                    self._from_client(obj)
+                else:
+                    self._drain_wakeup()
+            deadline = engine.next_deadline()
+            now = self.now()
+            if deadline is not None and deadline <= now:
+                self.counters.timers += 1
+                engine.handle_timer(now)
+                self._flush(now)
+
+    def _shutdown(self) -> None:
+        now = self.now()
+        if self.shutdown_command is not None:
+            reply = self.engine.admin(now, self.shutdown_command)
+            if reply:
+                self.printer.note(now, f"shutdown: {reply}")
+            self._flush(now)
+        self.printer.note(now, "stopped")
+
+    # -- inputs ---------------------------------------------------------------
+    def _from_underlay(self, receiver: Receiver) -> None:
+        packets = self.underlay.drain(receiver, self.batch)
+        if not packets:
+            return
+        now = self.now()
+        receive, iface = self.engine.receive, receiver.iface
+        for packet in packets:
+            try:
+                receive(now, iface, packet)
+            except Exception as exc:  # one bad packet must not take the daemon down
+                self._engine_error(now, iface, exc)
+        self._count(self.counters.received, iface, len(packets))
+        self._flush(now)
+
+    def _from_tun(self, tun: TunDevice) -> None:
+        now = self.now()
+        receive, iface, n = self.engine.receive, tun.spec.iface, 0
+        for _ in range(self.batch):
+            packet = tun.read()
+            if packet is None:
+                break
+            if not packet or packet[0] >> 4 != 4:  # the engines speak IPv4 only
+                self.counters.non_ipv4 += 1
+                continue
+            try:
+                receive(now, iface, packet)
+            except Exception as exc:
+                self._engine_error(now, iface, exc)
+            n += 1
+        if n:
+            self._count(self.counters.received, iface, n)
+            self._flush(now)
+
+    def _accept(self) -> None:
+        assert self.control is not None
+        while (conn := self.control.accept()) is not None:
+            self.selector.register(conn, selectors.EVENT_READ, ("conn", conn))
+
+    def _from_client(self, conn: socket.socket) -> None:
+        assert self.control is not None
+        try:
+            command = self.control.read(conn)
+        except BadRequest as bad:
+            command, reply = None, str(bad)
+        else:
+            if command is None:
+                return
+            reply = self.admin(command)
+        self.selector.unregister(conn)
+        self.control.reply(conn, reply)
+
+    def admin(self, command: str) -> str:
+        """Run an operator command: ``show runtime`` here, all else in the
+        engine (which answers bad input with an IOS error line)."""
+        now = self.now()
+        self.counters.admin += 1
+        if " ".join(command.split()) == RUNTIME_SHOW:
+            return self.show_runtime()
+        try:
+            reply = self.engine.admin(now, command)
+        except Exception as exc:  # an engine bug must not take the daemon down
+            reply = f"% Internal error running '{command}': {type(exc).__name__}: {exc}"
+        self._flush(now)
+        return reply
+
+    def show_runtime(self) -> str:
+        """Counters of the runtime (not an IOS command)."""
+        c = self.counters
+        lines = [f"Runtime for {self.engine.name}: up {self.now():.1f} s, {c.wakeups} wake-ups, "
+                 f"{c.timers} timers, {c.admin} admin commands"]
+        for iface in sorted(set(c.received) | set(c.transmitted)):
+            lines.append(f"  {iface}: {c.received.get(iface, 0)} packets in, "
+                         f"{c.transmitted.get(iface, 0)} packets out")
+        u = self.underlay.counters
+        if u.fragmented:
+            lines.append(f"  {u.fragmented} datagrams over the path MTU sent fragmented")
+        if c.non_ipv4:
+            lines.append(f"  {c.non_ipv4} non-IPv4 packets from TUN dropped")
+        for name, n in sorted(c.engine_errors.items()):
+            lines.append(f"  engine errors {name}: {n}")
+        for name, n in sorted(c.tx_errors.items()):
+            lines.append(f"  transmit errors {name}: {n}")
+        return "\n".join(lines)
+
+    def _drain_wakeup(self) -> None:
+        try:
+            while self._wake_r.recv(64):
+                pass
+        except BlockingIOError:
+            pass
+
+    # -- outputs ----------------------------------------------------------------
+    def _flush(self, now: float) -> None:
+        """Send the engine's transmits; print its log events."""
+        engine = self.engine
+        for tx in engine.poll_transmit():
+            tun = self.tuns.get(tx.iface)
+            if tun is not None:
+                try:
+                    tun.write(tx.packet)
+                except OSError as exc:
+                    self._tx_error(now, tx.iface, exc.strerror or str(exc))
+                    continue
+            elif tx.iface in self.underlay.ifaces:
+                error = self.underlay.send(tx.packet)
+                if error is not None:
+                    self._tx_error(now, tx.iface, error)
+                    continue
+            else:
+                self._tx_error(now, tx.iface, "no such interface in this runtime")
+                continue
+            self._count(self.counters.transmitted, tx.iface, 1)
+        for event in engine.poll_events():
+            self.printer(event)
+
+    def _engine_error(self, now: float, iface: str, exc: Exception) -> None:
+        """The engine raised on a received packet (an engine bug): count it,
+        print the first of each kind, go on with the next packet."""
+        key = f"{type(exc).__name__} on {iface}"
+        first = key not in self.counters.engine_errors
+        self._count(self.counters.engine_errors, key, 1)
+        if first:
+            self.printer.note(now, f"engine error on a packet from {iface}: {type(exc).__name__}: {exc}")
+
+    def _tx_error(self, now: float, iface: str, reason: str) -> None:
+        key = f"{iface} {reason}"
+        first = key not in self.counters.tx_errors
+        self._count(self.counters.tx_errors, key, 1)
+        if first:  # one line per kind, the counters keep the rest
+            self.printer.note(now, f"transmit on {iface} failed: {reason}")
+
+    @staticmethod
+    def _count(table: dict[str, int], key: str, n: int) -> None:
+        table[key] = table.get(key, 0) + n
+
+    def close(self) -> None:
+        """Close every descriptor; removes the TUN devices and the control socket."""
+        self.selector.close()
+        if self.control is not None:
+            self.control.close()
+        for tun in self.tuns.values():
+            tun.close()
+        self.underlay.close()
+        self._wake_r.close()
+        self._wake_w.close()
+

@@ -1,0 +1,107 @@
+"""``dmvpn run`` with a real Router and its control-socket clients, in
+namespaces made here: the round trip, a clean SIGTERM stop, and the
+one-line start failures (config error, not root, address missing or in use)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "data" / "real"))
+from real_lab import DMVPN, RealLab, control, require_root_tools, sh, wait_control  # noqa: E402
+
+HUB = Path(__file__).resolve().parent.parent / "src" / "dmvpn" / "lab" / "data" / "hub.cfg"
+
+
+@pytest.fixture
+def lab(request):
+    require_root_tools()
+    lab = RealLab(request.node.name[-5:].replace("_", ""))
+    try:
+        yield lab
+    finally:
+        lab.cleanup()
+
+
+def _hub_namespace(lab: RealLab, name: str = "h") -> str:
+    ns = lab.netns(name)
+    sh("ip", "-n", ns, "link", "add", "gi0-0-2", "type", "veth", "peer", "name", "peer0")
+    sh("ip", "-n", ns, "addr", "add", "172.17.3.1/24", "dev", "gi0-0-2")
+    sh("ip", "-n", ns, "link", "set", "gi0-0-2", "up")
+    return ns
+
+
+def _run_once(ns: str | None, *args: str) -> subprocess.CompletedProcess:
+    prefix = ["ip", "netns", "exec", ns] if ns else []
+    return subprocess.run([*prefix, DMVPN, "run", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_run_router_control_round_trip_and_sigterm(lab, tmp_path):
+    ns = _hub_namespace(lab)
+    sock, log, config = tmp_path / "hub.sock", tmp_path / "hub.log", tmp_path / "hub.cfg"
+    config.write_text(HUB.read_text().replace("\nend", "\nip route 192.168.50.0 255.255.255.0 Tunnel0\n"
+                                                       "ip route 192.168.60.0 255.255.255.0 10.2.2.2\n"
+                                                       "ip route 192.168.70.0 255.255.255.0 172.17.3.254\nend"))
+    proc = lab.start(ns, DMVPN, "run", str(config), "--control", str(sock), "--tun-name", "tun-hub", log=log)
+    wait_control(sock, proc, log)
+    assert "HUB running (cisco-iosxe): GigabitEthernet0/0/2 172.17.3.1; Tunnel0 on tun-hub 10.2.2.1/24 " \
+           "mtu 1400" in log.read_text()
+    policy = control(sock, "show crypto isakmp policy")  # the word 'show' may be repeated
+    assert policy.returncode == 0 and "Protection suite of priority 2" in policy.stdout
+    assert control(sock, "crypto", "isakmp", "policy").stdout == policy.stdout
+    on = control(sock, "crypto", "isakmp", command="debug")
+    assert (on.returncode, on.stdout.strip()) == (0, "Crypto ISAKMP debugging is on")
+    off = control(sock, "all", command="undebug")
+    assert (off.returncode, off.stdout.strip()) == (0, "All possible debugging has been turned off")
+    assert control(sock, "crypto", "sa", command="clear").returncode == 0
+    bad = control(sock, "crypto", "sa", "peer", "nonsense", command="clear")
+    assert bad.returncode == 1 and bad.stderr.startswith("%")
+    link = sh("ip", "-n", ns, "-o", "addr", "show", "dev", "tun-hub").stdout
+    assert "inet 10.2.2.1/24" in link
+    # The config's routes into the tunnel are kernel routes into the TUN; the underlay one is not ours.
+    routes = sh("ip", "-n", ns, "route", "show", "dev", "tun-hub").stdout.splitlines()
+    assert {r.split(" proto")[0].strip() for r in routes} == {
+        "10.2.2.0/24", "192.168.50.0/24", "192.168.60.0/24 via 10.2.2.2"}, routes
+
+    assert lab.stop(proc) == 0
+    assert log.read_text().rstrip().endswith("%DMVPN: stopped")
+    assert not sock.exists()
+    assert sh("ip", "-n", ns, "link", "show", "dev", "tun-hub", check=False).returncode != 0
+
+
+def test_run_address_in_use_and_not_configured(lab, tmp_path):
+    ns = _hub_namespace(lab)
+    sock, log = tmp_path / "one.sock", tmp_path / "one.log"
+    proc = lab.start(ns, DMVPN, "run", str(HUB), "--control", str(sock), log=log)
+    wait_control(sock, proc, log)
+    second = _run_once(ns, str(HUB), "--control", str(tmp_path / "two.sock"), "--tun-name", "tun-two")
+    assert second.returncode == 1
+    assert second.stderr.splitlines() == ["dmvpn run: address 172.17.3.1 UDP port 500 is already in use "
+                                          "(another IKE daemon running?)"]
+    assert not (tmp_path / "two.sock").exists()
+    assert lab.stop(proc) == 0
+
+    empty = lab.netns("e")
+    missing = _run_once(empty, str(HUB), "--control", str(tmp_path / "e.sock"))
+    assert missing.returncode == 1
+    assert missing.stderr.splitlines() == ["dmvpn run: address 172.17.3.1 is not configured on any interface "
+                                           "here (needed for UDP port 500)"]
+
+
+def test_run_config_error_and_not_root(lab, tmp_path):
+    bad = tmp_path / "bad.cfg"
+    bad.write_text("hostname X\ninterface GigabitEthernet0/0/2\n ip address 300.1.1.1 255.255.255.0\n")
+    out = _run_once(None, str(bad))
+    assert out.returncode == 1
+    (line,) = out.stderr.splitlines()
+    assert line.startswith(f"dmvpn run: {bad}:3: error:")
+    assert shutil.which("setpriv"), "setpriv (util-linux) is missing"
+    nobody = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", DMVPN, "run", str(HUB)],
+                            capture_output=True, text=True, timeout=60)
+    assert nobody.returncode == 1
+    assert nobody.stderr.splitlines() == ["dmvpn run: must run as root: raw sockets, UDP 500 and TUN devices "
+                                          "need CAP_NET_RAW, CAP_NET_BIND_SERVICE and CAP_NET_ADMIN"]
