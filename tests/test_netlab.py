@@ -137,8 +137,6 @@ def test_netlab_up_failure_is_one_line_and_removes_what_it_made(tmp_path):
         netlab("down", path)
 
 
-@pytest.mark.xfail(strict=True, reason="node/router.py does not yet take packets from the local host on Tunnel0 "
-                                       "(TUN) nor hand overlay packets for the host back to it")
 def test_netlab_kernel_ping_across_tunnel0_is_gre_over_esp(scenario, tmp_path):
     """Issue 7 item 6: the kernel in the spoke's namespace pings the hub's
     tunnel address through both daemons; on the wire only ISAKMP and ESP."""

@@ -87,8 +87,16 @@ class Router:
     """One router: an :class:`Engine` built from a :class:`RouterConfig`."""
 
     def __init__(self, config: RouterConfig, random: RandomSource, profile: str = DEFAULT_PROFILE,
-                 name: str | None = None, clock: IosClock = IosClock()) -> None:
+                 name: str | None = None, clock: IosClock = IosClock(),
+                 kernel_host: bool = False) -> None:
+        """``kernel_host``: the operating system is the host on the tunnel
+        interface (real mode, a TUN): packets arriving on a tunnel interface
+        come from it and are sent across the tunnel, and overlay packets for
+        this router go back to it (echo replies also reach the built-in
+        pinger, so ``ping`` works). Otherwise (the lab) the built-in ICMP
+        host answers on the tunnel address."""
         self.name = name or config.hostname
+        self.kernel_host = kernel_host
         self.config = config
         self.random = random
         self.profile = get_profile(profile)
@@ -128,6 +136,10 @@ class Router:
     # ================================================================== Engine
     def receive(self, now: float, iface: str, packet: bytes) -> None:
         self._sync_fluids(now)
+        if self.kernel_host and iface in self.tunnels:
+            self._tunnel_out(now, iface, packet)
+            self._after(now)
+            return
         try:
             header, payload = decode_ipv4(packet)
         except DecodeError:
@@ -289,7 +301,12 @@ class Router:
                 self.counters.tunnel_drops += 1
                 return
             if delivery.protocol == GRE_PROTO_IPV4:
-                self.host.receive(now, name, delivery.payload)
+                if not self.kernel_host:
+                    self.host.receive(now, name, delivery.payload)
+                    return
+                self._tx.append(Transmit(name, delivery.payload))
+                if _is_echo_reply(delivery.payload):
+                    self.host.receive(now, name, delivery.payload)
             return
         self.counters.not_for_us += 1
 
@@ -372,3 +389,9 @@ class Router:
     def render_debug(self, events: list[LogEvent]) -> str:
         """``debug crypto isakmp`` lines of this router, IOS formatted."""
         return "\n".join(render_line(e, self.clock) for e in events if e.category == "isakmp" and e.node == self.name)
+
+
+def _is_echo_reply(packet: bytes) -> bool:
+    """An ICMP Echo Reply (RFC 792 type 0) in an IPv4 packet."""
+    ihl = (packet[0] & 0x0F) * 4 if packet else 0
+    return len(packet) > ihl and packet[9] == IpProto.ICMP and packet[ihl] == 0

@@ -112,5 +112,5 @@ def router_runtime(config: RouterConfig, spec: DaemonSpec, profile: str, stream:
     with the operating system's randomness."""
     from dmvpn.node.router import Router
 
-    return open_runtime(lambda clock: Router(config, SystemRandomSource(), profile, clock=clock), spec,
+    return open_runtime(lambda clock: Router(config, SystemRandomSource(), profile, clock=clock, kernel_host=True), spec,
                         stream, set(categories) if categories is not None else None)
