@@ -130,6 +130,7 @@ class Router:
         host_ifaces.update({n: str(t.address) for n, t in self.tunnels.items()})
         self.host = IcmpEchoEngine(self.name, host_ifaces, random)
         self.fluids: list[FluidFlow] = []
+        self._gre_selectors: dict[tuple[str, str], Selector] = {}
         self._tx: list[Transmit] = []
         self._events: list[LogEvent] = []
 
@@ -328,7 +329,9 @@ class Router:
         if policy is None:
             self._send_physical(now, datagram, local)
             return
-        selector = Selector.hosts(local, peer, GRE_PROTOCOL)
+        selector = self._gre_selectors.get((local, peer))
+        if selector is None:  # built once per peer: ipaddress objects are slow per packet
+            selector = self._gre_selectors[(local, peer)] = Selector.hosts(local, peer, GRE_PROTOCOL)
         sa = self.sad.outbound_for(peer, selector)
         if sa is None:
             self.counters.no_sa_drops += 1
