@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import struct
 from enum import Enum
+from typing import NamedTuple
 from hmac import compare_digest  # what cryptography's constant_time.bytes_eq calls
 
 from cryptography.exceptions import InvalidTag
@@ -38,7 +39,7 @@ from dmvpn.wire.esp import (
     parse_esp_header,
     split_trailer,
 )
-from dmvpn.wire.ipv4 import IpProto, IPv4Header, decode_ipv4
+from dmvpn.wire.ipv4 import IpProto, checksum_ok, format_ipv4_address, header_template, ipv4_lengths, rewrite_header
 from dmvpn.wire.udp import decode_udp, encode_udp
 
 _U32 = struct.Struct("!I")
@@ -234,53 +235,83 @@ def _open_generic(sa: SecurityAssociation, seq: int, packet: bytes) -> tuple[byt
 def protect(sa: SecurityAssociation, now: float, datagram: bytes) -> bytes:
     """The IPv4 datagram that carries ``datagram`` protected by outbound ``sa``.
 
-    Transport mode keeps the original header (protocol becomes 50);
-    tunnel mode wraps the whole datagram under a new header from
-    ``sa.local`` to ``sa.peer``. With ``sa.udp_encap`` (RFC 3948) the ESP
-    packet rides in UDP between the given ports.
+    Transport mode keeps the original header (protocol becomes 50, RFC 4303
+    3.1.1); tunnel mode wraps the whole datagram under a new header from
+    ``sa.local`` to ``sa.peer`` (3.1.2). With ``sa.udp_encap`` (RFC 3948)
+    the ESP packet rides in UDP between the given ports. Headers are built
+    from bytes, not decoded objects: this is every sent packet's path.
     """
-    header, payload = decode_ipv4(datagram, verify_checksum=False)
+    hlen, total = ipv4_lengths(datagram)
+    udp_encap = sa.udp_encap
     if sa.mode is EspMode.TUNNEL:
-        esp = encapsulate(sa, now, datagram, NEXT_HEADER_IPV4)
-        outer = IPv4Header(src=sa.local, dst=sa.peer, protocol=IpProto.ESP, ttl=64, tos=header.tos)
-    else:
-        esp = encapsulate(sa, now, payload, header.protocol)
-        outer = IPv4Header(
-            src=header.src,
-            dst=header.dst,
-            protocol=IpProto.ESP,
-            ttl=header.ttl,
-            identification=header.identification,
-            tos=header.tos,
-            dont_fragment=header.dont_fragment,
-            options=header.options,
-        )
-    if sa.udp_encap is not None:
-        sport, dport = sa.udp_encap
-        esp = encode_udp(outer.src, outer.dst, sport, dport, esp)
-        outer.protocol = IpProto.UDP
-    return outer.encode(esp)
+        esp = encapsulate(sa, now, datagram[:total] if total < len(datagram) else datagram, NEXT_HEADER_IPV4)
+        if udp_encap is not None:
+            esp = encode_udp(sa.local, sa.peer, udp_encap[0], udp_encap[1], esp)
+            return header_template(sa.local, sa.peer, IpProto.UDP, 64, datagram[1]).encode(esp)
+        return header_template(sa.local, sa.peer, IpProto.ESP, 64, datagram[1]).encode(esp)
+    esp = encapsulate(sa, now, datagram[hlen:total], datagram[9])
+    protocol = IpProto.ESP
+    if udp_encap is not None:
+        esp = encode_udp(format_ipv4_address(datagram[12:16]), format_ipv4_address(datagram[16:20]),
+                         udp_encap[0], udp_encap[1], esp)
+        protocol = IpProto.UDP
+    return rewrite_header(datagram[:hlen], hlen + len(esp), protocol) + esp
 
 
-def unprotect(sad: SecurityAssociationDatabase, now: float, datagram: bytes) -> tuple[SecurityAssociation, bytes]:
-    """(inbound SA, inner IPv4 datagram) for an ESP (or ESP-in-UDP, RFC 3948)
-    datagram. Raises :class:`EspDrop`, or ``DecodeError`` for a datagram
-    that is not ESP at all."""
-    header, payload = decode_ipv4(datagram)
-    if header.protocol == IpProto.UDP:
+def protect_parts(sa: SecurityAssociation, now: float, src: str, dst: str, protocol: int, payload: bytes,
+                  ttl: int = 64) -> bytes:
+    """:func:`protect` of the datagram IPv4(``src`` -> ``dst``, ``protocol``,
+    ``ttl``, no options) + ``payload``, without building that datagram
+    first when transport mode does not need it (DMVPN's GRE: RFC 4303
+    3.1.1, the header is the original one with protocol 50)."""
+    if sa.mode is EspMode.TRANSPORT and sa.udp_encap is None:
+        return header_template(src, dst, IpProto.ESP, ttl).encode(encapsulate(sa, now, payload, protocol))
+    return protect(sa, now, header_template(src, dst, protocol, ttl).encode(payload))
+
+
+class Opened(NamedTuple):
+    """What :func:`open_datagram` found: the inbound SA, the outer IPv4
+    header (bytes), and the protected payload with its next header (tunnel
+    mode: 4 and the inner datagram)."""
+
+    sa: SecurityAssociation
+    header: bytes
+    next_header: int
+    payload: bytes
+
+
+def open_datagram(sad: SecurityAssociationDatabase, now: float, datagram: bytes) -> Opened:
+    """Check and decrypt an ESP (or ESP-in-UDP, RFC 3948) IPv4 datagram
+    (RFC 4303 3.4). Raises :class:`EspDrop`, or ``DecodeError`` for a
+    datagram that is not ESP at all or has a bad IPv4 header."""
+    hlen, total = ipv4_lengths(datagram)
+    header = datagram[:hlen]
+    if not checksum_ok(header):
+        raise DecodeError(10, "IPv4 header checksum is wrong")
+    protocol = datagram[9]
+    payload = datagram[hlen:total]
+    if protocol == IpProto.UDP:
         payload = decode_udp(payload).payload
-    elif header.protocol != IpProto.ESP:
-        raise DecodeError(9, f"IPv4 protocol {header.protocol} is not ESP")
-    spi, _ = parse_esp_header(payload)
+    elif protocol != IpProto.ESP:
+        raise DecodeError(9, f"IPv4 protocol {protocol} is not ESP")
+    spi = parse_esp_header(payload)[0]
     sa = sad.inbound.get(spi)
     if sa is None:
         sad.unknown_spi_drops += 1
-        raise EspDrop(DropReason.NO_SA, spi, f"from {header.src}")
+        raise EspDrop(DropReason.NO_SA, spi, f"from {format_ipv4_address(datagram[12:16])}")
     next_header, inner = decapsulate(sa, now, payload)
-    if sa.mode is EspMode.TUNNEL:
-        if next_header != NEXT_HEADER_IPV4:
-            sa.recv_errors += 1
-            raise EspDrop(DropReason.MALFORMED, spi, f"next header {next_header} in tunnel mode")
-        return sa, inner
-    header.protocol = next_header
-    return sa, header.encode(inner)
+    if sa.mode is EspMode.TUNNEL and next_header != NEXT_HEADER_IPV4:
+        sa.recv_errors += 1
+        raise EspDrop(DropReason.MALFORMED, spi, f"next header {next_header} in tunnel mode")
+    return Opened(sa, header, next_header, inner)
+
+
+def unprotect(sad: SecurityAssociationDatabase, now: float, datagram: bytes) -> tuple[SecurityAssociation, bytes]:
+    """(inbound SA, inner IPv4 datagram) for an ESP (or ESP-in-UDP)
+    datagram: :func:`open_datagram`, with a transport-mode payload put back
+    under the outer header (protocol = its next header)."""
+    opened = open_datagram(sad, now, datagram)
+    if opened.sa.mode is EspMode.TUNNEL:
+        return opened.sa, opened.payload
+    header = opened.header
+    return opened.sa, rewrite_header(header, len(header) + len(opened.payload), opened.next_header) + opened.payload

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import TYPE_CHECKING
 
@@ -93,7 +93,7 @@ class SaOrigin:
     replaces_spi: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Selector:
     """The traffic an SA protects (RFC 4301 4.4.1.1, reduced to what IKEv1
     Quick Mode IDs carry): local and remote IPv4 networks and an IP
@@ -102,6 +102,22 @@ class Selector:
     local: ipaddress.IPv4Network
     remote: ipaddress.IPv4Network
     protocol: int = 0
+    #: the fields as plain integers, computed once: the packet path looks
+    #: SAs up by (peer, selector) and comparing ipaddress objects per
+    #: packet cost more than the rest of the lookup.
+    _key: tuple[int, int, int, int, int] = field(init=False, repr=False, default=(0, 0, 0, 0, 0))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_key", (int(self.local.network_address), self.local.prefixlen,
+                                          int(self.remote.network_address), self.remote.prefixlen, self.protocol))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Selector):
+            return NotImplemented
+        return self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
 
     @classmethod
     def hosts(cls, local: str, remote: str, protocol: int = 0) -> Selector:

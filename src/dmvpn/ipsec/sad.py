@@ -86,6 +86,10 @@ class SecurityAssociationDatabase:
         self.outbound_policy = outbound_policy
         self.inbound: dict[int, SecurityAssociation] = {}
         self.outbound: dict[tuple[str, Selector | None], list[SecurityAssociation]] = {}
+        #: outbound_for's answers, forgotten whenever an SA is installed,
+        #: activated or deleted (the only changes that move the choice):
+        #: every sent packet asks.
+        self._chosen: dict[tuple[str, Selector], SecurityAssociation | None] = {}
         self.unknown_spi_drops = 0
         self._next_conn_id = conn_id_base | 1  # inbound odd, outbound even
         self._timers: list[tuple[float, int, int, SecurityAssociation]] = []
@@ -129,6 +133,7 @@ class SecurityAssociationDatabase:
         self.history.append(sa)
         sa.iv_take = self.iv_pool.take
         sa.state = SaState.ACTIVE if active else SaState.INSTALLING
+        self._chosen.clear()
         if sa.direction is SaDirection.INBOUND:
             self.inbound[sa.spi] = sa
         else:
@@ -165,6 +170,7 @@ class SecurityAssociationDatabase:
         """INSTALLING -> ACTIVE (the outbound half after Quick Mode message 3)."""
         if sa.state is SaState.INSTALLING:
             sa.state = SaState.ACTIVE
+            self._chosen.clear()
 
     def delete(self, sa: SecurityAssociation, now: float) -> None:
         """Remove ``sa`` (a DELETE arrived, ``clear crypto sa``, or the IKE
@@ -172,6 +178,7 @@ class SecurityAssociationDatabase:
         if sa.state is SaState.DELETED:
             return
         sa.state = SaState.DELETED
+        self._chosen.clear()
         sa.deleted_at = now
         sa.replay = None  # the packet path's one check for "no longer usable":
         sa.seq_limit = 0  # inbound looks at the window, outbound at the counter
@@ -197,14 +204,19 @@ class SecurityAssociationDatabase:
         """The outbound SA to use for ``peer`` (and ``selector`` if given):
         among ACTIVE/REKEYED/EXPIRING SAs, the one the policy picks."""
         if selector is not None:
-            candidates = self.outbound.get((peer, selector), ())
+            key = (peer, selector)
+            chosen = self._chosen.get(key, self)
+            if chosen is not self:
+                return chosen  # type: ignore[return-value]
+            candidates = self.outbound.get(key, ())
         else:
             candidates = [sa for (p, _), lst in self.outbound.items() if p == peer for sa in lst]
             candidates.sort(key=lambda sa: (sa.installed_at, sa.conn_id))
         usable = [sa for sa in candidates if sa.state is not SaState.INSTALLING]
-        if not usable:
-            return None
-        return usable[-1] if self.outbound_policy is OutboundPolicy.NEWEST else usable[0]
+        best = (usable[-1] if self.outbound_policy is OutboundPolicy.NEWEST else usable[0]) if usable else None
+        if selector is not None:
+            self._chosen[(peer, selector)] = best
+        return best
 
     def all(self) -> list[SecurityAssociation]:
         """Every installed SA, inbound then outbound, oldest first."""

@@ -121,10 +121,86 @@ class IPv4Header:
             parse_ipv4_address(self.src),
             parse_ipv4_address(self.dst),
         ) + options
-        # The header is never all zero (version nibble), so its one's
-        # complement sum is its value modulo 0xFFFF, or 0xFFFF if that is 0.
-        checksum = 0xFFFF - (int.from_bytes(header, "big") % 0xFFFF or 0xFFFF)
-        return header[:10] + checksum.to_bytes(2, "big") + header[12:] + payload
+        return header[:10] + _header_checksum(header) + header[12:] + payload
+
+
+def _header_checksum(header: bytes) -> bytes:
+    """The checksum field for ``header`` whose checksum bytes are zero: the
+    header is never all zero (version nibble), so its one's complement sum
+    is its value modulo 0xFFFF, or 0xFFFF if that is 0 (RFC 1071)."""
+    return (0xFFFF - (int.from_bytes(header, "big") % 0xFFFF or 0xFFFF)).to_bytes(2, "big")
+
+
+def ipv4_lengths(data: bytes) -> tuple[int, int]:
+    """(header length, total length) of the IPv4 datagram ``data``, checked
+    as :func:`decode_ipv4` checks them, without decoding the other fields:
+    the packet path's way to find the payload (RFC 791 3.1)."""
+    if len(data) < IPV4_MIN_HEADER:
+        raise DecodeError(0, f"IPv4 header truncated: {len(data)} bytes, need 20")
+    vihl = data[0]
+    if vihl == 0x45:
+        hlen = IPV4_MIN_HEADER
+    else:
+        if vihl >> 4 != 4:
+            raise DecodeError(0, f"IPv4 version is {vihl >> 4}, expected 4")
+        hlen = (vihl & 0x0F) * 4
+        if hlen < IPV4_MIN_HEADER:
+            raise DecodeError(0, f"IPv4 IHL {hlen // 4} is below the minimum 5")
+    total = (data[2] << 8) | data[3]
+    if total < hlen:
+        raise DecodeError(2, f"IPv4 total length {total} is shorter than the header ({hlen})")
+    if total > len(data):
+        raise DecodeError(2, f"IPv4 total length {total} exceeds the {len(data)} bytes received")
+    return hlen, total
+
+
+def checksum_ok(header: bytes) -> bool:
+    """True if the IPv4 header ``header`` (exactly IHL * 4 bytes) carries a
+    correct checksum: a correct header sums to 0xFFFF, i.e. read as one
+    integer it is a nonzero multiple of 0xFFFF (see internet_checksum)."""
+    return not int.from_bytes(header, "big") % 0xFFFF
+
+
+def rewrite_header(header: bytes, total_length: int, protocol: int) -> bytes:
+    """A copy of the IPv4 header ``header`` (options included) with a new
+    total length and protocol and the checksum recomputed; every other
+    field is kept (RFC 4303 section 3.1.1: a transport-mode ESP packet keeps
+    the original header, its protocol becomes 50, and the reverse)."""
+    zeroed = b"".join((header[:2], total_length.to_bytes(2, "big"), header[4:9], bytes((protocol,)),
+                       b"\x00\x00", header[12:]))
+    return zeroed[:10] + _header_checksum(zeroed) + zeroed[12:]
+
+
+class HeaderTemplate:
+    """Many datagrams between the same two addresses with the same
+    protocol, TTL and TOS (identification 0, no options, DF clear): the
+    fixed fields are packed once and the checksum updated for each total
+    length. Since 2**16 is 1 modulo 0xFFFF, the total length field adds its
+    value to the header's sum (RFC 1071, RFC 1624)."""
+
+    __slots__ = ("_head", "_middle", "_addresses", "_sum")
+
+    def __init__(self, src: str, dst: str, protocol: int, ttl: int = 64, tos: int = 0) -> None:
+        empty = IPv4Header(src, dst, protocol, ttl=ttl, tos=tos).encode(b"")
+        self._head = empty[:2]
+        self._middle = empty[4:10]
+        self._addresses = empty[12:]
+        self._sum = int.from_bytes(empty[:2] + b"\x00\x00" + empty[4:10] + b"\x00\x00" + empty[12:], "big")
+
+    def encode(self, payload: bytes) -> bytes:
+        """The whole datagram: header (length and checksum filled in) + ``payload``."""
+        total = IPV4_MIN_HEADER + len(payload)
+        if total > 0xFFFF:
+            raise ValueError(f"IPv4 datagram of {total} bytes exceeds 65535")
+        checksum = 0xFFFF - ((self._sum + total) % 0xFFFF or 0xFFFF)
+        return b"".join((self._head, total.to_bytes(2, "big"), self._middle, checksum.to_bytes(2, "big"),
+                         self._addresses, payload))
+
+
+@lru_cache(maxsize=1024)
+def header_template(src: str, dst: str, protocol: int, ttl: int = 64, tos: int = 0) -> HeaderTemplate:
+    """The (shared) :class:`HeaderTemplate` for these fields."""
+    return HeaderTemplate(src, dst, protocol, ttl, tos)
 
 
 def decode_ipv4(data: bytes, *, verify_checksum: bool = True) -> tuple[IPv4Header, bytes]:
@@ -134,21 +210,8 @@ def decode_ipv4(data: bytes, *, verify_checksum: bool = True) -> tuple[IPv4Heade
     :class:`DecodeError` for a short buffer, a version other than 4, a bad
     IHL or total length, reserved flag set, or (if asked) a bad checksum.
     """
-    if len(data) < IPV4_MIN_HEADER:
-        raise DecodeError(0, f"IPv4 header truncated: {len(data)} bytes, need 20")
-    (vihl, tos, total, ident, frag, ttl, proto, checksum, src, dst) = _HEADER.unpack_from(data)
-    if vihl == 0x45:  # the common case: version 4, no options
-        hlen = IPV4_MIN_HEADER
-    else:
-        if vihl >> 4 != 4:
-            raise DecodeError(0, f"IPv4 version is {vihl >> 4}, expected 4")
-        hlen = (vihl & 0x0F) * 4
-        if hlen < IPV4_MIN_HEADER:
-            raise DecodeError(0, f"IPv4 IHL {hlen // 4} is below the minimum 5")
-    if total < hlen:
-        raise DecodeError(2, f"IPv4 total length {total} is shorter than the header ({hlen})")
-    if total > len(data):
-        raise DecodeError(2, f"IPv4 total length {total} exceeds the {len(data)} bytes received")
+    hlen, total = ipv4_lengths(data)
+    (_vihl, tos, _total, ident, frag, ttl, proto, checksum, src, dst) = _HEADER.unpack_from(data)
     if frag & _FLAG_RESERVED:
         raise DecodeError(6, "IPv4 reserved flag bit is set")
     # A correct header sums to 0xFFFF, i.e. it is a nonzero multiple of

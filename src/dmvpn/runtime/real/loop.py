@@ -284,23 +284,25 @@ class RealRuntime:
     def _flush(self, now: float) -> None:
         """Send the engine's transmits; print its log events."""
         engine = self.engine
+        tuns, underlay, sent = self.tuns, self.underlay, self.counters.transmitted
         for tx in engine.poll_transmit():
-            tun = self.tuns.get(tx.iface)
+            iface = tx.iface
+            tun = tuns.get(iface)
             if tun is not None:
                 try:
                     tun.write(tx.packet)
                 except OSError as exc:
-                    self._tx_error(now, tx.iface, exc.strerror or str(exc))
+                    self._tx_error(now, iface, exc.strerror or str(exc))
                     continue
-            elif tx.iface in self.underlay.ifaces:
-                error = self.underlay.send(tx.packet)
+            elif iface in underlay.ifaces:
+                error = underlay.send(tx.packet)
                 if error is not None:
-                    self._tx_error(now, tx.iface, error)
+                    self._tx_error(now, iface, error)
                     continue
             else:
-                self._tx_error(now, tx.iface, "no such interface in this runtime")
+                self._tx_error(now, iface, "no such interface in this runtime")
                 continue
-            self._count(self.counters.transmitted, tx.iface, 1)
+            sent[iface] = sent.get(iface, 0) + 1
         for event in engine.poll_events():
             self.printer(event)
 

@@ -138,6 +138,18 @@ class Underlay:
         datagrams addressed to the interface."""
         out: list[bytes] = []
         sock, view = receiver.sock, self._view
+        if receiver.udp_port is None:  # raw: the datagram carries its addresses
+            recv_into, buffer = sock.recv_into, self._buffer
+            for _ in range(limit):
+                try:
+                    n = recv_into(buffer)
+                except BlockingIOError:
+                    break
+                except OSError:  # e.g. an ICMP error queued for an earlier send: nothing to read
+                    continue
+                out.append(bytes(view[:n]))
+            self.counters.received += len(out)
+            return out
         for _ in range(limit):
             try:
                 n, (src, sport) = sock.recvfrom_into(self._buffer)
@@ -145,11 +157,8 @@ class Underlay:
                 break
             except OSError:  # e.g. ECONNREFUSED reported for an earlier send: nothing to read
                 continue
-            if receiver.udp_port is None:
-                out.append(bytes(view[:n]))
-            else:
-                udp = encode_udp(src, receiver.local, sport, receiver.udp_port, bytes(view[:n]))
-                out.append(IPv4Header(src, receiver.local, IpProto.UDP, receiver.ttl).encode(udp))
+            udp = encode_udp(src, receiver.local, sport, receiver.udp_port, bytes(view[:n]))
+            out.append(IPv4Header(src, receiver.local, IpProto.UDP, receiver.ttl).encode(udp))
         self.counters.received += len(out)
         return out
 
