@@ -60,7 +60,11 @@ class TunnelCounters:
     no_nbma_drops: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+#: Read per sent packet: a module global, not an Enum attribute (~0.2 us on 3.11).
+_POINT_TO_POINT = TunnelKind.POINT_TO_POINT
+
+
+@dataclass(slots=True)  # not frozen: built for every received packet, and frozen __init__ is slow
 class GreDelivery:
     """What came out of an inbound GRE packet: ``protocol`` is
     :data:`GRE_PROTO_IPV4` (an overlay datagram) or :data:`GRE_PROTO_NHRP`."""
@@ -155,7 +159,7 @@ class TunnelInterface:
     def resolve(self, next_hop: str) -> str | None:
         """The NBMA address for an overlay next hop, or None (multipoint
         GRE: static maps first, then NHRP-learnt ones)."""
-        if self.kind is TunnelKind.POINT_TO_POINT:
+        if self.kind is _POINT_TO_POINT:
             return self.destination
         return self.static_maps.get(next_hop) or self.dynamic_maps.get(next_hop)
 

@@ -154,13 +154,6 @@ def ipv4_lengths(data: bytes) -> tuple[int, int]:
     return hlen, total
 
 
-def checksum_ok(header: bytes) -> bool:
-    """True if the IPv4 header ``header`` (exactly IHL * 4 bytes) carries a
-    correct checksum: a correct header sums to 0xFFFF, i.e. read as one
-    integer it is a nonzero multiple of 0xFFFF (see internet_checksum)."""
-    return not int.from_bytes(header, "big") % 0xFFFF
-
-
 def rewrite_header(header: bytes, total_length: int, protocol: int) -> bytes:
     """A copy of the IPv4 header ``header`` (options included) with a new
     total length and protocol and the checksum recomputed; every other
