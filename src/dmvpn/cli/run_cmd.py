@@ -38,7 +38,9 @@ def _fail(command: str, message: str) -> None:
 @click.option("--profile", type=click.Choice(sorted(PROFILES)), default=DEFAULT_PROFILE, show_default=True,
               help="Behaviour profile (rekey, collisions, deletes).")
 @click.option("--tun-name", default=DEFAULT_TUN_NAME, show_default=True,
-              help="Linux name of the TUN device for the tunnel interface (more tunnels: NAME1, NAME2 ...).")
+              help="Linux name of the TUN device for the tunnel interface (more tunnels: NAME1, NAME2 ...); "
+                   "each interface with a crypto map gets the next name in that sequence (no address, a route "
+                   "for each permit line's destination: the OS sends what the map protects through it).")
 @click.option("--tun-device", default=TUN_CLONE_DEVICE, show_default=True, metavar="PATH",
               help="The TUN clone device.")
 @click.option("--log", "log", default=None, metavar="CAT[,CAT...]",
@@ -62,7 +64,8 @@ def run_command(config_file: str, control: str | None, profile: str, tun_name: s
     except RuntimeSetupError as err:
         _fail("run", str(err))
     underlay = ", ".join(f"{u.iface} {u.address}" for u in spec.underlay)
-    tunnels = ", ".join(f"{t.iface} on {t.name} {t.address} mtu {t.mtu}" for t in spec.tuns) or "no tunnel"
+    tunnels = ", ".join(f"{t.iface} on {t.name} {t.address or 'unnumbered'} mtu {t.mtu}"
+                        for t in spec.tuns) or "no tunnel"
     runtime.printer.note(runtime.now(), f"{config.hostname} running ({profile}): {underlay}; {tunnels}; "
                                         f"control {control_path}")
     runtime.run()

@@ -328,18 +328,22 @@ class QuickMode:
         """The local policy whose selectors are the mirror of the initiator's IDs."""
         if local is None or remote is None:
             return None
+        host_local, host_remote = local, remote
         if sa.nat_detected:
             # RFC 3947 section 5.2: behind a NAT the peer names its private
-            # address; transport-mode host IDs stand for the ISAKMP endpoints.
+            # address; for host-to-host policies (no ACL: DMVPN) host IDs
+            # stand for the ISAKMP endpoints. A crypto map's ACL networks
+            # are compared as sent.
             if remote.prefixlen == 32:
-                remote = IPv4Network(f"{sa.peer}/32")
+                host_remote = IPv4Network(f"{sa.peer}/32")
             if local.prefixlen == 32:
-                local = IPv4Network(f"{sa.local}/32")
+                host_local = IPv4Network(f"{sa.local}/32")
         for policy in self.child_policies:
             if not policy.allows_peer(sa.peer) or policy.protocol != protocol:
                 continue
             mine_local, mine_remote = policy.selector_nets(sa.local, sa.peer)
-            if local.subnet_of(mine_local) and remote.subnet_of(mine_remote):
+            theirs_local, theirs_remote = (host_local, host_remote) if policy.local is None else (local, remote)
+            if theirs_local.subnet_of(mine_local) and theirs_remote.subnet_of(mine_remote):
                 return policy
         return None
 

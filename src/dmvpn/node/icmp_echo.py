@@ -6,9 +6,13 @@ loop end to end (packets, timers, admin, log events) without any IPsec.
 
 Admin commands (IOS-like):
 
-* ``ping A.B.C.D [repeat N] [size N] [timeout S] [interval S]`` starts a
-  session and returns the IOS banner. Without ``interval`` each Echo is sent
-  when the previous one is answered or timed out, as IOS does; with it,
+* ``ping A.B.C.D [repeat N] [size N] [timeout S] [interval S] [source
+  A.B.C.D|IFACE]`` starts a session and returns the IOS banner. The Echo
+  leaves by the interface whose network holds the destination, else the one
+  the ``route`` hook (the router's routing table) names; ``source`` sets the
+  source address (one of ours) as IOS's extended ping does. Without
+  ``interval`` each Echo is sent when the previous one is answered or
+  timed out, as IOS does; with it,
   Echos leave every S seconds (a scheduled pinger). Results accumulate in
   the background because the runtime cannot block.
 * ``show ping`` prints the latest session as IOS prints a finished ping
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dmvpn.node.engine import LogEvent, RandomSource, Transmit
@@ -111,9 +116,11 @@ class IcmpEchoEngine:
     ``interfaces`` maps interface name to ``"A.B.C.D/len"``.
     """
 
-    def __init__(self, name: str, interfaces: dict[str, str], random: RandomSource) -> None:
+    def __init__(self, name: str, interfaces: dict[str, str], random: RandomSource,
+                 route: Callable[[ipaddress.IPv4Address], str | None] | None = None) -> None:
         self.name = name
         self.random = random
+        self.route = route
         self.interfaces = {iface: ipaddress.IPv4Interface(spec) for iface, spec in interfaces.items()}
         self.addresses = {str(i.ip) for i in self.interfaces.values()}
         self.counters = IcmpCounters()
@@ -220,10 +227,16 @@ class IcmpEchoEngine:
             return f"% Unrecognized host or address, or protocol not running: {args[0]}"
         options = {"repeat": 5.0, "size": 100.0, "timeout": 2.0}
         interval: float | None = None
+        source: str | None = None
         rest = args[1:]
         if len(rest) % 2:
             return "% Incomplete command."
         for key, value in zip(rest[::2], rest[1::2]):
+            if key == "source":
+                source = self._source(value)
+                if source is None:
+                    return "% Invalid source address- IP address not on any of our up interfaces"
+                continue
             try:
                 number = float(value)
             except ValueError:
@@ -244,7 +257,7 @@ class IcmpEchoEngine:
         route = self._route(destination)
         if route is None:
             return f"% No route to {destination}"
-        iface, source = route
+        iface, source = route[0], source or route[1]
         session = PingSession(str(destination), source, iface,
                               int.from_bytes(self.random.token_bytes(2), "big"),
                               repeat, size, timeout, interval, next_send=now,
@@ -258,10 +271,20 @@ class IcmpEchoEngine:
         for iface, spec in self.interfaces.items():
             if destination in spec.network:
                 return iface, str(spec.ip)
+        routed = self.route(destination) if self.route is not None else None
+        if routed in self.interfaces:
+            return routed, str(self.interfaces[routed].ip)
         if len(self.interfaces) == 1:
             iface, spec = next(iter(self.interfaces.items()))
             return iface, str(spec.ip)
         return None
+
+    def _source(self, value: str) -> str | None:
+        """``source A.B.C.D`` (one of our addresses) or ``source IFACE``."""
+        if value in self.addresses:
+            return value
+        spec = next((a for n, a in self.interfaces.items() if n.lower() == value.lower()), None)
+        return str(spec.ip) if spec is not None else None
 
     def _send_echo(self, now: float, session: PingSession) -> None:
         seq = session.sent

@@ -11,6 +11,11 @@ Packet paths (DESIGN.md "How data flows"):
 * in: UDP 500 goes to IKE; ESP is looked up by SPI, checked and decrypted,
   its GRE decapsulated and the overlay packet handed to the ICMP host stack;
   cleartext GRE on a protected tunnel is dropped and counted.
+* crypto maps (site-to-site, :mod:`dmvpn.node.crypto_map`): a packet the
+  host sends out of (or, in real mode, the OS routes into) an interface with
+  ``crypto map M`` is protected in tunnel mode when an ACL permit line
+  matches it; decrypted inner packets pass the RFC 4301 5.2 selector check
+  before reaching the host (or the OS, through the map's TUN).
 
 Admin: ``ping``, ``show ...`` (via :mod:`dmvpn.node.show_adapter`),
 ``clear crypto sa [peer A]``, ``debug crypto isakmp`` / ``no debug ...``, and
@@ -34,11 +39,12 @@ from dmvpn.config import RouterConfig
 from dmvpn.ike.debug import IosClock, render_line
 from dmvpn.ike.engine import Ikev1Engine
 from dmvpn.ike.profiles import DEFAULT_PROFILE, get_profile
-from dmvpn.ipsec.esp import DropReason, EspDrop, protect, unprotect
-from dmvpn.ipsec.sa import Selector
+from dmvpn.ipsec.esp import DropReason, EspDrop, open_datagram, protect_parts
+from dmvpn.ipsec.sa import EspMode, SecurityAssociation, Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
 from dmvpn.ipsec.ledger import record_of
 from dmvpn.node import show_adapter
+from dmvpn.node.crypto_map import CryptoMapPath, EgressTable, kernel_iface
 from dmvpn.node.engine import LogEvent, RandomSource, Transmit
 from dmvpn.node.explain import explain_sas
 from dmvpn.node.icmp_echo import IcmpEchoEngine
@@ -47,7 +53,7 @@ from dmvpn.tunnel.interface import TunnelInterface
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.gre import GRE_PROTO_IPV4
 from dmvpn.wire.isakmp import Udp4500Kind, add_non_esp_marker, classify_udp4500, strip_non_esp_marker
-from dmvpn.wire.ipv4 import IPv4Header, IpProto, decode_ipv4
+from dmvpn.wire.ipv4 import IPv4Header, IpProto, decode_ipv4, format_ipv4_address, header_template, rewrite_header
 from dmvpn.wire.udp import decode_udp, encode_udp
 
 if TYPE_CHECKING:
@@ -56,6 +62,9 @@ if TYPE_CHECKING:
 IKE_PORT = 500
 NAT_T_PORT = 4500
 INVALID_INPUT = "% Invalid input detected at '^' marker."
+# Plain values for the per-packet comparisons (an Enum member read off its
+# class costs ~0.2 us on Python 3.11).
+_ESP, _ICMP, _TUNNEL = int(IpProto.ESP), int(IpProto.ICMP), EspMode.TUNNEL
 #: The admin keywords the router itself handles, for IOS-style abbreviation.
 ADMIN_WORDS = ("ping", "show", "debug", "undebug", "no", "clear", "test", "crypto", "isakmp", "ipsec",
                "sa", "rekey", "all", "ip", "traffic")
@@ -109,6 +118,7 @@ class Router:
             i.name: i.address for i in config.interfaces.values()
             if i.tunnel is None and i.address is not None and not i.shutdown}
         self.local_addresses = {str(a.ip) for a in self.physical.values()}
+        self._iface_by_address = {str(a.ip): n for n, a in self.physical.items()}
         self.tunnels: dict[str, TunnelInterface] = {}
         self.protected: set[str] = set()
         for iface in config.tunnels():
@@ -128,18 +138,32 @@ class Router:
                                traffic=self._traffic)
         host_ifaces = {n: str(a) for n, a in self.physical.items()}
         host_ifaces.update({n: str(t.address) for n, t in self.tunnels.items()})
-        self.host = IcmpEchoEngine(self.name, host_ifaces, random)
+        self.crypto_map = CryptoMapPath(self.name, config, self.policies, self.sad, self.ike.acquire, self.last_out)
+        self.host = IcmpEchoEngine(self.name, host_ifaces, random, route=EgressTable(config).lookup)
         self.fluids: list[FluidFlow] = []
         self._gre_selectors: dict[tuple[str, str], Selector] = {}
         self._tx: list[Transmit] = []
         self._events: list[LogEvent] = []
+        self._unsettled: float | None = None  # time of a receive whose effects are not yet collected
 
     # ================================================================== Engine
     def receive(self, now: float, iface: str, packet: bytes) -> None:
+        """One datagram in. What it causes (IKE messages, host replies,
+        events) is collected when the runtime next polls (:meth:`_settle`),
+        so a batch of data packets pays for that once."""
         self._sync_fluids(now)
+        self._unsettled = now
         if self.kernel_host and iface in self.tunnels:
             self._tunnel_out(now, iface, packet)
-            self._after(now)
+            return
+        if iface in self.crypto_map.kernel:  # the OS routed it into a crypto map (real mode)
+            self._crypto_map_out(now, self.crypto_map.kernel[iface], packet, clear_ok=False)
+            return
+        if len(packet) >= 20 and packet[9] == _ESP:  # the data path: no header object
+            if format_ipv4_address(packet[16:20]) in self.local_addresses:
+                self._esp_in(now, iface, packet)
+            else:
+                self.counters.not_for_us += 1
             return
         try:
             header, payload = decode_ipv4(packet)
@@ -161,26 +185,26 @@ class Router:
                 self.ike.receive(now, header.src, udp.src_port, header.dst, udp.dst_port, udp.payload)
             elif udp.dst_port == NAT_T_PORT:
                 self._udp4500_in(now, iface, header, udp, packet)
-        elif proto == IpProto.ESP:
-            self._esp_in(now, iface, header, packet)
         elif proto == GRE_PROTOCOL:
-            self._gre_in(now, header, payload, protected=False)
-        else:
+            self._gre_in(now, header.src, header.dst, payload, protected=False)
+        elif iface not in self.crypto_map.maps or self.crypto_map.clear_allowed(now, iface, packet):
             self.host.receive(now, iface, packet)
-        self._after(now)
 
     def handle_timer(self, now: float) -> None:
+        self._settle()
         self._sync_fluids(now)
         self.ike.handle_timer(now)
         self.host.handle_timer(now)
         self._after(now)
 
     def next_deadline(self) -> float | None:
+        self._settle()
         times = [t for t in (self.ike.next_deadline(), self.host.next_deadline()) if t is not None]
         times += [t for f in self.fluids if (t := f.next_event(self)) is not None]
         return min(times) if times else None
 
     def admin(self, now: float, command: str) -> str:
+        self._settle()
         self._sync_fluids(now)
         try:
             out = self._admin(now, command.strip())
@@ -189,10 +213,12 @@ class Router:
         return out
 
     def poll_transmit(self) -> list[Transmit]:
+        self._settle()
         out, self._tx = self._tx, []
         return out
 
     def poll_events(self) -> list[LogEvent]:
+        self._settle()
         out, self._events = self._events, []
         return out
 
@@ -252,28 +278,55 @@ class Router:
         return INVALID_INPUT
 
     # ================================================================== data plane
-    def _esp_in(self, now: float, iface: str, header: IPv4Header, packet: bytes) -> None:
+    def _esp_in(self, now: float, iface: str, packet: bytes) -> None:
+        """ESP (or ESP in UDP) for us: checked, decrypted, its payload to
+        the tunnel (GRE) or the host."""
         try:
-            sa, inner = unprotect(self.sad, now, packet)
+            sa, outer, next_header, inner = open_datagram(self.sad, now, packet)
         except EspDrop as drop:
             key = drop.reason.value
             self.counters.esp_drops[key] = self.counters.esp_drops.get(key, 0) + 1
             if drop.reason is DropReason.NO_SA:
-                self.ike.invalid_spi(now, header.src, header.dst, drop.spi, iface)
+                self.ike.invalid_spi(now, format_ipv4_address(packet[12:16]), format_ipv4_address(packet[16:20]),
+                                     drop.spi, iface)
             return
         except DecodeError:
             self.counters.malformed += 1
             return
         self.last_in[sa.peer] = now
+        if sa.mode is not _TUNNEL:  # transport: the payload is the outer header's
+            if next_header == GRE_PROTOCOL:
+                self._gre_in(now, format_ipv4_address(outer[12:16]), format_ipv4_address(outer[16:20]), inner,
+                             protected=True)
+            else:
+                self.host.receive(now, iface, rewrite_header(outer, len(outer) + len(inner), next_header) + inner)
+            return
         try:
             inner_header, inner_payload = decode_ipv4(inner, verify_checksum=False)
         except DecodeError:
             self.counters.malformed += 1
             return
         if inner_header.protocol == GRE_PROTOCOL:
-            self._gre_in(now, inner_header, inner_payload, protected=True)
+            self._gre_in(now, inner_header.src, inner_header.dst, inner_payload, protected=True)
         else:
-            self.host.receive(now, iface, inner)
+            self._crypto_map_in(now, iface, sa, inner)
+
+    def _crypto_map_in(self, now: float, iface: str, sa: SecurityAssociation, inner: bytes) -> None:
+        """A tunnel-mode inner packet (not GRE): the RFC 4301 5.2 selector
+        check, then to the OS behind the crypto map (real mode) or the host."""
+        if not self.crypto_map.inbound_allowed(now, sa, inner):
+            return
+        if self.kernel_host and iface in self.crypto_map.maps:
+            self._tx.append(Transmit(kernel_iface(iface), inner))
+            if not _is_echo_reply(inner):
+                return
+        self.host.receive(now, iface, inner)
+
+    def _crypto_map_out(self, now: float, iface: str, packet: bytes, *, clear_ok: bool = True) -> None:
+        """A packet leaving crypto-map ``iface``: protected, in clear, or dropped."""
+        out = self.crypto_map.outbound(now, iface, packet, clear_ok=clear_ok)
+        if out is not None:
+            self._tx.append(Transmit(iface, out))
 
     def _udp4500_in(self, now: float, iface: str, header: IPv4Header, udp, packet: bytes) -> None:
         """UDP 4500 (RFC 3948 section 2): IKE behind the non-ESP marker, ESP,
@@ -288,16 +341,17 @@ class Router:
             self.ike.receive(now, header.src, udp.src_port, header.dst, udp.dst_port,
                              strip_non_esp_marker(udp.payload))
         elif kind is Udp4500Kind.ESP:
-            self._esp_in(now, iface, header, packet)
+            self._esp_in(now, iface, packet)
 
-    def _gre_in(self, now: float, header: IPv4Header, gre: bytes, *, protected: bool) -> None:
+    def _gre_in(self, now: float, src: str, dst: str, gre: bytes, *, protected: bool) -> None:
+        """GRE from NBMA ``src`` to our ``dst``: to the tunnel sourced there."""
         for name, tunnel in self.tunnels.items():
-            if tunnel.source != header.dst:
+            if tunnel.source != dst:
                 continue
             if name in self.protected and not protected:
                 self.counters.clear_gre_drops += 1
                 return
-            delivery = tunnel.decapsulate(header.src, gre)
+            delivery = tunnel.decapsulate(src, gre)
             if delivery is None:
                 self.counters.tunnel_drops += 1
                 return
@@ -306,28 +360,25 @@ class Router:
                     self.host.receive(now, name, delivery.payload)
                     return
                 self._tx.append(Transmit(name, delivery.payload))
-                if _is_echo_reply(delivery.payload):
+                if delivery.payload[9] == _ICMP and _is_echo_reply(delivery.payload):
                     self.host.receive(now, name, delivery.payload)
             return
         self.counters.not_for_us += 1
 
     def _tunnel_out(self, now: float, name: str, overlay: bytes) -> None:
         tunnel = self.tunnels[name]
-        try:
-            dst = decode_ipv4(overlay, verify_checksum=False)[0].dst
-        except DecodeError:
+        if len(overlay) < 20 or overlay[0] >> 4 != 4:
             self.counters.malformed += 1
             return
-        out = tunnel.encapsulate(overlay, dst)
+        out = tunnel.encapsulate(overlay, format_ipv4_address(overlay[16:20]))
         if out is None:
             self.counters.tunnel_drops += 1
             return
         peer, gre = out
         local = tunnel.source
-        datagram = IPv4Header(local, peer, GRE_PROTOCOL, ttl=255).encode(gre)
         policy = self.policy_by_interface.get(name)
         if policy is None:
-            self._send_physical(now, datagram, local)
+            self._send_physical(now, header_template(local, peer, GRE_PROTOCOL, 255).encode(gre), local)
             return
         selector = self._gre_selectors.get((local, peer))
         if selector is None:  # built once per peer: ipaddress objects are slow per packet
@@ -338,7 +389,7 @@ class Router:
             self.ike.acquire(now, policy, peer, local, selector)
             return
         try:
-            packet = protect(sa, now, datagram)
+            packet = protect_parts(sa, now, local, peer, GRE_PROTOCOL, gre, 255)
         except EspDrop as drop:
             key = drop.reason.value
             self.counters.esp_drops[key] = self.counters.esp_drops.get(key, 0) + 1
@@ -347,11 +398,18 @@ class Router:
         self._send_physical(now, packet, local)
 
     def _send_physical(self, now: float, packet: bytes, source: str) -> None:
-        for name, addr in self.physical.items():
-            if str(addr.ip) == source:
-                self._tx.append(Transmit(name, packet))
-                return
-        self.counters.tunnel_drops += 1
+        name = self._iface_by_address.get(source)
+        if name is None:
+            self.counters.tunnel_drops += 1
+            return
+        self._tx.append(Transmit(name, packet))
+
+    def _settle(self) -> None:
+        """Run :meth:`_after` for the packets received since the last poll."""
+        now = self._unsettled
+        if now is not None:
+            self._unsettled = None
+            self._after(now)
 
     def _after(self, now: float) -> None:
         """Drain IKE and the host stack into transmits and events."""
@@ -368,6 +426,8 @@ class Router:
                 moved = True
                 if tx.iface in self.tunnels:
                     self._tunnel_out(now, tx.iface, tx.packet)
+                elif tx.iface in self.crypto_map.maps:
+                    self._crypto_map_out(now, tx.iface, tx.packet)
                 else:
                     self._tx.append(tx)
             if not moved:
@@ -376,6 +436,7 @@ class Router:
             flow.after_interaction(self, now)
         self._events.extend(self.ike.poll_events())
         self._events.extend(self.host.poll_events())
+        self._events.extend(self.crypto_map.poll_events())
 
     # ================================================================== DPD and lab hooks
     def _traffic(self, peer: str) -> tuple[float | None, float | None]:
@@ -386,8 +447,9 @@ class Router:
         self.fluids.append(flow)
 
     def _sync_fluids(self, now: float) -> None:
-        for flow in self.fluids:
-            flow.sync(self, now)
+        if self.fluids:
+            for flow in self.fluids:
+                flow.sync(self, now)
 
     def render_debug(self, events: list[LogEvent]) -> str:
         """``debug crypto isakmp`` lines of this router, IOS formatted."""

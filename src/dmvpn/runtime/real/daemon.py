@@ -5,7 +5,12 @@ step fails (so a failed start leaves no device or socket behind).
 :func:`router_runtime` does it for a :class:`~dmvpn.node.router.Router` built
 from an IOS configuration: every addressed, non-shutdown physical interface
 becomes an underlay interface (UDP 500/4500 + raw ESP), every tunnel
-interface with an address a TUN device with that address and ``ip mtu``.
+interface with an address a TUN device with that address and ``ip mtu``,
+and every interface with a ``crypto map`` a TUN device without an address
+through which the OS sends what the map protects: engine-side name
+``kernel:<interface>``, Linux name the next in the ``--tun-name`` sequence
+after the tunnels' (``NAME``, ``NAME1`` ...), MTU 1400, a route for each
+permit line's destination network (see :mod:`dmvpn.node.crypto_map`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from typing import TextIO
 
 from dmvpn.config import RouterConfig
 from dmvpn.ike.debug import IosClock
+from dmvpn.node.crypto_map import CRYPTO_MAP_TUN_MTU, build_maps, kernel_iface, kernel_routes
 from dmvpn.node.engine import Engine
+from dmvpn.node.policies import PolicyError, child_policies
 from dmvpn.runtime.randomness import SystemRandomSource
 from dmvpn.runtime.real.control import ControlServer
 from dmvpn.runtime.real.errors import RuntimeSetupError
@@ -87,12 +94,19 @@ def router_spec(config: RouterConfig, *, control: Path | None, tun_name: str,
         raise RuntimeSetupError(f"{config.source}: no physical interface with an ip address: "
                                 f"nothing to send IKE and ESP from")
     tunnels = [i for i in config.tunnels() if i.address is not None and not i.shutdown]
-    names = tun_names(tun_name, len(tunnels))
+    try:
+        maps = list(build_maps(config, child_policies(config)).values())
+    except PolicyError as err:
+        raise RuntimeSetupError(f"{config.source}: {err}") from None
+    names = tun_names(tun_name, len(tunnels) + len(maps))
     for name in names:
         check_ifname(name)
     tuns = [TunSpec(i.name, name, ipaddress.IPv4Interface(i.address), i.mtu or DEFAULT_TUNNEL_MTU,
                     tunnel_routes(config, i.name, ipaddress.IPv4Interface(i.address)))
             for i, name in zip(tunnels, names)]
+    tuns += [TunSpec(kernel_iface(m.interface), name, None, CRYPTO_MAP_TUN_MTU,
+                     tuple((net, None) for net in kernel_routes(m)))
+             for m, name in zip(maps, names[len(tunnels):])]
     return DaemonSpec(underlay, tuns, control, tun_clone, SHUTDOWN_COMMAND)
 
 

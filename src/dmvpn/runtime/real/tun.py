@@ -5,7 +5,8 @@ whole IPv4 datagram the kernel routed into the device, every write injects
 one datagram into the kernel's stack. The kernel side of the device is the
 router's "local host": it gets the tunnel interface's address and ``ip mtu``
 and the ``ip route`` entries that point into the tunnel (set over rtnetlink
-with pyroute2). The device is not persistent, so closing
+with pyroute2). A crypto map's device has no address, only routes (see
+:mod:`dmvpn.node.crypto_map`). The device is not persistent, so closing
 the descriptor removes it.
 """
 
@@ -30,14 +31,16 @@ IFNAMSIZ = 16
 @dataclass(frozen=True, slots=True)
 class TunSpec:
     """What to create: ``iface`` is the engine's name for it (``Tunnel0``),
-    ``name`` the Linux device name, ``address`` the kernel side's address."""
+    ``name`` the Linux device name, ``address`` the kernel side's address
+    (None: none, as for a crypto map's device)."""
 
     iface: str
     name: str
-    address: ipaddress.IPv4Interface
+    address: ipaddress.IPv4Interface | None
     mtu: int
     #: Kernel routes into the device: (prefix, next hop or None), from the
-    #: config's ``ip route`` lines that point into this tunnel.
+    #: config's ``ip route`` lines that point into this tunnel, or a crypto
+    #: map's protected destinations.
     routes: tuple[tuple[ipaddress.IPv4Network, ipaddress.IPv4Address | None], ...] = ()
 
 
@@ -88,11 +91,13 @@ class TunDevice:
                 (index,) = ipr.link_lookup(ifname=spec.name)
                 self._disable_ipv6()
                 ipr.link("set", index=index, mtu=spec.mtu)
-                ipr.addr("add", index=index, address=str(spec.address.ip),
-                         prefixlen=spec.address.network.prefixlen)
+                if spec.address is not None:
+                    ipr.addr("add", index=index, address=str(spec.address.ip),
+                             prefixlen=spec.address.network.prefixlen)
                 ipr.link("set", index=index, state="up")
             except NetlinkError as exc:
-                raise RuntimeSetupError(f"cannot configure {spec.name} ({spec.address}, mtu {spec.mtu}): "
+                raise RuntimeSetupError(f"cannot configure {spec.name} ({spec.address or 'no address'}, "
+                                        f"mtu {spec.mtu}): "
                                         f"{os.strerror(exc.code)}") from None
             for prefix, next_hop in spec.routes:
                 via = {"gateway": str(next_hop)} if next_hop is not None else {}
