@@ -291,7 +291,9 @@ def open_datagram(sad: SecurityAssociationDatabase, now: float,
         payload = decode_udp(payload).payload
     elif protocol != _ESP:
         raise DecodeError(9, f"IPv4 protocol {protocol} is not ESP")
-    spi = parse_esp_header(payload)[0]
+    if len(payload) < ESP_HEADER_BYTES:
+        parse_esp_header(payload)  # raises, naming the shortfall
+    spi = _U32.unpack_from(payload)[0]
     sa = sad.inbound.get(spi)
     if sa is None:
         sad.unknown_spi_drops += 1

@@ -119,6 +119,7 @@ class Router:
             if i.tunnel is None and i.address is not None and not i.shutdown}
         self.local_addresses = {str(a.ip) for a in self.physical.values()}
         self._iface_by_address = {str(a.ip): n for n, a in self.physical.items()}
+        self._local_raw = {a.ip.packed for a in self.physical.values()}
         self.tunnels: dict[str, TunnelInterface] = {}
         self.protected: set[str] = set()
         for iface in config.tunnels():
@@ -132,6 +133,9 @@ class Router:
             self.tunnels[iface.name] = tunnel
             if iface.tunnel.protection_profile is not None:
                 self.protected.add(iface.name)
+        self._tunnel_by_source: dict[str, tuple[str, TunnelInterface]] = {}
+        for name, tunnel in self.tunnels.items():
+            self._tunnel_by_source.setdefault(tunnel.source, (name, tunnel))
         self.policies = child_policies(config)
         self.policy_by_interface = {p.interface: p for p in self.policies}
         self.ike = Ikev1Engine(self.name, config, self.sad, random, self.profile, self.policies,
@@ -151,7 +155,8 @@ class Router:
         """One datagram in. What it causes (IKE messages, host replies,
         events) is collected when the runtime next polls (:meth:`_settle`),
         so a batch of data packets pays for that once."""
-        self._sync_fluids(now)
+        if self.fluids:
+            self._sync_fluids(now)
         self._unsettled = now
         if self.kernel_host and iface in self.tunnels:
             self._tunnel_out(now, iface, packet)
@@ -160,7 +165,7 @@ class Router:
             self._crypto_map_out(now, self.crypto_map.kernel[iface], packet, clear_ok=False)
             return
         if len(packet) >= 20 and packet[9] == _ESP:  # the data path: no header object
-            if format_ipv4_address(packet[16:20]) in self.local_addresses:
+            if packet[16:20] in self._local_raw:
                 self._esp_in(now, iface, packet)
             else:
                 self.counters.not_for_us += 1
@@ -344,10 +349,10 @@ class Router:
             self._esp_in(now, iface, packet)
 
     def _gre_in(self, now: float, src: str, dst: str, gre: bytes, *, protected: bool) -> None:
-        """GRE from NBMA ``src`` to our ``dst``: to the tunnel sourced there."""
-        for name, tunnel in self.tunnels.items():
-            if tunnel.source != dst:
-                continue
+        """GRE from NBMA ``src`` to our ``dst``: to the (first) tunnel sourced there."""
+        found = self._tunnel_by_source.get(dst)
+        if found is not None:
+            name, tunnel = found
             if name in self.protected and not protected:
                 self.counters.clear_gre_drops += 1
                 return
