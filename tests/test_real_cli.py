@@ -4,7 +4,9 @@ one-line start failures (config error, not root, address missing or in use)."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "real"))
-from real_lab import DMVPN, RealLab, control, require_root_tools, sh, wait_control  # noqa: E402
+from real_lab import DMVPN, RealLab, ask, control, require_root_tools, sh, wait_control, wait_for  # noqa: E402
 
 HUB = Path(__file__).resolve().parent.parent / "src" / "dmvpn" / "lab" / "data" / "hub.cfg"
 
@@ -105,3 +107,36 @@ def test_run_config_error_and_not_root(lab, tmp_path):
     assert nobody.returncode == 1
     assert nobody.stderr.splitlines() == ["dmvpn run: must run as root: raw sockets, UDP 500 and TUN devices "
                                           "need CAP_NET_RAW, CAP_NET_BIND_SERVICE and CAP_NET_ADMIN"]
+
+
+def test_run_force_nat_t_carries_esp_in_udp_between_daemons(lab, tmp_path):
+    """``dmvpn run --force-nat-t`` on the spoke, no NAT on the path: the
+    kernels ping across Tunnel0 and tshark on the veth sees only UDP 500
+    and 4500, ESP riding in UDP (RFC 3948)."""
+    require_root_tools("tshark", "ping")
+    spoke_cfg = HUB.parent / "spoke.cfg"
+    hub_ns, spoke_ns = lab.netns("h"), lab.netns("s")
+    lab.veth(hub_ns, "gi0-0-2", "172.17.3.1/24", spoke_ns, "gi0-0-2", "172.17.3.2/24")
+    pcap, caplog = tmp_path / "wan.pcap", tmp_path / "tshark.log"
+    capture = lab.start(hub_ns, "tshark", "-i", "gi0-0-2", "-w", str(pcap), log=caplog)
+    wait_for(lambda: "Capturing on" in caplog.read_text(), 20, "tshark to start")
+    socks = {}
+    for ns, name, cfg, extra in ((hub_ns, "hub", HUB, ()), (spoke_ns, "spoke", spoke_cfg, ("--force-nat-t",))):
+        socks[name], log = tmp_path / f"{name}.sock", tmp_path / f"{name}.log"
+        proc = lab.start(ns, DMVPN, "run", str(cfg), "--control", str(socks[name]), "--tun-name", f"tun-{name}",
+                         *extra, log=log)
+        wait_control(socks[name], proc, log)
+    assert "NAT-T forced" in (tmp_path / "spoke.log").read_text()
+    ping = sh("ip", "netns", "exec", spoke_ns, "ping", "-c", "5", "-i", "0.2", "-W", "2", "10.2.2.1", check=False)
+    received = int(re.search(r"(\d+) received", ping.stdout).group(1))
+    assert received >= 4, ping.stdout + (tmp_path / "spoke.log").read_text()  # the first may wait for IKE
+    for name in ("hub", "spoke"):
+        show = ask(socks[name], "show crypto ipsec sa")
+        assert "Transport UDP-Encaps" in show and "port 4500" in show, show
+    assert lab.stop(capture, sig=signal.SIGINT) == 0
+    rows = sh("tshark", "-r", str(pcap), "-Y", "ip", "-T", "fields", "-e", "ip.proto", "-e", "udp.port",
+              "-e", "frame.protocols").stdout.splitlines()
+    fields = [r.split("\t") for r in rows]
+    assert fields and {proto for proto, _, _ in fields} == {"17"}, fields
+    assert {ports for _, ports, _ in fields} <= {"500,500", "4500,4500"}
+    assert sum(p.endswith(":udpencap:esp") for _, _, p in fields) >= 8

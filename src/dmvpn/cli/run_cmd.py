@@ -45,8 +45,11 @@ def _fail(command: str, message: str) -> None:
               help="The TUN clone device.")
 @click.option("--log", "log", default=None, metavar="CAT[,CAT...]",
               help="Print only these log categories (isakmp, ipsec, icmp ...); default all.")
+@click.option("--force-nat-t", is_flag=True,
+              help="Always float IKE to UDP 4500 and carry ESP in UDP (RFC 3948), as if behind a NAT: "
+                   "for paths that drop IP protocol 50 (strongSwan's encap = yes).")
 def run_command(config_file: str, control: str | None, profile: str, tun_name: str, tun_device: str,
-                log: str | None) -> None:
+                log: str | None, force_nat_t: bool) -> None:
     """Run the router of CONFIG on this host: IKE on UDP 500/4500, ESP on raw
     IP protocol 50, the tunnel interface on a TUN device."""
     try:
@@ -60,14 +63,15 @@ def run_command(config_file: str, control: str | None, profile: str, tun_name: s
     categories = {c.strip() for c in log.split(",") if c.strip()} if log else None
     try:
         spec = router_spec(config, control=control_path, tun_name=tun_name, tun_clone=tun_device)
-        runtime = router_runtime(config, spec, profile, sys.stdout, categories)
+        runtime = router_runtime(config, spec, profile, sys.stdout, categories, force_nat_t=force_nat_t)
     except RuntimeSetupError as err:
         _fail("run", str(err))
     underlay = ", ".join(f"{u.iface} {u.address}" for u in spec.underlay)
     tunnels = ", ".join(f"{t.iface} on {t.name} {t.address or 'unnumbered'} mtu {t.mtu}"
                         for t in spec.tuns) or "no tunnel"
+    nat_t = "; NAT-T forced" if force_nat_t else ""
     runtime.printer.note(runtime.now(), f"{config.hostname} running ({profile}): {underlay}; {tunnels}; "
-                                        f"control {control_path}")
+                                        f"control {control_path}{nat_t}")
     runtime.run()
 
 

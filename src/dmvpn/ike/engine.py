@@ -81,8 +81,15 @@ class Ikev1Engine(MainMode, QuickMode, Informational, Rekeying):
         profile: BehaviourProfile,
         child_policies: list[ChildPolicy],
         traffic: TrafficProbe | None = None,
+        force_nat_t: bool = False,
     ) -> None:
+        """``force_nat_t``: claim a NAT in front of this router (a NAT-D
+        hash for a made-up address of ours), so that every negotiation with
+        a NAT-T capable peer floats to UDP 4500 and its ESP travels in UDP
+        (RFC 3947/3948) even without a NAT: what strongSwan's ``encap =
+        yes`` does, for paths that pass UDP but drop IP protocol 50."""
         self.name = name
+        self.force_nat_t = force_nat_t
         self.config = config
         self.sad = sad
         self.random = random

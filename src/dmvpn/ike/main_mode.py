@@ -315,7 +315,10 @@ class MainMode:
         if not sa.peer_natt or sa.choice is None:
             return []
         remote = nat_d_hash(sa.choice.hash, sa.cky_i, sa.cky_r, IPv4Address(sa.peer).packed, sa.peer_port)
-        local = nat_d_hash(sa.choice.hash, sa.cky_i, sa.cky_r, IPv4Address(sa.local).packed, sa.local_port)
+        if self.force_nat_t:  # a hash of no address of ours: the peer sees us behind a NAT
+            local = self.random.token_bytes(len(remote))
+        else:
+            local = nat_d_hash(sa.choice.hash, sa.cky_i, sa.cky_r, IPv4Address(sa.local).packed, sa.local_port)
         return [NatDPayload(remote), NatDPayload(local)]
 
     def _nat_check(self, now: float, sa: IsakmpSa, msg: IsakmpMessage) -> None:
@@ -324,11 +327,14 @@ class MainMode:
             return
         mine = nat_d_hash(sa.choice.hash, sa.cky_i, sa.cky_r, IPv4Address(sa.local).packed, sa.local_port)
         theirs = nat_d_hash(sa.choice.hash, sa.cky_i, sa.cky_r, IPv4Address(sa.peer).packed, sa.peer_port)
-        if nat_ds[0].data == mine and any(p.data == theirs for p in nat_ds[1:]):
+        if nat_ds[0].data == mine and any(p.data == theirs for p in nat_ds[1:]) and not self.force_nat_t:
             self.log(now, 0, "No NAT Found for self or peer")
             return
         sa.nat_detected = True
-        self.log(now, 0, "NAT found, the peer or this router is behind a NAT")
+        if self.force_nat_t:
+            self.log(now, 0, "NAT-T forced: UDP encapsulation as if this router were behind a NAT")
+        else:
+            self.log(now, 0, "NAT found, the peer or this router is behind a NAT")
         if sa.initiator:  # RFC 3947 section 4: float to 4500 from Main Mode message 5 on
             sa.local_port = sa.peer_port = NAT_T_PORT
             self.log(now, 0, f"Detected port floating to port = {NAT_T_PORT}")

@@ -97,13 +97,15 @@ class Router:
 
     def __init__(self, config: RouterConfig, random: RandomSource, profile: str = DEFAULT_PROFILE,
                  name: str | None = None, clock: IosClock = IosClock(),
-                 kernel_host: bool = False) -> None:
+                 kernel_host: bool = False, force_nat_t: bool = False) -> None:
         """``kernel_host``: the operating system is the host on the tunnel
         interface (real mode, a TUN): packets arriving on a tunnel interface
         come from it and are sent across the tunnel, and overlay packets for
         this router go back to it (echo replies also reach the built-in
         pinger, so ``ping`` works). Otherwise (the lab) the built-in ICMP
-        host answers on the tunnel address."""
+        host answers on the tunnel address. ``force_nat_t``: see
+        :class:`~dmvpn.ike.engine.Ikev1Engine` (ESP in UDP 4500 even
+        without a NAT)."""
         self.name = name or config.hostname
         self.kernel_host = kernel_host
         self.config = config
@@ -139,7 +141,7 @@ class Router:
         self.policies = child_policies(config)
         self.policy_by_interface = {p.interface: p for p in self.policies}
         self.ike = Ikev1Engine(self.name, config, self.sad, random, self.profile, self.policies,
-                               traffic=self._traffic)
+                               traffic=self._traffic, force_nat_t=force_nat_t)
         host_ifaces = {n: str(a) for n, a in self.physical.items()}
         host_ifaces.update({n: str(t.address) for n, t in self.tunnels.items()})
         self.crypto_map = CryptoMapPath(self.name, config, self.policies, self.sad, self.ike.acquire, self.last_out)

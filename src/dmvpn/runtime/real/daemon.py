@@ -121,10 +121,13 @@ def tunnel_routes(config: RouterConfig, iface: str, address: ipaddress.IPv4Inter
 
 
 def router_runtime(config: RouterConfig, spec: DaemonSpec, profile: str, stream: TextIO,
-                   categories: Iterable[str] | None = None) -> RealRuntime:
+                   categories: Iterable[str] | None = None, *, force_nat_t: bool = False) -> RealRuntime:
     """A runtime driving a :class:`~dmvpn.node.router.Router` for ``config``
-    with the operating system's randomness."""
+    with the operating system's randomness (``force_nat_t``: ESP in UDP 4500
+    even without a NAT, see :class:`~dmvpn.ike.engine.Ikev1Engine`)."""
     from dmvpn.node.router import Router
 
-    return open_runtime(lambda clock: Router(config, SystemRandomSource(), profile, clock=clock, kernel_host=True), spec,
-                        stream, set(categories) if categories is not None else None)
+    def build(clock: IosClock) -> Router:
+        return Router(config, SystemRandomSource(), profile, clock=clock, kernel_host=True, force_nat_t=force_nat_t)
+
+    return open_runtime(build, spec, stream, set(categories) if categories is not None else None)
