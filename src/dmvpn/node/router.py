@@ -303,8 +303,10 @@ class Router:
         self.last_in[sa.peer] = now
         if sa.mode is not _TUNNEL:  # transport: the payload is the outer header's
             if next_header == GRE_PROTOCOL:
-                self._gre_in(now, format_ipv4_address(outer[12:16]), format_ipv4_address(outer[16:20]), inner,
-                             protected=True)
+                # The ICV held, so the packet came from the SA's peer to its
+                # local address (behind a NAT too: the peer is the address
+                # IKE talks to): no need to read them out of the header.
+                self._gre_in(now, sa.peer, sa.local, inner, protected=True)
             else:
                 self.host.receive(now, iface, rewrite_header(outer, len(outer) + len(inner), next_header) + inner)
             return
