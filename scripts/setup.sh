@@ -11,6 +11,7 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 command -v sysctl >/dev/null 2>&1 || need_apt+=(procps)        # real-mode tests, netlab: per-namespace sysctls
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)   # real-mode tests: the not-root check
+command -v iperf3 >/dev/null 2>&1 || need_apt+=(iperf3)          # bench/throughput.py
 # tests/test_real_strongswan.py: strongSwan as the reference peer (../shared/lab/strongswan_peer.sh)
 [ -x /usr/lib/ipsec/charon ] && command -v swanctl >/dev/null 2>&1 \
   && [ -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] \
@@ -22,6 +23,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
   export DEBIAN_FRONTEND=noninteractive
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+  echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections 2>/dev/null || true
   echo "setup: installing ${need_apt[*]}" >&2
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
