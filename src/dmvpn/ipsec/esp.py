@@ -281,19 +281,15 @@ def open_datagram(sad: SecurityAssociationDatabase, now: float,
     tunnel mode. A plain tuple: every received packet pays for building it.
     Raises :class:`EspDrop`, or ``DecodeError`` for a datagram that is not
     ESP at all or has a bad IPv4 header."""
-    hlen, total = ipv4_lengths(datagram)
+    hlen, total = ipv4_lengths(datagram, verify_checksum=True)
     header = datagram[:hlen]
-    if int.from_bytes(header, "big") % 0xFFFF:  # a correct header sums to 0xFFFF (RFC 1071)
-        raise DecodeError(10, "IPv4 header checksum is wrong")
     protocol = datagram[9]
     payload = datagram[hlen:total]
     if protocol == _UDP:
         payload = decode_udp(payload).payload
     elif protocol != _ESP:
         raise DecodeError(9, f"IPv4 protocol {protocol} is not ESP")
-    if len(payload) < ESP_HEADER_BYTES:
-        parse_esp_header(payload)  # raises, naming the shortfall
-    spi = _U32.unpack_from(payload)[0]
+    spi = parse_esp_header(payload)[0]
     sa = sad.inbound.get(spi)
     if sa is None:
         sad.unknown_spi_drops += 1

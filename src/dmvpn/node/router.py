@@ -119,8 +119,8 @@ class Router:
         self.physical: dict[str, ipaddress.IPv4Interface] = {
             i.name: i.address for i in config.interfaces.values()
             if i.tunnel is None and i.address is not None and not i.shutdown}
-        self.local_addresses = {str(a.ip) for a in self.physical.values()}
         self._iface_by_address = {str(a.ip): n for n, a in self.physical.items()}
+        self.local_addresses = set(self._iface_by_address)
         self._local_raw = {a.ip.packed for a in self.physical.values()}
         self.tunnels: dict[str, TunnelInterface] = {}
         self.protected: set[str] = set()
@@ -369,7 +369,7 @@ class Router:
                     self.host.receive(now, name, delivery.payload)
                     return
                 self._tx.append(Transmit(name, delivery.payload))
-                if delivery.payload[9] == _ICMP and _is_echo_reply(delivery.payload):
+                if _is_echo_reply(delivery.payload):
                     self.host.receive(now, name, delivery.payload)
             return
         self.counters.not_for_us += 1
@@ -456,9 +456,8 @@ class Router:
         self.fluids.append(flow)
 
     def _sync_fluids(self, now: float) -> None:
-        if self.fluids:
-            for flow in self.fluids:
-                flow.sync(self, now)
+        for flow in self.fluids:
+            flow.sync(self, now)
 
     def render_debug(self, events: list[LogEvent]) -> str:
         """``debug crypto isakmp`` lines of this router, IOS formatted."""
@@ -466,6 +465,9 @@ class Router:
 
 
 def _is_echo_reply(packet: bytes) -> bool:
-    """An ICMP Echo Reply (RFC 792 type 0) in an IPv4 packet."""
-    ihl = (packet[0] & 0x0F) * 4 if packet else 0
-    return len(packet) > ihl and packet[9] == IpProto.ICMP and packet[ihl] == 0
+    """An ICMP Echo Reply (RFC 792 type 0) in an IPv4 packet (asked of every
+    packet delivered to the OS: the protocol byte is looked at first)."""
+    if len(packet) < 21 or packet[9] != _ICMP:
+        return False
+    ihl = (packet[0] & 0x0F) * 4
+    return len(packet) > ihl and packet[ihl] == 0

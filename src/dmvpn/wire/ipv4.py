@@ -131,10 +131,11 @@ def _header_checksum(header: bytes) -> bytes:
     return (0xFFFF - (int.from_bytes(header, "big") % 0xFFFF or 0xFFFF)).to_bytes(2, "big")
 
 
-def ipv4_lengths(data: bytes) -> tuple[int, int]:
+def ipv4_lengths(data: bytes, *, verify_checksum: bool = False) -> tuple[int, int]:
     """(header length, total length) of the IPv4 datagram ``data``, checked
-    as :func:`decode_ipv4` checks them, without decoding the other fields:
-    the packet path's way to find the payload (RFC 791 3.1)."""
+    as :func:`decode_ipv4` checks them (and the header checksum if asked),
+    without decoding the other fields: the packet path's way to find the
+    payload (RFC 791 3.1)."""
     if len(data) < IPV4_MIN_HEADER:
         raise DecodeError(0, f"IPv4 header truncated: {len(data)} bytes, need 20")
     vihl = data[0]
@@ -151,7 +152,18 @@ def ipv4_lengths(data: bytes) -> tuple[int, int]:
         raise DecodeError(2, f"IPv4 total length {total} is shorter than the header ({hlen})")
     if total > len(data):
         raise DecodeError(2, f"IPv4 total length {total} exceeds the {len(data)} bytes received")
+    if verify_checksum:
+        _check_header_checksum(data, hlen)
     return hlen, total
+
+
+def _check_header_checksum(data: bytes, hlen: int) -> None:
+    """Raise :class:`DecodeError` unless the header's checksum is right: a
+    correct header sums to 0xFFFF, i.e. it is a nonzero multiple of 0xFFFF
+    read as one integer (see internet_checksum); the version nibble makes
+    it nonzero."""
+    if int.from_bytes(data[:hlen], "big") % 0xFFFF:
+        raise DecodeError(10, f"IPv4 header checksum 0x{(data[10] << 8) | data[11]:04x} is wrong")
 
 
 def rewrite_header(header: bytes, total_length: int, protocol: int) -> bytes:
@@ -207,11 +219,8 @@ def decode_ipv4(data: bytes, *, verify_checksum: bool = True) -> tuple[IPv4Heade
     (_vihl, tos, _total, ident, frag, ttl, proto, checksum, src, dst) = _HEADER.unpack_from(data)
     if frag & _FLAG_RESERVED:
         raise DecodeError(6, "IPv4 reserved flag bit is set")
-    # A correct header sums to 0xFFFF, i.e. it is a nonzero multiple of
-    # 0xFFFF read as one integer (see internet_checksum); the version nibble
-    # makes it nonzero.
-    if verify_checksum and int.from_bytes(data[:hlen], "big") % 0xFFFF:
-        raise DecodeError(10, f"IPv4 header checksum 0x{checksum:04x} is wrong")
+    if verify_checksum:
+        _check_header_checksum(data, hlen)
     header = IPv4Header(  # positional: this is the hot path
         format_ipv4_address(src), format_ipv4_address(dst), proto, ttl, ident, tos,
         bool(frag & _FLAG_DF), bool(frag & _FLAG_MF), frag & 0x1FFF,

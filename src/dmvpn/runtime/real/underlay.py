@@ -137,25 +137,20 @@ class Underlay:
         """Up to ``limit`` datagrams waiting on ``receiver``, as whole IPv4
         datagrams addressed to the interface."""
         out: list[bytes] = []
-        sock, view = receiver.sock, self._view
-        if receiver.udp_port is None:  # raw: the datagram carries its addresses
-            recv_into, buffer = sock.recv_into, self._buffer
-            for _ in range(limit):
-                try:
-                    n = recv_into(buffer)
-                except BlockingIOError:
-                    break
-                except OSError:  # e.g. an ICMP error queued for an earlier send: nothing to read
-                    continue
-                out.append(bytes(view[:n]))
-            self.counters.received += len(out)
-            return out
+        sock, view, buffer = receiver.sock, self._view, self._buffer
+        raw = receiver.udp_port is None  # the datagram carries its addresses: recv_into, no address tuple
         for _ in range(limit):
             try:
-                n, (src, sport) = sock.recvfrom_into(self._buffer)
+                if raw:
+                    n = sock.recv_into(buffer)
+                else:
+                    n, (src, sport) = sock.recvfrom_into(buffer)
             except BlockingIOError:
                 break
             except OSError:  # e.g. ECONNREFUSED reported for an earlier send: nothing to read
+                continue
+            if raw:
+                out.append(bytes(view[:n]))
                 continue
             udp = encode_udp(src, receiver.local, sport, receiver.udp_port, bytes(view[:n]))
             out.append(IPv4Header(src, receiver.local, IpProto.UDP, receiver.ttl).encode(udp))
