@@ -18,9 +18,9 @@ import argparse
 import json
 import time
 
-from dmvpn.node.engine import LogEvent, Transmit
 from dmvpn.node.icmp_echo import IcmpEchoEngine
 from dmvpn.runtime.sim import LinkParams, Simulator
+from dmvpn.sansio import LogEvent, Transmit
 
 
 class NullPinger:

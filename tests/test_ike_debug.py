@@ -8,7 +8,7 @@ from datetime import datetime
 
 from dmvpn.ike.debug import IosClock, render_line
 from dmvpn.ipsec.sa import Selector
-from dmvpn.node.engine import LogEvent
+from dmvpn.sansio import LogEvent
 from ike_harness import HUB, SPOKE, IkeNet, seed_text
 
 SEED = "/work/shared/seed"

@@ -15,10 +15,10 @@ from datetime import datetime
 from scapy.layers.inet import IP, UDP
 
 from dmvpn.ike.debug import IosClock
-from dmvpn.node.engine import LogEvent, Transmit
 from dmvpn.runtime.real.control import ControlServer, send_command
 from dmvpn.runtime.real.loop import LogPrinter, RealRuntime
 from dmvpn.runtime.real.underlay import Underlay, UnderlaySpec
+from dmvpn.sansio import LogEvent, Transmit
 
 
 class ProbeEngine:

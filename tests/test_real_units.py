@@ -15,12 +15,11 @@ import pytest
 from dmvpn.config import load_config, parse_config
 from dmvpn.ike.debug import IosClock
 from dmvpn.lab.netlab import linux_ifname
-from dmvpn.node.engine import LogEvent
-from dmvpn.runtime.real.control import (
-    MAX_COMMAND, BadRequest, ControlClientError, ControlServer, Pending, send_command)
+from dmvpn.runtime.real.control import MAX_COMMAND, BadRequest, ControlClientError, ControlServer, Pending, send_command
 from dmvpn.runtime.real.daemon import DEFAULT_TUNNEL_MTU, router_spec, tun_names
 from dmvpn.runtime.real.errors import RuntimeSetupError
 from dmvpn.runtime.real.loop import LogPrinter
+from dmvpn.sansio import LogEvent
 
 SEED = Path(__file__).resolve().parent.parent / "src" / "dmvpn" / "lab" / "data"
 
@@ -140,7 +139,7 @@ def test_control_stale_socket_is_replaced_and_non_socket_refused(tmp_path):
 
 
 def test_fragmentation_reassembles_with_scapy():
-    from scapy.layers.inet import IP, ICMP, defragment
+    from scapy.layers.inet import ICMP, IP, defragment
 
     from dmvpn.runtime.real.fragmentation import CannotFragment, fragment
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from dmvpn.node.engine import Engine, LogEvent, Transmit
 from dmvpn.node.icmp_echo import IcmpEchoEngine
 from dmvpn.runtime.randomness import SeededRandomSource, SystemRandomSource
 from dmvpn.runtime.sim import LinkParams, SimulationError, Simulator
-from dmvpn.wire.ipv4 import IPv4Header, IpProto, decode_ipv4
+from dmvpn.sansio import Engine, LogEvent, Transmit
+from dmvpn.wire.ipv4 import IpProto, IPv4Header, decode_ipv4
 from dmvpn.wire.udp import decode_udp, encode_udp
 
 

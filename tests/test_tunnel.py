@@ -19,9 +19,9 @@ from dmvpn.crypto.esp_algorithms import EspAuthAlgorithm, EspTransform, EspTrans
 from dmvpn.ipsec.esp import DropReason, EspDrop, protect, unprotect
 from dmvpn.ipsec.sa import EspMode, SaDirection, SecurityAssociation, Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
-from dmvpn.node.engine import LogEvent, RandomSource, Transmit
 from dmvpn.node.icmp_echo import IcmpEchoEngine
 from dmvpn.runtime.sim import LinkParams, Simulator
+from dmvpn.sansio import LogEvent, RandomSource, Transmit
 from dmvpn.tunnel.interface import GreDelivery, TunnelDrop, TunnelInterface, TunnelKind
 from dmvpn.wire.gre import GRE_PROTO_IPV4, GRE_PROTO_NHRP, encode_gre
 from dmvpn.wire.ipv4 import IpProto, IPv4Header, decode_ipv4

@@ -14,18 +14,12 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Protocol
 
 from cryptography.exceptions import UnsupportedAlgorithm as _CryptoUnsupported
 from cryptography.hazmat.primitives.asymmetric import dh, ec
 
 from dmvpn.crypto.modp_primes import MODP_GENERATOR, MODP_PRIMES
-
-
-class TokenSource(Protocol):
-    """The part of node.engine.RandomSource this module needs."""
-
-    def token_bytes(self, n: int) -> bytes: ...
+from dmvpn.sansio import RandomSource
 
 
 class DhGroup(IntEnum):
@@ -113,7 +107,7 @@ class DhKeyPair:
         self.public_value = y.to_bytes(self.info.public_length, "big")
 
     @classmethod
-    def generate(cls, group: int, random: TokenSource) -> DhKeyPair:
+    def generate(cls, group: int, random: RandomSource) -> DhKeyPair:
         """A fresh key pair whose private value comes from ``random``.
 
         MODP: x is taken from as many random bytes as the prime has and

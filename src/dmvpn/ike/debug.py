@@ -1,6 +1,6 @@
 """``debug crypto isakmp`` output: structured events rendered the IOS way.
 
-The engine emits :class:`~dmvpn.node.engine.LogEvent` records of category
+The engine emits :class:`~dmvpn.sansio.LogEvent` records of category
 ``"isakmp"`` whose ``message`` is the text IOS prints after the facility
 (``(79859):processing HASH payload. message ID = 3247684825``) and whose
 ``fields`` carry ``facility`` (``ISAKMP``, ``ISAKMP-PAK`` or a syslog tag
@@ -12,11 +12,11 @@ to a wall-clock date with an :class:`IosClock`:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable
 
-from dmvpn.node.engine import LogEvent
+from dmvpn.sansio import LogEvent
 
 CATEGORY = "isakmp"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -43,7 +43,7 @@ from dmvpn.ike.states import IkeEvent, IllegalTransition, MessageSource, Phase1S
 from dmvpn.ipsec.events import HardExpired, SadEvent, SoftExpired
 from dmvpn.ipsec.sa import Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
-from dmvpn.node.engine import LogEvent, RandomSource
+from dmvpn.sansio import LogEvent, RandomSource
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.isakmp import IsakmpMessage, decode_header, decode_message, decrypt_message
 from dmvpn.wire.isakmp_payloads import DeletePayload

@@ -19,7 +19,6 @@ import heapq
 import math
 from enum import Enum
 from itertools import count
-from typing import Protocol
 
 from dmvpn.ipsec.events import HardExpired, LimitKind, SadEvent, SoftExpired
 from dmvpn.ipsec.sa import (
@@ -29,14 +28,7 @@ from dmvpn.ipsec.sa import (
     SecurityAssociation,
     Selector,
 )
-
-
-class TokenSource(Protocol):
-    """The part of the runtime's injected RandomSource the SAD uses."""
-
-    def token_bytes(self, n: int) -> bytes:
-        """``n`` random bytes."""
-        ...
+from dmvpn.sansio import RandomSource
 
 
 class OutboundPolicy(Enum):
@@ -50,9 +42,9 @@ class IvPool:
     """Random bytes for CBC IVs, drawn from the injected source in chunks
     (one call per ``chunk`` bytes instead of one per packet)."""
 
-    __slots__ = ("_random", "_chunk", "_buf", "_pos")
+    __slots__ = ("_buf", "_chunk", "_pos", "_random")
 
-    def __init__(self, random: TokenSource, chunk: int = 65536) -> None:
+    def __init__(self, random: RandomSource, chunk: int = 65536) -> None:
         self._random = random
         self._chunk = chunk
         self._buf = b""
@@ -77,7 +69,7 @@ class SecurityAssociationDatabase:
 
     def __init__(
         self,
-        random: TokenSource,
+        random: RandomSource,
         *,
         conn_id_base: int = 2001,
         outbound_policy: OutboundPolicy = OutboundPolicy.NEWEST,

@@ -55,7 +55,7 @@ from dmvpn.ike.proposals import ChildPolicy
 from dmvpn.ipsec.esp import EspDrop, protect
 from dmvpn.ipsec.sa import SecurityAssociation, Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
-from dmvpn.node.engine import LogEvent
+from dmvpn.sansio import LogEvent
 from dmvpn.wire.ipv4 import format_ipv4_address
 
 #: Engine-side names of the TUN devices that carry crypto-map traffic.

@@ -28,10 +28,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dmvpn.node.engine import LogEvent, RandomSource, Transmit
+from dmvpn.sansio import LogEvent, RandomSource, Transmit
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.icmp import IcmpMessage, IcmpType, decode_icmp
-from dmvpn.wire.ipv4 import IPV4_MIN_HEADER, IPv4Header, IpProto, decode_ipv4
+from dmvpn.wire.ipv4 import IPV4_MIN_HEADER, IpProto, IPv4Header, decode_ipv4
 
 ICMP_ECHO_OVERHEAD = IPV4_MIN_HEADER + 8
 # Plain ints for the per-packet comparisons (IntEnum compares are slower).

@@ -1,5 +1,5 @@
 """A DMVPN router node: configuration, IKEv1, the SAD, ESP and the GRE tunnel
-wired together as one sans-I/O :class:`~dmvpn.node.engine.Engine`.
+wired together as one sans-I/O :class:`~dmvpn.sansio.Engine`.
 
 Packet paths (DESIGN.md "How data flows"):
 
@@ -40,20 +40,20 @@ from dmvpn.ike.debug import IosClock, render_line
 from dmvpn.ike.engine import Ikev1Engine
 from dmvpn.ike.profiles import DEFAULT_PROFILE, get_profile
 from dmvpn.ipsec.esp import DropReason, EspDrop, open_datagram, protect_parts
+from dmvpn.ipsec.ledger import record_of
 from dmvpn.ipsec.sa import EspMode, SecurityAssociation, Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
-from dmvpn.ipsec.ledger import record_of
 from dmvpn.node import show_adapter
 from dmvpn.node.crypto_map import CryptoMapPath, EgressTable, kernel_iface
-from dmvpn.node.engine import LogEvent, RandomSource, Transmit
 from dmvpn.node.explain import explain_sas
 from dmvpn.node.icmp_echo import IcmpEchoEngine
 from dmvpn.node.policies import GRE_PROTOCOL, child_policies
+from dmvpn.sansio import LogEvent, RandomSource, Transmit
 from dmvpn.tunnel.interface import TunnelInterface
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.gre import GRE_PROTO_IPV4
+from dmvpn.wire.ipv4 import IpProto, IPv4Header, decode_ipv4, format_ipv4_address, header_template, rewrite_header
 from dmvpn.wire.isakmp import Udp4500Kind, add_non_esp_marker, classify_udp4500, strip_non_esp_marker
-from dmvpn.wire.ipv4 import IPv4Header, IpProto, decode_ipv4, format_ipv4_address, header_template, rewrite_header
 from dmvpn.wire.udp import decode_udp, encode_udp
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The two :class:`~dmvpn.node.engine.RandomSource` implementations.
+"""The two :class:`~dmvpn.sansio.RandomSource` implementations.
 
 Protocol code never draws randomness itself (DESIGN.md, "the one rule"): the
 runtime hands each engine one of these.

@@ -25,7 +25,6 @@ from typing import TextIO
 from dmvpn.config import RouterConfig
 from dmvpn.ike.debug import IosClock
 from dmvpn.node.crypto_map import CRYPTO_MAP_TUN_MTU, build_maps, kernel_iface, kernel_routes
-from dmvpn.node.engine import Engine
 from dmvpn.node.policies import PolicyError, child_policies
 from dmvpn.runtime.randomness import SystemRandomSource
 from dmvpn.runtime.real.control import ControlServer
@@ -33,6 +32,7 @@ from dmvpn.runtime.real.errors import RuntimeSetupError
 from dmvpn.runtime.real.loop import LogPrinter, RealRuntime
 from dmvpn.runtime.real.tun import TUN_CLONE_DEVICE, TunDevice, TunSpec, check_ifname
 from dmvpn.runtime.real.underlay import Underlay, UnderlaySpec
+from dmvpn.sansio import Engine
 
 #: Tunnel MTU when the config has no ``ip mtu``: what IOS DMVPN configs use,
 #: so that ESP + GRE stay under a 1500-byte underlay (REFERENCE.md).

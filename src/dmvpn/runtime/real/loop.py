@@ -1,6 +1,6 @@
 """The real runtime: the wall-clock twin of ``runtime.sim``.
 
-One :class:`RealRuntime` drives one engine (node/engine.py contract) over
+One :class:`RealRuntime` drives one engine (the dmvpn.sansio contract) over
 real descriptors with ``selectors`` (epoll on Linux):
 
 * underlay receive sockets -> ``engine.receive(now, iface, datagram)``;
@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from dmvpn.ike.debug import IosClock
-from dmvpn.node.engine import Engine, LogEvent
 from dmvpn.runtime.real.control import BadRequest, ControlServer
 from dmvpn.runtime.real.tun import TunDevice
 from dmvpn.runtime.real.underlay import Receiver, Underlay
+from dmvpn.sansio import Engine, LogEvent
 
 DEFAULT_BATCH = 64
 #: epoll_wait(2) takes milliseconds; a timer closer than this is polled for.

@@ -24,13 +24,13 @@ one-way delay is therefore uplink delay + downlink delay.
 from __future__ import annotations
 
 import random
-from heapq import heappush
 from collections.abc import Callable
 from dataclasses import dataclass
+from heapq import heappush
 from typing import TYPE_CHECKING, Any
 
-from dmvpn.node.engine import LogEvent
 from dmvpn.runtime.sim.pcap import PcapWriter, mac_for
+from dmvpn.sansio import LogEvent
 from dmvpn.wire.ipv4 import format_ipv4_address, parse_ipv4_address
 
 if TYPE_CHECKING:

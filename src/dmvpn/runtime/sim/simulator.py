@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dmvpn.node.engine import Engine, LogEvent
 from dmvpn.runtime.randomness import SeededRandomSource, derive_seed
 from dmvpn.runtime.sim.links import Channel, Link, LinkParams, Port, Segment
 from dmvpn.runtime.sim.pcap import PcapWriter
+from dmvpn.sansio import Engine, LogEvent
 
 # An engine asking again and again to be woken at the current instant is
 # spinning; stop with a clear error instead of hanging.

@@ -13,6 +13,10 @@ The shape follows aioquic's QuicConnection (receive_datagram / handle_timer /
 datagrams_to_send / get_timer). Both runtimes, ``runtime.sim`` (virtual time)
 and ``runtime.real`` (wall clock, sockets, TUN), drive engines only through
 this interface. Randomness is injected as a :class:`RandomSource`.
+
+It sits below every engine and imports nothing of the project, so
+``crypto/``, ``ipsec/``, ``ike/``, ``nhrp/`` and the runtimes all share it
+(aioquic keeps ``quic/events.py`` below ``connection.py`` the same way).
 """
 
 from __future__ import annotations
