@@ -32,7 +32,7 @@ from dmvpn.ipsec.esp import decapsulate, encapsulate
 from dmvpn.ipsec.sa import Selector
 from dmvpn.node.router import Router
 from dmvpn.runtime.sim import LinkParams, Simulator
-from dmvpn.wire.ipv4 import IPv4Header, IpProto
+from dmvpn.wire.ipv4 import IpProto, IPv4Header
 from dmvpn.wire.udp import encode_udp
 
 DATA = Path(__file__).resolve().parent.parent / "src" / "dmvpn" / "lab" / "data"

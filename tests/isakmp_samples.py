@@ -30,9 +30,13 @@ from dmvpn.wire.isakmp_registry import (
     LifeType,
     NotifyType,
     PayloadType,
-    Phase1Attribute as P1,
-    Phase2Attribute as P2,
     ProtocolId,
+)
+from dmvpn.wire.isakmp_registry import (
+    Phase1Attribute as P1,
+)
+from dmvpn.wire.isakmp_registry import (
+    Phase2Attribute as P2,
 )
 
 CKY_I = bytes.fromhex("0102030405060708")

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from dmvpn.ike.states import IkeEvent, IllegalTransition, MessageSource, QuickModeState, next_quick_mode
 from dmvpn.ike.profiles import UnknownProfile, get_profile
+from dmvpn.ike.states import IkeEvent, IllegalTransition, MessageSource, QuickModeState, next_quick_mode
 from dmvpn.ipsec.esp import protect, unprotect
 from dmvpn.ipsec.sa import SaDirection
 from dmvpn.wire.ipv4 import IPv4Header
@@ -246,8 +246,8 @@ def test_crypto_map_mismatched_acl_is_refused():
 
 
 def test_half_open_main_modes_are_capped():
-    from dmvpn.wire.isakmp import IsakmpMessage
     from dmvpn.ike.proposals import phase1_sa_payload
+    from dmvpn.wire.isakmp import IsakmpMessage
     net = pair()
     hub = net.engines[HUB]
     cap = hub.profile.max_half_open
@@ -262,8 +262,8 @@ def test_half_open_main_modes_are_capped():
 
 
 def test_nat_detected_floats_to_4500_and_encapsulates_esp_in_udp():
-    from dmvpn.wire.udp import decode_udp
     from dmvpn.wire.ipv4 import decode_ipv4
+    from dmvpn.wire.udp import decode_udp
     net = pair(seed=13)
     net.set_nat(SPOKE, "203.0.113.9")           # the spoke sits behind a NAT
     net.acquire(SPOKE, HUB)

@@ -12,6 +12,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.isakmp import ISAKMP
 from scapy.utils import wrpcap
 
+import isakmp_samples as S
 from dmvpn.crypto.ike_algorithms import ike_cipher
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.isakmp import (
@@ -34,8 +35,6 @@ from dmvpn.wire.isakmp_registry import (
     Phase1Attribute,
     Phase2Attribute,
 )
-
-import isakmp_samples as S
 
 
 @pytest.mark.parametrize("build", S.ALL, ids=lambda f: f.__name__)
@@ -134,7 +133,7 @@ def test_scapy_reads_same_fields(build) -> None:
         assert layer.length == 4 + len(p.encode_body())
         if isinstance(p, SaPayload):
             prop = layer.prop
-            assert prop.proto == p.proposals[0].protocol_id and prop.SPI == p.proposals[0].spi
+            assert prop.proto == p.proposals[0].protocol_id and p.proposals[0].spi == prop.SPI
             assert prop.trans_nb == len(p.proposals[0].transforms)
             assert prop.trans.transform_id == p.proposals[0].transforms[0].transform_id
         for field_name in ("ke", "nonce", "hash", "VendorID"):

@@ -34,12 +34,18 @@ from dmvpn.wire.isakmp_registry import (
     AuthenticationMethod,
     EncapsulationMode,
     EspTransformId,
-    ExchangeType as X,
     IsakmpTransformId,
     LifeType,
-    Phase1Attribute as P1,
-    Phase2Attribute as P2,
     ProtocolId,
+)
+from dmvpn.wire.isakmp_registry import (
+    ExchangeType as X,
+)
+from dmvpn.wire.isakmp_registry import (
+    Phase1Attribute as P1,
+)
+from dmvpn.wire.isakmp_registry import (
+    Phase2Attribute as P2,
 )
 
 HASH = HashAlgorithm.SHA

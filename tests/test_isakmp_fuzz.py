@@ -6,15 +6,15 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import isakmp_samples as S
 from dmvpn.cli.decode_cmd import decode_capture
 from dmvpn.crypto.ike_algorithms import ike_cipher
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.isakmp import classify_udp4500, decode_message, decrypt_message, encrypt_message
 from dmvpn.wire.pcap_reader import read_frames, udp_datagram
-
-import isakmp_samples as S
 
 PCAPS = Path(__file__).resolve().parents[2] / "shared" / "oracles" / "pcaps"
 FUZZ = PCAPS / "tcpdump" / "fuzz_regressions"

@@ -97,7 +97,7 @@ def test_lab_show_output_parses_in_genie_to_our_json(default: LabResult) -> None
         ours = json.loads(sim.admin(SEED_NODE, command + " | json"))
         assert_genie_subset(genie_parse("iosxe", command, text), ours, command)
     text = sim.admin(SEED_NODE, f"show crypto ipsec sa peer {SEED_PEER}")
-    parsed = genie_parse("iosxe", "show crypto ipsec sa peer {peer}".format(peer=SEED_PEER), text)
+    parsed = genie_parse("iosxe", f"show crypto ipsec sa peer {SEED_PEER}", text)
     flow = parsed["interface"]["Tunnel0"]["ident"]["1"]
     alive = {f"0x{sa.spi:X}({sa.spi})" for sa in default.routers[SEED_NODE].sad.for_peer(SEED_PEER)
              if sa.direction.value == "inbound"}

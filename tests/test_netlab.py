@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "real"))
-from real_lab import DMVPN, RealLab, ask, control, finished_ping, require_root_tools, sh, wait_for  # noqa: E402
+from real_lab import DMVPN, RealLab, ask, control, finished_ping, require_root_tools, sh, wait_for
 
 SEED_DATA = Path(__file__).resolve().parent.parent / "src" / "dmvpn" / "lab" / "data"
 RUN_DIR = Path("/run/dmvpn-netlab")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "real"))
-from real_lab import DMVPN, RealLab, ask, control, require_root_tools, sh, wait_control, wait_for  # noqa: E402
+from real_lab import DMVPN, RealLab, ask, control, require_root_tools, sh, wait_control, wait_for
 
 HUB = Path(__file__).resolve().parent.parent / "src" / "dmvpn" / "lab" / "data" / "hub.cfg"
 

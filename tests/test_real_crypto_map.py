@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "real"))
-from real_lab import DMVPN, RealLab, ask, require_root_tools, sh, wait_control, wait_for  # noqa: E402
+from real_lab import DMVPN, RealLab, ask, require_root_tools, sh, wait_control, wait_for
 
 DATA = Path(__file__).parent / "data" / "crypto_map"
 PEER_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "lab" / "strongswan_peer.sh"

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "real"))
-from real_lab import (  # noqa: E402
-    ECHO_DAEMON, RealLab, ask, control, finished_ping, require_root_tools, sh, wait_control)
+from real_lab import ECHO_DAEMON, RealLab, ask, control, finished_ping, require_root_tools, sh, wait_control
 
 
 @pytest.fixture

@@ -37,8 +37,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "real"))
-from real_lab import RealLab, require_root_tools, sh, wait_for  # noqa: E402
-from strongswan_lab import DUT_CONFIG, PEER, Dut, PeerLab, spis_agree  # noqa: E402
+from real_lab import RealLab, require_root_tools, sh, wait_for
+from strongswan_lab import DUT_CONFIG, PEER, Dut, PeerLab, spis_agree
 
 #: strongSwan rekeys its CHILD_SAs every 15 s and lets them live 25 s; it
 #: proposes 25 s when it initiates a Quick Mode, and we then rekey at half of

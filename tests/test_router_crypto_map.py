@@ -8,8 +8,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from test_show_support import genie_parse
-
 from dmvpn.config import parse_config
 from dmvpn.ike.keylog import esp_sa_lines
 from dmvpn.ipsec.esp import protect
@@ -19,6 +17,7 @@ from dmvpn.runtime.sim import LinkParams, Simulator
 from dmvpn.wire.icmp import IcmpMessage
 from dmvpn.wire.ipv4 import IPv4Header
 from dmvpn.wire.udp import encode_udp
+from test_show_support import genie_parse
 
 DATA = Path(__file__).parent / "data" / "crypto_map"
 WAN = "GigabitEthernet0/0"
@@ -161,9 +160,8 @@ def test_responder_behind_nat_accepts_host_acl_ids_as_sent():
     are compared as the initiator sent them."""
     from ipaddress import IPv4Network
 
-    from ike_harness import IkeNet
-
     from dmvpn.ipsec.sa import Selector
+    from ike_harness import IkeNet
 
     net = IkeNet(21)
     a = net.add(A_WAN, (DATA / "nat_a.cfg").read_text())

@@ -250,8 +250,8 @@ def test_transform_mismatch_in_the_sim():
 
 
 def test_lab_quick_mode_debug_matches_seed_sequences():
-    from test_ike_debug import block, normalize, seed_lines
     from dmvpn.ike.debug import render_line
+    from test_ike_debug import block, normalize, seed_lines
     sim, hub, spoke, _ = build(debug=True)
     sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 3")
     sim.run(10.0)

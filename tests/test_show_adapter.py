@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from ike_harness import HUB, SPOKE, IkeNet, seed_text
-from test_show_support import genie_parse
-
 from dmvpn.ipsec.sa import SaDirection, SaState
 from dmvpn.node.show_adapter import run_router_show
 from dmvpn.show.iosfmt import spi_text
+from ike_harness import HUB, SPOKE, IkeNet, seed_text
+from test_show_support import genie_parse
 
 
 def _net() -> IkeNet:

@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_show_support import SEED
-from test_show_seed import seed_views
 
 from dmvpn.config import RouterConfig, load_config
 from dmvpn.show import ipsec_sa
@@ -25,6 +23,8 @@ from dmvpn.show.views import (
     SessionFlowView,
     SessionIkeSaView,
 )
+from test_show_seed import seed_views
+from test_show_support import SEED
 
 
 @dataclass
@@ -172,8 +172,7 @@ def test_incomplete_and_ambiguous() -> None:
 
 
 WORDS = st.sampled_from(
-    "show sh crypto cry ipsec isakmp isa sa peer interface detail session remote policy profile "
-    "transform-set | json 172.17.3.2 ::1 Tunnel0 x".split()
+    ["show", "sh", "crypto", "cry", "ipsec", "isakmp", "isa", "sa", "peer", "interface", "detail", "session", "remote", "policy", "profile", "transform-set", "|", "json", "172.17.3.2", "::1", "Tunnel0", "x"]
 )
 
 

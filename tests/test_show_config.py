@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_show_support import genie_parse
-
 from dmvpn.config import load_config
 from dmvpn.show import config_shows
+from test_show_support import genie_parse
 
 CONFIG = load_config(Path(__file__).parent / "data" / "show" / "profile_variants.cfg")
 

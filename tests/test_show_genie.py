@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
+from dmvpn.show import ipsec_sa, isakmp_sa, session
 from test_show_support import (
     Fixture,
     diff_paths,
@@ -22,8 +24,6 @@ from test_show_support import (
     remote_session_views,
     session_views,
 )
-
-from dmvpn.show import ipsec_sa, isakmp_sa, session
 
 AREAS = ("show_crypto_ipsec_sa", "show_crypto_isakmp_sa", "show_crypto_session")
 ALL = [fx for area in AREAS for fx in fixtures(area)]

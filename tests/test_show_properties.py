@@ -8,7 +8,6 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_show_support import genie_parse, normalise
 
 from dmvpn.show import ipsec_sa, isakmp_sa, session
 from dmvpn.show.iosfmt import spi_text
@@ -25,6 +24,7 @@ from dmvpn.show.views import (
     SessionFlowView,
     SessionIkeSaView,
 )
+from test_show_support import genie_parse, normalise
 
 BUDGET = settings(
     max_examples=25, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]

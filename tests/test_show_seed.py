@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_show_support import SEED, genie_parse, normalise
-
 from dmvpn.config import load_config
 from dmvpn.show import config_shows, ipsec_sa
 from dmvpn.show.views import IdentView, IpsecFlowCounters, IpsecFlowView, IpsecInterfaceView, IpsecSaView
+from test_show_support import SEED, genie_parse, normalise
 
 DATA = Path(__file__).parent / "data" / "show"
 CRYPTO_MAP = "ENS_ipsec_profile-head-1-IPv4"

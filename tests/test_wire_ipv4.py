@@ -8,14 +8,14 @@ import glob
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.all import ICMP, IP, UDP, raw, rdpcap
 from scapy.utils import checksum as scapy_checksum
 
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.icmp import IcmpMessage, IcmpType, decode_icmp
-from dmvpn.wire.ipv4 import (IPv4Header, decode_ipv4, format_ipv4_address, internet_checksum,
-                             parse_ipv4_address)
+from dmvpn.wire.ipv4 import IPv4Header, decode_ipv4, format_ipv4_address, internet_checksum, parse_ipv4_address
 from dmvpn.wire.udp import decode_udp, encode_udp
 
 ORACLES = Path("/work/shared/oracles/pcaps")

@@ -366,4 +366,4 @@ def decode_command(capture: str, keys_file: str | None, as_json: bool) -> None:
             click.echo(text)
 
 
-__all__ = ["decode_command", "decode_capture", "load_ikev1_keys", "CaptureDecryptor"]
+__all__ = ["CaptureDecryptor", "decode_capture", "decode_command", "load_ikev1_keys"]

@@ -18,19 +18,19 @@ from dmvpn.wire.isakmp_registry import AuthenticationMethod as IkeAuthMethod
 from dmvpn.wire.isakmp_registry import EncapsulationMode
 
 __all__ = [
-    "DhGroup",
-    "EncryptionAlgorithm",
-    "HashAlgorithm",
-    "IkeAuthMethod",
-    "EspTransformId",
-    "EspAuthAlgorithm",
-    "EncapsulationMode",
+    "ESP_AUTH_NAMES",
+    "ESP_CIPHER_NAMES",
+    "IOS_DH_GROUPS",
+    "ISAKMP_AUTH_NAMES",
     "ISAKMP_ENCRYPTION_NAMES",
     "ISAKMP_HASH_NAMES",
-    "ISAKMP_AUTH_NAMES",
-    "IOS_DH_GROUPS",
-    "ESP_CIPHER_NAMES",
-    "ESP_AUTH_NAMES",
+    "DhGroup",
+    "EncapsulationMode",
+    "EncryptionAlgorithm",
+    "EspAuthAlgorithm",
+    "EspTransformId",
+    "HashAlgorithm",
+    "IkeAuthMethod",
 ]
 
 

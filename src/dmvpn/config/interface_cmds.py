@@ -218,9 +218,7 @@ def interface_line(b: InterfaceBuilder, t: list[str], line: int) -> str:
         if len(t) != 3:
             raise LineError("crypto map: expected one crypto map name")
         b.crypto_map = (t[2], line)
-    elif t[0] == "tunnel" and _tunnel(b, t, line):
-        pass
-    elif t[:2] == ["ip", "nhrp"] and _nhrp(b, t, line):
+    elif (t[0] == "tunnel" and _tunnel(b, t, line)) or (t[:2] == ["ip", "nhrp"] and _nhrp(b, t, line)):
         pass
     elif any(tuple(t[: len(p)]) == p for p in IGNORED):
         return "ignored"

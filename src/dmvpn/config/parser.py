@@ -34,8 +34,15 @@ from dmvpn.config.crypto_cmds import (
 )
 from dmvpn.config.diagnostics import ConfigError, ConfigWarning, IgnoredLine
 from dmvpn.config.interface_cmds import interface_line
+from dmvpn.config.model import (
+    DEFAULT_REPLAY_WINDOW,
+    IsakmpKeepalive,
+    IsakmpKey,
+    KeepaliveMode,
+    RouterConfig,
+    StaticRoute,
+)
 from dmvpn.config.resolve import build
-from dmvpn.config.model import DEFAULT_REPLAY_WINDOW, IsakmpKeepalive, IsakmpKey, KeepaliveMode, RouterConfig, StaticRoute
 from dmvpn.config.transforms import parse_transforms
 from dmvpn.config.values import LineError, integer, interface_name, ipv4, netmask, network
 

@@ -9,6 +9,7 @@ from enum import Enum
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
+from dmvpn.config.acl import PROTOCOLS
 from dmvpn.config.algorithms import (
     ISAKMP_AUTH_NAMES,
     ISAKMP_ENCRYPTION_NAMES,
@@ -16,7 +17,6 @@ from dmvpn.config.algorithms import (
     EncapsulationMode,
     EncryptionAlgorithm,
 )
-from dmvpn.config.acl import PROTOCOLS
 from dmvpn.config.model import AccessList, IsakmpKey, NhrpConfig, PortMatch, RouterConfig, TunnelConfig
 
 MASK = "*****"

@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from ipaddress import AddressValueError, IPv4Address, IPv4Interface, IPv4Network
 
-from dmvpn.crypto.dh_groups import DhGroup
 from dmvpn.config.algorithms import IOS_DH_GROUPS
+from dmvpn.crypto.dh_groups import DhGroup
 
 
 class LineError(Exception):

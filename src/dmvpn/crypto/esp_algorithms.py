@@ -216,7 +216,7 @@ class CbcCipher:
     the ESP layer guarantees before calling.
     """
 
-    __slots__ = ("block_size", "encryptor", "decryptor")
+    __slots__ = ("block_size", "decryptor", "encryptor")
 
     def __init__(self, encr: EspTransformId, key: bytes) -> None:
         if encr == EspTransformId.ESP_AES_CBC:
@@ -246,7 +246,7 @@ class GcmCipher:
     ICV of 8, 12 or 16 bytes; the salt is the last 4 bytes of the key
     material (section 8.1)."""
 
-    __slots__ = ("salt", "icv_size", "aead")
+    __slots__ = ("aead", "icv_size", "salt")
 
     def __init__(self, encr: EspTransformId, key_with_salt: bytes) -> None:
         if encr not in GCM_IDS:
@@ -291,7 +291,7 @@ class HmacIntegrity:
     """HMAC-*-N for ESP (RFC 2403, 2404, 4868): a keyed context built once,
     copied per packet, its output truncated to the ICV length."""
 
-    __slots__ = ("icv_size", "base")
+    __slots__ = ("base", "icv_size")
 
     def __init__(self, auth: EspAuthAlgorithm, key: bytes) -> None:
         if auth not in _HMACS:

@@ -76,8 +76,8 @@ class IsakmpSa:
     peer_dpd: bool = False
     peer_natt: bool = False
     nat_detected: bool = False
-    pending: list["ChildRequest"] = field(default_factory=list)
-    nodes: dict[int, "QuickModeExchange"] = field(default_factory=dict)
+    pending: list[ChildRequest] = field(default_factory=list)
+    nodes: dict[int, QuickModeExchange] = field(default_factory=dict)
     used_message_ids: set[int] = field(default_factory=set)
     dpd_seq: int = 0
     dpd_outstanding: int | None = None
@@ -143,7 +143,7 @@ class ChildRequest:
     local: str
     selector: Selector
     reason: SaOriginReason = SaOriginReason.INITIAL
-    rekey_of: "ChildSa | None" = None
+    rekey_of: ChildSa | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -167,7 +167,7 @@ class QuickModeExchange:
     seen: set[bytes] = field(default_factory=set)
     started: float = 0.0
     deleted_at: float | None = None
-    child: "ChildSa | None" = None
+    child: ChildSa | None = None
     lost_tiebreak: bool = False
 
     def transition(self, source: MessageSource, event: IkeEvent) -> tuple[QuickModeState, QuickModeState]:
@@ -202,8 +202,8 @@ class ChildSa:
     reason: SaOriginReason
     state: ChildState = ChildState.ACTIVE
     soft_reason: str | None = None
-    replaced_by: "ChildSa | None" = None
-    replaces: "ChildSa | None" = None
+    replaced_by: ChildSa | None = None
+    replaces: ChildSa | None = None
     loser: bool = False
     delete_scheduled: bool = False
     keys: tuple[bytes, bytes, bytes, bytes] = (b"", b"", b"", b"")

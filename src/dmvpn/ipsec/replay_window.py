@@ -32,7 +32,7 @@ class ReplayWindow:
     """Sliding window of ``size`` sequence numbers (any size >= 1; IOS uses
     64..1024, strongSwan 128, this class is happy with 4096 and more)."""
 
-    __slots__ = ("size", "esn", "top", "ring")
+    __slots__ = ("esn", "ring", "size", "top")
 
     def __init__(self, size: int = 1024, esn: bool = False) -> None:
         if size < 1:

@@ -14,12 +14,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-from dmvpn.ipsec.analysis import analyse  # noqa: E402
-from dmvpn.lab.runner import LabResult  # noqa: E402
+from dmvpn.ipsec.analysis import analyse
+from dmvpn.lab.runner import LabResult
 
 COLOURS = {"carrying": "#2a7de1", "lingering": "#f0a030", "orphan": "#d62728"}
 MARKERS = {"initial": ("o", "#222222"), "volume rekey": ("v", "#6a3d9a"),

@@ -18,8 +18,8 @@ from ipaddress import IPv4Address
 
 from dmvpn.config import load_config, parse_config
 from dmvpn.config.parser import read_config_text
-from dmvpn.lab.fluid import FluidFlow
 from dmvpn.ipsec.ledger import SaRecord, record_of
+from dmvpn.lab.fluid import FluidFlow
 from dmvpn.lab.scenario import FaultAction, ProbeSpec, Scenario, ShowSpec
 from dmvpn.node.icmp_echo import PingSession
 from dmvpn.node.router import Router

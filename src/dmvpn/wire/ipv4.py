@@ -183,7 +183,7 @@ class HeaderTemplate:
     length. Since 2**16 is 1 modulo 0xFFFF, the total length field adds its
     value to the header's sum (RFC 1071, RFC 1624)."""
 
-    __slots__ = ("_head", "_middle", "_addresses", "_sum")
+    __slots__ = ("_addresses", "_head", "_middle", "_sum")
 
     def __init__(self, src: str, dst: str, protocol: int, ttl: int = 64, tos: int = 0) -> None:
         empty = IPv4Header(src, dst, protocol, ttl=ttl, tos=tos).encode(b"")

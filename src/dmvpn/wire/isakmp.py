@@ -20,9 +20,9 @@ Usage::
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Sequence
 
 from dmvpn.crypto.ike_algorithms import IkeCipher
 from dmvpn.wire.errors import DecodeError

@@ -14,9 +14,9 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from dmvpn.wire.errors import DecodeError
 

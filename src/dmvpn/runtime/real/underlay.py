@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from dmvpn.runtime.real.errors import RuntimeSetupError
 from dmvpn.runtime.real.fragmentation import CannotFragment, fragment
-from dmvpn.wire.ipv4 import IPv4Header, IpProto
+from dmvpn.wire.ipv4 import IpProto, IPv4Header
 from dmvpn.wire.udp import encode_udp
 
 IKE_PORT = 500
