@@ -1,0 +1,146 @@
+"""The peer tables: ``show crypto isakmp sa``, ``show crypto session``
+(our own parsers: ntc-templates has no isakmp-sa template, and its
+session-detail template stops at the first line of the non-detail form) and
+``show dmvpn`` (ntc-templates' ``cisco_ios_show_dmvpn`` TextFSM template)."""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dmvpn.analyze.text import Line, Unread
+
+
+@dataclass(slots=True)
+class IsakmpSa:
+    """One row of ``show crypto isakmp sa`` (or its ``detail`` form)."""
+
+    dst: str
+    src: str
+    state: str
+    conn_id: int
+    status: str
+    line: int
+
+
+@dataclass(slots=True)
+class SessionPeer:
+    """One ``Peer:`` of ``show crypto session [detail]``."""
+
+    interface: str
+    status: str
+    peer: str
+    line: int
+    ike: list[str] = field(default_factory=list)  # "IKEv1 SA: local ... Active"
+    active_sas: list[int] = field(default_factory=list)  # per IPSEC FLOW
+
+
+@dataclass(slots=True)
+class DmvpnPeer:
+    """One row of ``show dmvpn``."""
+
+    nbma: str
+    tunnel: str
+    state: str
+    uptime: str
+    attributes: str
+
+
+@dataclass(slots=True)
+class Tables:
+    isakmp: list[IsakmpSa] = field(default_factory=list)
+    sessions: list[SessionPeer] = field(default_factory=list)
+    dmvpn: list[DmvpnPeer] = field(default_factory=list)
+    unread: list[Unread] = field(default_factory=list)
+
+
+_ISAKMP_ROW = re.compile(r"^(\S+)\s+(\S+)\s+([A-Z_]+)\s+(\d+)\s+(\S+(?: \(deleted\))?)$")
+_ISAKMP_DETAIL = re.compile(r"^(\d+)\s+(\S+)\s+(\S+)\s+(?:\S+\s+)?(ACTIVE|UP-ACTIVE|\S+)\s+\S+\s+\S+\s+\S+\s+\d+\s+")
+_ISAKMP_SKIP = re.compile(r"^(?:IPv[46] Crypto ISAKMP SA|dst\s+src|C-id\s+Local|Engine-id|"
+                          r"Conn-id|[-=]+$|Capabilities|Legend|D - |X - |T - )")
+
+
+def parse_isakmp_sa(lines: list[Line], tables: Tables) -> None:
+    for line in lines:
+        text = line.text.strip()
+        if not text or _ISAKMP_SKIP.match(text):
+            continue
+        if m := _ISAKMP_ROW.match(text):
+            tables.isakmp.append(IsakmpSa(m.group(1), m.group(2), m.group(3), int(m.group(4)),
+                                          m.group(5), line.no))
+        elif m := _ISAKMP_DETAIL.match(text):
+            tables.isakmp.append(IsakmpSa(m.group(3), m.group(2), "", int(m.group(1)),
+                                          m.group(4), line.no))
+        else:
+            tables.unread.append(Unread(line.source, line.no, line.text,
+                                        "not a line of show crypto isakmp sa"))
+
+
+_SESSION_SKIP = re.compile(r"^(?:Crypto session current status|Code:|K - |R - |Phase1_id|Desc:|"
+                           r"Session ID|Username|Profile|Group|Assigned|Uptime|Inbound|Outbound|"
+                           r"IPSEC FLOW|Capabilities|Connid|Engine-id|T - |X - |C - |D - |F - |"
+                           r"U - |IX - |IA - |Conn-id)")
+
+
+def parse_session(lines: list[Line], tables: Tables) -> None:
+    interface, status, current = "", "", None
+    for line in lines:
+        text = line.text.strip()
+        if not text:
+            continue
+        if m := re.match(r"^Interface:\s*(\S+)", text):
+            interface, status, current = m.group(1), "", None
+        elif m := re.match(r"^Session status:\s*(\S+)", text):
+            status = m.group(1)
+            if current is not None:
+                current.status = status
+        elif m := re.match(r"^Peer:\s*(\S+)", text):
+            current = SessionPeer(interface, status, m.group(1), line.no)
+            tables.sessions.append(current)
+        elif current is not None and (m := re.match(r"^(IKEv[12] SA:.*)$", text)):
+            current.ike.append(" ".join(m.group(1).split()))
+        elif current is not None and (m := re.match(r"^Active SAs:\s*(\d+)", text)):
+            current.active_sas.append(int(m.group(1)))
+        elif not (_SESSION_SKIP.match(text) or re.match(r"^(?:\S+ - |Active SAs:|IKE SA:)", text)):
+            tables.unread.append(Unread(line.source, line.no, line.text,
+                                        "not a line of show crypto session"))
+
+
+def _dmvpn_template() -> Path:
+    import ntc_templates
+
+    return Path(ntc_templates.__file__).parent / "templates" / "cisco_ios_show_dmvpn.textfsm"
+
+
+#: How many unexpected lines are dropped before giving up on a block.
+MAX_SKIPS = 50
+
+
+def parse_dmvpn(lines: list[Line], tables: Tables) -> None:
+    """``show dmvpn`` by the ntc-templates TextFSM template. The template
+    stops at a line it does not expect; that line is reported and dropped
+    and the rest is parsed again."""
+    import textfsm
+
+    kept = [line for line in lines if line.text.strip()]
+    template = _dmvpn_template().read_text()
+    for _ in range(MAX_SKIPS):
+        fsm = textfsm.TextFSM(io.StringIO(template))
+        try:
+            rows = fsm.ParseTextToDicts("\n".join(line.text for line in kept) + "\n")
+        except textfsm.TextFSMError as exc:
+            bad = re.search(r"Input Line: (.*)$", str(exc), re.DOTALL)
+            index = next((i for i, line in enumerate(kept) if bad and line.text == bad.group(1)), None)
+            if index is None:
+                tables.unread.extend(Unread(x.source, x.no, x.text, "show dmvpn: not read")
+                                     for x in kept[:1])
+                return
+            x = kept.pop(index)
+            tables.unread.append(Unread(x.source, x.no, x.text, "not a line of show dmvpn"))
+            continue
+        tables.dmvpn.extend(DmvpnPeer(r["PEER_NBMA"], r["PEER_TUNNEL"], r["STATE"], r["UPTIME"],
+                                      r["ATTRIBUTE"]) for r in rows)
+        return
+
