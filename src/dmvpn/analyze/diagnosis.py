@@ -37,7 +37,7 @@ def focus(report: Report) -> tuple[Side, FlowAnalysis] | None:
     best: tuple[Side, FlowAnalysis] | None = None
     for side in report.sides:
         for a in side.analyses:
-            if best is None or len(a.pairs) > len(best[1].pairs):
+            if a.pairs and (best is None or len(a.pairs) > len(best[1].pairs)):
                 best = (side, a)
     return best
 

@@ -125,9 +125,9 @@ def _config_for_lab(side: Side, peer: Side) -> str:
 def _scenario(sides: list[Side], src: Side, dst: Side, out_bps: float, in_bps: float,
               duration: float, peer: str, folder: Path) -> Scenario:
     nodes = []
-    for side, peer in zip(sides, sides[::-1], strict=True):
+    for side, other in zip(sides, sides[::-1], strict=True):
         path = folder / f"{side.name}.cfg"
-        path.write_text(_config_for_lab(side, peer))
+        path.write_text(_config_for_lab(side, other))
         nodes.append(NodeSpec(side.name, path))
     (cs, _), (cd, _) = _config(src), _config(dst)
     link = LinkSpec("wan", ((src.name, _underlay(cs, src.label)), (dst.name, _underlay(cd, dst.label))),

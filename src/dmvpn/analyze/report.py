@@ -199,8 +199,7 @@ def analyse_sides(inputs: dict[str, list[tuple[str, bytes]]]) -> Report:
                          f"debug crypto output found ({skipped} line(s) not read)")
     for side in sides:
         others = [s for s in sides if s is not side]
-        side.analyses = [analyse_flow(f, resolve_lifetime(side, others, f)) for f in side.flows
-                         if f.sas]
+        side.analyses = [analyse_flow(f, resolve_lifetime(side, others, f)) for f in side.flows]
     _infer_addresses(sides)
     addresses = {a: s.label for s in sides for a in s.addresses}
     exchanges = match({s.label: s.debug for s in sides if s.debug.nodes}, addresses)
