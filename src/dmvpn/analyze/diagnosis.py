@@ -154,6 +154,39 @@ def _failures(report: Report, d: Diagnosis) -> None:
                 d.why.append(f"{f.meaning.name}: {f.meaning.text}")
 
 
+#: What a ``show dmvpn`` state other than UP means.
+DMVPN_STATES = {
+    "IKE": "the IPsec session with that peer is not up (IKE has not finished)",
+    "NHRP": "IPsec is up but NHRP has not registered or resolved the peer",
+    "NHRP-RO": "IPsec is up but NHRP has not registered or resolved the peer",
+    "INTF": "the tunnel interface is down",
+    "DOWN": "the peer is down",
+}
+
+
+def _tables(report: Report, d: Diagnosis) -> None:
+    """What the peer tables alone say."""
+    for side in report.sides:
+        t = side.tables
+        for s in t.sessions:
+            total = sum(s.active_sas)
+            if total > 2:
+                d.happening.append(f"{side.label}: {total} active SAs with {s.peer} ({s.interface}): "
+                                   f"{total // 2} pairs for one peer; `show crypto ipsec sa peer {s.peer}` "
+                                   "gives their ages and volumes, which say why.")
+        for r in t.isakmp:
+            if r.state == "MM_NO_STATE":
+                d.happening.append(f"{side.label}: the ISAKMP SA {r.src} -> {r.dst} (conn-id {r.conn_id}) is "
+                                   f"in MM_NO_STATE{' and deleted' if 'deleted' in r.status else ''}: Main "
+                                   "Mode did not get past its first message (no answer, or no matching "
+                                   "policy); a transient one is an old SA on its way out.")
+        for p in t.dmvpn:
+            meaning = DMVPN_STATES.get(p.state.upper())
+            if meaning:
+                d.happening.append(f"{side.label}: DMVPN peer {p.nbma} (tunnel {p.tunnel}) is in state "
+                                   f"{p.state}: {meaning}.")
+
+
 def diagnose(report: Report) -> Diagnosis:
     d = Diagnosis()
     top = focus(report)
@@ -163,6 +196,7 @@ def diagnose(report: Report) -> Diagnosis:
     d.happening += _debug_happening(report, report.exchanges)
     d.collisions = sum(1 for q in report.exchanges.quick_modes if q.collision_with is not None) // 2
     _failures(report, d)
+    _tables(report, d)
     if top is None:
         if not d.why:
             d.why.append("No SA table to work from: add `show crypto ipsec sa` for the ages, volumes "

@@ -67,7 +67,9 @@ def _pair_words(a: FlowAnalysis, p: Pair) -> list[str]:
     created = f"created {duration(p.age_s)} ago" if p.age_s is not None else "age unknown"
     out_kb, in_kb = p.carried("outbound"), p.carried("inbound")
     life_kb = a.lifetime.kilobytes
-    if p.role == "current":
+    if p.role == "current" and not out_kb and not in_kb:
+        text = f"{created}; the newest pair, the one IOS sends on; no traffic counted on it."
+    elif p.role == "current":
         text = (f"{created}; the newest pair: carries the current traffic ({kb(out_kb)} out, "
                 f"{kb(in_kb)} in so far: {rate(p.out_rate_bps)} out, {rate(p.in_rate_bps)} in).")
     elif p.role == "replaced":
@@ -134,6 +136,18 @@ def _puzzles(report: Report) -> list[str]:
     return ["What the puzzling debug lines mean:", *lines] if lines else []
 
 
+def _peer_tables(side: Side) -> list[str]:
+    t = side.tables
+    lines = [f"  show crypto isakmp sa: {r.src} -> {r.dst}" + (f" {r.state}" if r.state else "")
+             + f" conn-id {r.conn_id} {r.status}" for r in t.isakmp]
+    lines += [f"  show crypto session: {s.interface} peer {s.peer} {s.status}"
+              + (f", active SAs {'+'.join(map(str, s.active_sas))}" if s.active_sas else "")
+              for s in t.sessions]
+    lines += [f"  show dmvpn: {p.nbma} (tunnel {p.tunnel}) {p.state} {p.uptime} {p.attributes}".rstrip()
+              for p in t.dmvpn]
+    return [f"Peers ({side.label}):", *lines] if lines else []
+
+
 def _section(title: str, items: list[str]) -> list[str]:
     if not items:
         return []
@@ -160,12 +174,19 @@ def render_text(report: Report, d: Diagnosis) -> str:
     out: list[str] = []
     for side in report.sides:
         for a in side.analyses:
-            out += _flow_header(side, a) + _table(a)
+            out += _flow_header(side, a)
+            if not a.pairs:
+                out += ["  no ESP SAs: nothing negotiated for this flow (yet)", ""]
+                continue
+            out += _table(a)
+            for note in a.notes:
+                out += _wrap(f"note: {note}")
             out.append(f"Why {side.label} holds {len(a.pairs)} SA pair(s) with {a.flow.peer or '?'}:")
             for p in a.pairs:
                 out += _pair_words(a, p)
             out.append("")
-    for block in (_quick_modes(report.exchanges), _puzzles(report)):
+    peers = [line for side in report.sides for line in _peer_tables(side)]
+    for block in (peers, _quick_modes(report.exchanges), _puzzles(report)):
         if block:
             out += [*block, ""]
     out += _section("What is happening:", d.happening)

@@ -76,18 +76,35 @@ class FlowAnalysis:
     implied_rekey_s: float | None = None  # soft volume limit at that rate
     observed_rekey_s: list[int] = field(default_factory=list)  # gaps between pair ages
     driver: str = ""  # "volume" | "time" | ""
+    notes: list[str] = field(default_factory=list)  # where the lifetime cannot be right
 
     def count(self, direction: str) -> int:
         return len(self.flow.by_direction(direction))
 
 
 def _figures(sa: IpsecSa, life: Lifetime, current: int | None) -> SaFigures:
+    """Age and volume of ``sa``; unknown where the remaining value exceeds
+    the lifetime (then the lifetime taken is not the one configured)."""
     f = SaFigures(sa, current_outbound=sa.direction == "outbound" and sa.spi == current)
-    if sa.remaining_s is not None:
-        f.age_s = max(0, life.seconds - sa.remaining_s)
-    if sa.remaining_kb is not None and life.kilobytes is not None:
-        f.carried_kb = max(0, life.kilobytes - sa.remaining_kb)
+    if sa.remaining_s is not None and sa.remaining_s <= life.seconds:
+        f.age_s = life.seconds - sa.remaining_s
+    if sa.remaining_kb is not None and life.kilobytes is not None and sa.remaining_kb <= life.kilobytes:
+        f.carried_kb = life.kilobytes - sa.remaining_kb
     return f
+
+
+def _lifetime_notes(a: FlowAnalysis) -> None:
+    life = a.lifetime
+    secs = [s.remaining_s for s in a.flow.sas if s.remaining_s is not None and s.remaining_s > life.seconds]
+    kbs = [s.remaining_kb for s in a.flow.sas if s.remaining_kb is not None
+           and life.kilobytes is not None and s.remaining_kb > life.kilobytes]
+    if secs:
+        a.notes.append(f"{max(secs)} s remain on an SA, more than the {life.seconds} s lifetime taken: the "
+                       "configured lifetime is longer, so ages are unknown (paste the config or "
+                       "show crypto ipsec profile).")
+    if kbs:
+        a.notes.append(f"{max(kbs)} KB remain on an SA, more than the {life.kilobytes} KB lifetime taken: "
+                       "volumes are unknown (paste the config or show crypto ipsec profile).")
 
 
 def _pair_up(ins: list[SaFigures], outs: list[SaFigures]) -> list[Pair]:
@@ -122,6 +139,7 @@ def analyse_flow(flow: IpsecFlow, life: Lifetime) -> FlowAnalysis:
     ins = [_figures(s, life, cur) for s in flow.by_direction("inbound")]
     outs = [_figures(s, life, cur) for s in flow.by_direction("outbound")]
     a.pairs = _pair_up(ins, outs)
+    _lifetime_notes(a)
     for p in a.pairs:
         ages = [x.age_s for x in (p.inbound, p.outbound) if x and x.age_s is not None]
         p.age_s = min(ages) if ages else None
