@@ -54,7 +54,7 @@ def test_binary(tmp_path: Path) -> None:
 
 def test_garbage_text(tmp_path: Path) -> None:
     line = _one_line_exit_2(_run(tmp_path, b"hello world\nthis is not router output\n" * 50, "--json"))
-    assert "nothing to analyse" in line and "100 line(s) not read" in line
+    assert "nothing to analyse" in line and "in 100 non-blank line(s)" in line
 
 
 def test_missing_file() -> None:

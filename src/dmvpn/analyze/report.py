@@ -22,7 +22,7 @@ from dmvpn.analyze.settings import (
     parse_profiles,
 )
 from dmvpn.analyze.tables import Tables, parse_dmvpn, parse_isakmp_sa, parse_session
-from dmvpn.analyze.text import InputError, Line, Unread, decode, split_lines
+from dmvpn.analyze.text import MAX_LINES, InputError, Line, Unread, decode, dropped_lines, split_lines
 from dmvpn.config.model import DEFAULT_SA_LIFETIME_KILOBYTES, DEFAULT_SA_LIFETIME_SECONDS
 
 
@@ -65,10 +65,14 @@ def read_side(name: str, inputs: list[tuple[str, bytes]]) -> Side:
     problems: list[str] = []
     for source, data in inputs:
         try:
-            lines = split_lines(decode(data, source), source)
+            text = decode(data, source)
         except InputError as exc:
             problems.append(str(exc))
             continue
+        lines = split_lines(text, source)
+        if dropped := dropped_lines(text):
+            side.warnings.append(Unread(source, MAX_LINES, "", f"only the first {MAX_LINES} lines read "
+                                                               f"({dropped} more left out)"))
         side.lines += lines
         blocks, unread = segment(lines)
         side.blocks += blocks
@@ -194,9 +198,9 @@ def analyse_sides(inputs: dict[str, list[tuple[str, bytes]]]) -> Report:
     raises :class:`InputError` when nothing in any of them can be analysed."""
     sides = [read_side(name, data) for name, data in inputs.items()]
     if all(_nothing(s) for s in sides):
-        skipped = sum(len(s.unread) for s in sides)
+        lines = sum(1 for s in sides for line in s.lines if line.text.strip())
         raise InputError("nothing to analyse: no show crypto, show dmvpn, running-config or "
-                         f"debug crypto output found ({skipped} line(s) not read)")
+                         f"debug crypto output found in {lines} non-blank line(s)")
     for side in sides:
         others = [s for s in sides if s is not side]
         side.analyses = [analyse_flow(f, resolve_lifetime(side, others, f)) for f in side.flows]

@@ -82,6 +82,11 @@ def _clean(text: str) -> str:
     return text[:MAX_LINE].rstrip()
 
 
+def dropped_lines(text: str) -> int:
+    """How many lines of ``text`` :func:`split_lines` leaves out."""
+    return max(0, text.count("\n") + 1 - MAX_LINES)
+
+
 def split_lines(text: str, source: str) -> list[Line]:
     """The numbered, cleaned lines of ``text`` (at most :data:`MAX_LINES`)."""
     raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")

@@ -24,13 +24,18 @@ MAX_BYTES = 64 * 1024 * 1024
 
 
 def _read(path: str) -> tuple[str, bytes]:
-    if path == "-":
-        return "<stdin>", sys.stdin.buffer.read(MAX_BYTES)
+    name = "<stdin>" if path == "-" else path
     try:
-        with open(path, "rb") as f:
-            return path, f.read(MAX_BYTES)
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_BYTES + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(MAX_BYTES + 1)
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_BYTES:
+        click.echo(f"warning: {name}: only the first {MAX_BYTES >> 20} MB read", err=True)
+    return name, data[:MAX_BYTES]
 
 
 def _sides(files: tuple[str, ...], side_specs: tuple[str, ...]) -> dict[str, list[tuple[str, bytes]]]:
