@@ -4,10 +4,14 @@ the common failures, and commands found by prompt or by shape."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from analyze_support import SEED
 from dmvpn.analyze.debuglog import parse_debug, parse_line
 from dmvpn.analyze.diagnosis import diagnose
+from dmvpn.analyze.render import render_text
 from dmvpn.analyze.report import analyse_sides
 from dmvpn.analyze.segment import Kind, segment
 from dmvpn.analyze.text import Line, split_lines
@@ -122,3 +126,30 @@ def test_shapes_without_prompts() -> None:
             "hostname R1\n!\ncrypto isakmp policy 1\n")
     blocks, _ = segment(split_lines(text, "t"))
     assert [b.kind for b in blocks] == [Kind.IPSEC_SA, Kind.DEBUG, Kind.IPSEC_PROFILE, Kind.CONFIG]
+
+
+DATA = Path(__file__).parent / "data" / "analyze"
+
+
+def test_debug_crypto_ipsec_events_and_their_continuation_lines() -> None:
+    """``IPSEC(create_sa)`` / ``IPSEC(delete_sa)`` with their indented lines
+    (written for this test in the form IOS prints)."""
+    report = analyse_sides({"hub": [("show", (SEED / "hub_show_crypto_ipsec_sa_peer.txt").read_bytes()),
+                                    ("dbg", (DATA / "hub_debug_crypto_ipsec.txt").read_bytes())]})
+    side = report.sides[0]
+    assert not side.unread
+    assert [(e.action, e.spi, e.conn_id, e.dest) for e in side.debug.ipsec] == [
+        ("created", "0x4F73B083", 19697, "172.17.3.2"), ("deleted", "0x83877863", 19689, "172.17.3.2")]
+    text = render_text(report, diagnose(report))
+    assert "IPsec created SA 0x4F73B083 (conn id 19697: the current pair in the SA table)" in text
+
+
+def test_collision_seen_in_the_sa_table() -> None:
+    """Two pairs 1 s apart, one carrying the traffic, one never used."""
+    report = analyse_sides({"r": [("t", (DATA / "collision_ipsec_sa.txt").read_bytes())]})
+    (a,) = report.sides[0].analyses
+    assert [(p.conn_ids, p.role, p.age_s) for p in a.pairs] == [("13/14", "current", 299), ("11/12", "orphan", 300)]
+    assert a.pairs[0].collision_with == 1 and a.pairs[1].collision_with == 0
+    d = diagnose(report)
+    assert d.collisions == 1 and any("a collision" in h for h in d.happening)
+    assert any("not load balancing" in w for w in d.why)

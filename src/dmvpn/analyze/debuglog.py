@@ -97,11 +97,26 @@ class Node:
 
 
 @dataclass(slots=True)
+class IpsecEvent:
+    """``debug crypto ipsec``: an SA created or deleted (``IPSEC(create_sa)``,
+    ``IPSEC(delete_sa)``), with what its continuation lines say."""
+
+    action: str  # "created" | "deleted"
+    line: int
+    time: float | None
+    stamp: str
+    spi: str = ""
+    conn_id: int | None = None
+    dest: str = ""
+
+
+@dataclass(slots=True)
 class DebugLog:
     """What one router's debug output says."""
 
     lines: list[DebugLine] = field(default_factory=list)
     nodes: list[Node] = field(default_factory=list)
+    ipsec: list[IpsecEvent] = field(default_factory=list)
     local: str = ""
     peers: list[str] = field(default_factory=list)
     unread: list[Unread] = field(default_factory=list)
@@ -208,17 +223,50 @@ class _Builder:
                 n.life_seconds = value
 
 
+#: The indented lines ``debug crypto ipsec`` prints under an ``IPSEC(...)`` line.
+_CONTINUATION = re.compile(r"^\s+(?:\((?:sa|key eng\. msg\.)\)|(?:sa|local|remote)_\w+\s*=|"
+                           r"(?:protocol|lifedur|spi|conn_id|keysize|flags|inbound|outbound|"
+                           r"dest|src|proxy)\s*=|\w+_proxy\s*=|sa_\w+=)")
+_SA_EVENT = re.compile(r"(?:create_sa\): sa created|delete_sa\): deleting SA)")
+
+
+def _ipsec_event(d: DebugLine, text: str) -> IpsecEvent:
+    event = IpsecEvent("created" if "sa created" in text else "deleted", d.no, d.time, d.stamp)
+    if m := re.search(r"sa_spi=\s*(0x[0-9A-Fa-f]+)", text):
+        event.spi = f"0x{int(m.group(1), 16):08X}"
+    if m := re.search(r"sa_conn_id=\s*(\d+)", text):
+        event.conn_id = int(m.group(1))
+    if m := re.search(r"sa_dest=\s*([\d.]+\d)", text):
+        event.dest = m.group(1)
+    return event
+
+
 def parse_debug(lines: list[Line]) -> DebugLog:
-    """One router's debug output (``lines`` of one or more debug blocks)."""
+    """One router's debug output (``lines`` of one or more debug blocks);
+    the indented lines ``debug crypto ipsec`` prints belong to the line
+    before them."""
     log = DebugLog()
     builder = _Builder(log)
+    event: IpsecEvent | None = None
+    event_text = ""
     for line in lines:
         if not line.text.strip():
+            continue
+        if log.lines and log.lines[-1].facility == "IPSEC" and _CONTINUATION.match(line.text):
+            if event is not None:
+                event_text += " " + line.text.strip()
+                updated = _ipsec_event(log.lines[-1], event_text)
+                event.spi, event.conn_id, event.dest = updated.spi, updated.conn_id, updated.dest
             continue
         d = parse_line(line)
         if d is None:
             log.unread.append(Unread(line.source, line.no, line.text, "not a debug line"))
             continue
         log.lines.append(d)
+        event = None
+        if d.facility == "IPSEC" and _SA_EVENT.search(line.text):
+            event_text = line.text
+            event = _ipsec_event(d, event_text)
+            log.ipsec.append(event)
         builder.feed(d)
     return log

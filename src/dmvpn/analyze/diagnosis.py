@@ -62,6 +62,19 @@ def _flow_happening(side: Side, a: FlowAnalysis) -> str:
             f"{a.flow.peer or a.flow.remote_endpoint}: {pairs}.")
 
 
+def _table_collisions(a: FlowAnalysis) -> list[str]:
+    """Pairs the SA table shows made within a second or two of each other."""
+    out = []
+    for i, p in enumerate(a.pairs):
+        j = p.collision_with
+        if j is not None and j > i:
+            q = a.pairs[j]
+            out.append(f"Pairs {p.conn_ids} and {q.conn_ids} were made within "
+                       f"{abs((p.age_s or 0) - (q.age_s or 0))} s of each other: both routers started a "
+                       "Quick Mode for this flow at once (a collision), and IKEv1 let both complete.")
+    return out
+
+
 def _debug_happening(report: Report, ex: Exchanges) -> list[str]:
     out: list[str] = []
     qms = ex.quick_modes
@@ -193,8 +206,13 @@ def diagnose(report: Report) -> Diagnosis:
     if top is not None:
         side, a = top
         d.happening.append(_flow_happening(side, a))
+        table = _table_collisions(a)
+        d.happening += table
+    else:
+        table = []
     d.happening += _debug_happening(report, report.exchanges)
-    d.collisions = sum(1 for q in report.exchanges.quick_modes if q.collision_with is not None) // 2
+    d.collisions = max(len(table),
+                       sum(1 for q in report.exchanges.quick_modes if q.collision_with is not None) // 2)
     _failures(report, d)
     _tables(report, d)
     if top is None:

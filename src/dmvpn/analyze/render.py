@@ -95,11 +95,35 @@ def _pair_words(a: FlowAnalysis, p: Pair) -> list[str]:
     return [head, *_wrap(text, "    ")]
 
 
-def _quick_modes(ex: Exchanges) -> list[str]:
-    if not ex.quick_modes and not ex.deletes:
+def _table_role(side: Side, conn_id: int | None) -> str:
+    """``conn id 19697, the current pair in the SA table`` when the table has it."""
+    if conn_id is None:
+        return ""
+    for a in side.analyses:
+        for p in a.pairs:
+            if any(x is not None and x.sa.conn_id == conn_id for x in (p.inbound, p.outbound)):
+                return f" (conn id {conn_id}: the {p.role} pair in the SA table)"
+    return f" (conn id {conn_id}: not in the SA table)" if side.analyses else f" (conn id {conn_id})"
+
+
+def _ipsec_events(report: Report) -> list[tuple[float, str]]:
+    events = []
+    offsets = report.exchanges.clock_offsets
+    for side in report.sides:
+        for e in side.debug.ipsec:
+            at = (e.time or 0.0) - offsets.get(side.label, 0.0)
+            events.append((at, f"  {e.stamp or '?':19} {side.label}: IPsec {e.action} SA {e.spi or '?'}"
+                               f"{_table_role(side, e.conn_id)}"))
+    return events
+
+
+def _quick_modes(report: Report) -> list[str]:
+    ex = report.exchanges
+    ipsec = _ipsec_events(report)
+    if not ex.quick_modes and not ex.deletes and not ipsec:
         return []
     lines = ["Quick Modes in the debug:"]
-    events: list[tuple[float, str]] = []
+    events: list[tuple[float, str]] = list(ipsec)
     for q in ex.quick_modes:
         sides = ", ".join(f"{s} as {n.role or '?'}" for s, n in q.views.items())
         installed = ", ".join(q.installed) or "none seen"
@@ -186,7 +210,7 @@ def render_text(report: Report, d: Diagnosis) -> str:
                 out += _pair_words(a, p)
             out.append("")
     peers = [line for side in report.sides for line in _peer_tables(side)]
-    for block in (peers, _quick_modes(report.exchanges), _puzzles(report)):
+    for block in (peers, _quick_modes(report), _puzzles(report)):
         if block:
             out += [*block, ""]
     out += _section("What is happening:", d.happening)
@@ -260,6 +284,7 @@ def render_json(report: Report, d: Diagnosis) -> dict[str, Any]:
             "isakmp_sas": [asdict(x) for x in s.tables.isakmp],
             "sessions": [asdict(x) for x in s.tables.sessions],
             "dmvpn_peers": [asdict(x) for x in s.tables.dmvpn],
+            "ipsec_debug_events": [asdict(x) for x in s.debug.ipsec],
             "debug_explained": [{"name": f.meaning.name, "line": f"{f.source}:{f.first_line}",
                                  "count": f.count, "failure": f.meaning.failure,
                                  "meaning": f.meaning.text} for f in s.found],
