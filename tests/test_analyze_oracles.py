@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from analyze_support import ORACLES, analyse
+from analyze_support import ORACLES, SEED, analyse
 
 IPSEC = ORACLES / "show_crypto_ipsec_sa"
+SEED_SHOW = SEED / "hub_show_crypto_ipsec_sa_peer.txt"
 GENIE = sorted(IPSEC.glob("genie_*_output.txt"))
 NTC = sorted(IPSEC.glob("ntc_*.txt"))
 
@@ -144,3 +145,18 @@ def test_isakmp_sa_rows_against_genieparser(path: Path) -> None:
     _, doc = analyse(router=[path])
     got = {(r["conn_id"], frozenset((r["src"], r["dst"]))) for r in doc["sides"][0]["isakmp_sas"]}
     assert got == want
+
+
+def test_seed_show_against_genieparser_run_live() -> None:
+    """genieparser itself (not a stored dict) on the seed's SA table: the
+    same SPIs, current outbound SPI and remaining lifetimes as ours."""
+    from test_show_support import genie_parse
+
+    text = SEED_SHOW.read_text()
+    command = text.splitlines()[0].lstrip("#").replace("sh ", "show ", 1)
+    genie = genie_parse("iosxe", command, text.split("\n", 1)[1])
+    _, doc = analyse(hub=[SEED_SHOW])
+    (mine,), (theirs,) = _our_flows(doc), _genie_flows(genie)
+    assert mine["current"] == theirs["current"] == "0x290E38E9"
+    assert mine["sas"] == {k: v for k, v in theirs["sas"].items() if v}
+    assert len(mine["sas"][("inbound", "esp")]) == len(mine["sas"][("outbound", "esp")]) == 3
