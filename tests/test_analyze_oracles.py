@@ -160,3 +160,19 @@ def test_seed_show_against_genieparser_run_live() -> None:
     assert mine["current"] == theirs["current"] == "0x290E38E9"
     assert mine["sas"] == {k: v for k, v in theirs["sas"].items() if v}
     assert len(mine["sas"][("inbound", "esp")]) == len(mine["sas"][("outbound", "esp")]) == 3
+
+
+@pytest.mark.parametrize("name", ["genie_iosxe_ShowIpNhrp_golden_output_output.txt",
+                                  "genie_iosxe_ShowIpNhrpDetail_golden_output_output.txt"])
+def test_show_ip_nhrp_against_genieparser(name: str) -> None:
+    path = ORACLES / "show_ip_nhrp" / name
+    want = set()
+    for prefix, body in _expected(path).items():
+        for via, e in body["via"].items():
+            want.add((prefix, via, e["tunnel"]["tunnel_name"], e["tunnel"]["created"],
+                      e["tunnel"]["expire"].replace("never expire", "never"), e["type"], e["flags"],
+                      e["nbma_address"]))
+    _, doc = analyse(router=[path])
+    got = {(e["prefix"], e["via"], e["interface"], e["created"], e["expire"], e["type"], e["flags"], e["nbma"])
+           for e in doc["sides"][0]["nhrp_entries"]}
+    assert got == want and not doc["sides"][0]["unread"]

@@ -59,7 +59,8 @@ _COMMANDS: tuple[tuple[Kind, re.Pattern[str]], ...] = tuple(
         (Kind.SESSION, rf"{_SH}\s+{_CRY}\s+{_abbr('session', 2)}"),
         (Kind.IKEV2_SA, rf"{_SH}\s+{_CRY}\s+{_abbr('ikev2', 4)}\s+{_abbr('sa', 2)}"),
         (Kind.DMVPN, rf"{_SH}\s+{_abbr('dmvpn', 2)}"),
-        (Kind.NHRP, rf"{_SH}\s+{_abbr('ip', 2)}\s+{_abbr('nhrp', 2)}"),
+        (Kind.NHRP, rf"{_SH}\s+{_abbr('ip', 2)}\s+{_abbr('nhrp', 2)}"
+                    r"(?!\s+(?:nhs|sum|tra|stat|mul|red|sho|pur|vrf|gr|int|cache))"),
         (Kind.CONFIG, rf"{_SH}\s+(?:{_abbr('running-config', 3)}|{_abbr('startup-config', 3)})"),
         (Kind.CONFIG, rf"{_abbr('more', 3)}\s+\S*(?:running|startup)-config"),
         (Kind.QUIET, rf"(?:{_abbr('debug', 3)}|{_abbr('undebug', 2)}|{_abbr('terminal', 3)}|"
@@ -114,10 +115,15 @@ def _shape(text: str) -> Kind | None:
 
 
 def _prompt(line: Line) -> tuple[str | None, str] | None:
-    m = _PROMPT.match(line.text.strip())
-    if m is None or (m.group("cmd") is None and m.group("host") is None):
-        return None
-    return m.group("host"), (m.group("cmd") or "").strip()
+    """(host, command) of a prompt line; a bare ``show ...`` line at column 0
+    counts when it names a command this tool reads."""
+    text = line.text.strip()
+    m = _PROMPT.match(text)
+    if m is not None and (m.group("cmd") is not None or m.group("host") is not None):
+        return m.group("host"), (m.group("cmd") or "").strip()
+    if line.text.startswith(("sh ", "show ")) and command_kind(text) not in (Kind.OTHER, Kind.QUIET):
+        return None, text
+    return None
 
 
 class _Segmenter:

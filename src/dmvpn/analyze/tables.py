@@ -49,10 +49,26 @@ class DmvpnPeer:
 
 
 @dataclass(slots=True)
+class NhrpEntry:
+    """One entry of ``show ip nhrp [detail]`` (RFC 2332 cache entry)."""
+
+    prefix: str
+    via: str
+    line: int
+    interface: str = ""
+    created: str = ""
+    expire: str = ""
+    type: str = ""
+    flags: str = ""
+    nbma: str = ""
+
+
+@dataclass(slots=True)
 class Tables:
     isakmp: list[IsakmpSa] = field(default_factory=list)
     sessions: list[SessionPeer] = field(default_factory=list)
     dmvpn: list[DmvpnPeer] = field(default_factory=list)
+    nhrp: list[NhrpEntry] = field(default_factory=list)
     unread: list[Unread] = field(default_factory=list)
 
 
@@ -106,6 +122,34 @@ def parse_session(lines: list[Line], tables: Tables) -> None:
         elif not (_SESSION_SKIP.match(text) or re.match(r"^(?:\S+ - |Active SAs:|IKE SA:)", text)):
             tables.unread.append(Unread(line.source, line.no, line.text,
                                         "not a line of show crypto session"))
+
+
+_NHRP_ENTRY = re.compile(r"^(\S+/\d+)\s+via\s+(\S+)$")
+_NHRP_TUNNEL = re.compile(r"^(\S+) created (\S+), (?:expire (\S+)|(never expire))")
+_NHRP_TYPE = re.compile(r"^Type:\s*([\w-]+),\s*Flags:\s*(.*)$")
+_NHRP_SKIP = re.compile(r"^(?:Preference:|\(no-socket\)|Requester:|Group:|Client NBMA:)")
+
+
+def parse_nhrp(lines: list[Line], tables: Tables) -> None:
+    """``show ip nhrp [detail]``: overlay prefix -> NBMA address (our own:
+    ntc-templates has no IOS template for it)."""
+    entry: NhrpEntry | None = None
+    for line in lines:
+        text = line.text.strip()
+        if not text:
+            continue
+        if m := _NHRP_ENTRY.match(text):
+            entry = NhrpEntry(m.group(1), m.group(2), line.no)
+            tables.nhrp.append(entry)
+        elif entry is not None and (m := _NHRP_TUNNEL.match(text)):
+            entry.interface, entry.created = m.group(1), m.group(2)
+            entry.expire = m.group(3) or "never"
+        elif entry is not None and (m := _NHRP_TYPE.match(text)):
+            entry.type, entry.flags = m.group(1), m.group(2).strip()
+        elif entry is not None and (m := re.match(r"^NBMA address:\s*(\S+)", text)):
+            entry.nbma = m.group(1)
+        elif not _NHRP_SKIP.match(text):
+            tables.unread.append(Unread(line.source, line.no, line.text, "not a line of show ip nhrp"))
 
 
 def _dmvpn_template() -> Path:
