@@ -153,3 +153,13 @@ def test_collision_seen_in_the_sa_table() -> None:
     d = diagnose(report)
     assert d.collisions == 1 and any("a collision" in h for h in d.happening)
     assert any("not load balancing" in w for w in d.why)
+
+
+def test_show_crypto_ikev2_sa() -> None:
+    """A sample written for this test in the IOS-XE form (no oracle has one)."""
+    report = analyse_sides({"hub": [("t", (DATA / "show_crypto_ikev2_sa.txt").read_bytes())]})
+    (sa,) = report.sides[0].tables.ikev2
+    assert (sa.local, sa.remote, sa.status, sa.lifetime_s, sa.active_s) == \
+        ("172.17.3.1/500", "172.17.3.2/500", "READY", 86400, 735)
+    assert not report.sides[0].unread
+    assert "172.17.3.1/500 -> 172.17.3.2/500 READY, 12 min old" in render_text(report, diagnose(report))

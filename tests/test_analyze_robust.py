@@ -24,7 +24,10 @@ REAL = [SEED / "hub_show_crypto_ipsec_sa_peer.txt", SEED / "hub_debug_crypto_isa
         ORACLES / "show_dmvpn" / "ntc_cisco_ios_show_dmvpn.txt",
         ORACLES / "show_crypto_session" / "genie_iosxe_ShowCryptoSessionDetail_golden_output_output.txt",
         ORACLES / "show_crypto_isakmp_sa" / "genie_iosxe_ShowCryptoIsakmpSa_golden_output_isakmp_output.txt",
-        ORACLES / "show_crypto_ipsec_sa" / "genie_iosxe_ShowCryptoIpsecSaDetail_golden_output_output.txt"]
+        ORACLES / "show_crypto_ipsec_sa" / "genie_iosxe_ShowCryptoIpsecSaDetail_golden_output_output.txt",
+        ORACLES / "show_ip_nhrp" / "genie_iosxe_ShowIpNhrpDetail_golden_output_output.txt",
+        Path(__file__).parent / "data" / "analyze" / "show_crypto_ikev2_sa.txt",
+        Path(__file__).parent / "data" / "analyze" / "hub_debug_crypto_ipsec.txt"]
 TEXTS = [p.read_bytes() for p in REAL]
 
 

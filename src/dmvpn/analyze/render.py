@@ -169,6 +169,9 @@ def _peer_tables(side: Side) -> list[str]:
               for s in t.sessions]
     lines += [f"  show dmvpn: {p.nbma} (tunnel {p.tunnel}) {p.state} {p.uptime} {p.attributes}".rstrip()
               for p in t.dmvpn]
+    lines += [f"  show crypto ikev2 sa: {x.local} -> {x.remote} {x.status}"
+              + (f", {duration(x.active_s)} old of a {x.lifetime_s} s lifetime" if x.active_s is not None else "")
+              for x in t.ikev2]
     lines += [f"  show ip nhrp: {e.prefix} via {e.via} NBMA {e.nbma or '?'} ({e.type or '?'}, {e.interface} "
               f"created {e.created}, expire {e.expire})" for e in t.nhrp]
     return [f"Peers ({side.label}):", *lines] if lines else []
@@ -287,6 +290,7 @@ def render_json(report: Report, d: Diagnosis) -> dict[str, Any]:
             "sessions": [asdict(x) for x in s.tables.sessions],
             "dmvpn_peers": [asdict(x) for x in s.tables.dmvpn],
             "nhrp_entries": [asdict(x) for x in s.tables.nhrp],
+            "ikev2_sas": [asdict(x) for x in s.tables.ikev2],
             "ipsec_debug_events": [asdict(x) for x in s.debug.ipsec],
             "debug_explained": [{"name": f.meaning.name, "line": f"{f.source}:{f.first_line}",
                                  "count": f.count, "failure": f.meaning.failure,

@@ -21,7 +21,14 @@ from dmvpn.analyze.settings import (
     parse_policies,
     parse_profiles,
 )
-from dmvpn.analyze.tables import Tables, parse_dmvpn, parse_isakmp_sa, parse_nhrp, parse_session
+from dmvpn.analyze.tables import (
+    Tables,
+    parse_dmvpn,
+    parse_ikev2_sa,
+    parse_isakmp_sa,
+    parse_nhrp,
+    parse_session,
+)
 from dmvpn.analyze.text import MAX_LINES, InputError, Line, Unread, decode, dropped_lines, split_lines
 from dmvpn.config.model import DEFAULT_SA_LIFETIME_KILOBYTES, DEFAULT_SA_LIFETIME_SECONDS
 
@@ -109,9 +116,11 @@ def _parse_blocks(side: Side) -> None:
             parse_dmvpn(block.lines, side.tables)
         elif block.kind is Kind.NHRP:
             parse_nhrp(block.lines, side.tables)
+        elif block.kind is Kind.IKEV2_SA:
+            parse_ikev2_sa(block.lines, side.tables)
         elif block.kind is Kind.DEBUG:
             debug_lines += block.lines
-        elif block.kind in (Kind.IKEV2_SA, Kind.OTHER):
+        elif block.kind is Kind.OTHER:
             text_lines = [x for x in block.lines if x.text.strip()]
             if text_lines:
                 what = block.command or block.kind.value
@@ -174,7 +183,7 @@ def resolve_lifetime(side: Side, others: list[Side], flow: IpsecFlow) -> Lifetim
 def _nothing(side: Side) -> bool:
     return not (side.flows or side.debug.lines or side.settings.configs or side.settings.profiles
                 or side.settings.policies or side.tables.isakmp or side.tables.sessions
-                or side.tables.dmvpn or side.tables.nhrp)
+                or side.tables.dmvpn or side.tables.nhrp or side.tables.ikev2)
 
 
 def _infer_addresses(sides: list[Side]) -> None:

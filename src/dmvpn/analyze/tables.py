@@ -64,11 +64,26 @@ class NhrpEntry:
 
 
 @dataclass(slots=True)
+class Ikev2Sa:
+    """One IKE SA of ``show crypto ikev2 sa [detail]`` (RFC 7296)."""
+
+    tunnel_id: int
+    local: str
+    remote: str
+    vrfs: str
+    status: str
+    line: int
+    lifetime_s: int | None = None
+    active_s: int | None = None
+
+
+@dataclass(slots=True)
 class Tables:
     isakmp: list[IsakmpSa] = field(default_factory=list)
     sessions: list[SessionPeer] = field(default_factory=list)
     dmvpn: list[DmvpnPeer] = field(default_factory=list)
     nhrp: list[NhrpEntry] = field(default_factory=list)
+    ikev2: list[Ikev2Sa] = field(default_factory=list)
     unread: list[Unread] = field(default_factory=list)
 
 
@@ -150,6 +165,32 @@ def parse_nhrp(lines: list[Line], tables: Tables) -> None:
             entry.nbma = m.group(1)
         elif not _NHRP_SKIP.match(text):
             tables.unread.append(Unread(line.source, line.no, line.text, "not a line of show ip nhrp"))
+
+
+_IKEV2_ROW = re.compile(r"^(\d+)\s+(\S+/\d+)\s+(\S+/\d+)\s+(\S+/\S+)\s+(\S+)$")
+_IKEV2_LIFE = re.compile(r"^Life/Active Time:\s*(\d+)/(\d+) sec")
+_IKEV2_SKIP = re.compile(r"^(?:IPv[46] Crypto IKEv2\s+SA|Tunnel-id\s+Local|Encr:|CE id:|Local spi:|"
+                         r"Remote spi:|Status Description:|Local id:|Remote id:|Local req|Remote req|"
+                         r"Fragmentation|Dynamic Route|Cisco Trust|Initiator of SA|Remote subnets|"
+                         r"Quantum-safe|IPv6 Crypto IKEv2|PEER TYPE|NAT-T|DPD configured)")
+
+
+def parse_ikev2_sa(lines: list[Line], tables: Tables) -> None:
+    """``show crypto ikev2 sa [detail]``: each IKE SA's endpoints, status,
+    lifetime and age (``Life/Active Time``); our own parser."""
+    current: Ikev2Sa | None = None
+    for line in lines:
+        text = line.text.strip()
+        if not text:
+            continue
+        if m := _IKEV2_ROW.match(text):
+            current = Ikev2Sa(int(m.group(1)), m.group(2), m.group(3), m.group(4), m.group(5), line.no)
+            tables.ikev2.append(current)
+        elif current is not None and (m := _IKEV2_LIFE.match(text)):
+            current.lifetime_s, current.active_s = int(m.group(1)), int(m.group(2))
+        elif not _IKEV2_SKIP.match(text):
+            tables.unread.append(Unread(line.source, line.no, line.text,
+                                        "not a line of show crypto ikev2 sa"))
 
 
 def _dmvpn_template() -> Path:
