@@ -69,6 +69,7 @@ def test_rekey_interval_matches_the_debug(seed: dict) -> None:
     assert (first["msgid"], first["initiator"]) == (3666410542, "spoke")
     assert (second["msgid"], second["initiator"]) == (3247684825, "hub")
     assert second["logged_by"] == {"hub": "initiator", "spoke": "responder"}
+    assert [p["msgid"] for p in ex["purges"]] == [1383603721, 1388932311]
     assert ex["deletes"] == [{"side": "hub", "time": "Sep  7 23:11:37", "msgid": 3832189246,
                               "spis": ["0x83877863"]}]
 

@@ -88,6 +88,8 @@ class Node:
     completed_at: float | None = None
     end_reason: str = ""
     purged_line: int = 0
+    purged_stamp: str = ""
+    purged_at: float | None = None
     peer: str = ""
     life_seconds: int | None = None
     life_kilobytes: int | None = None
@@ -159,7 +161,8 @@ class _Builder:
             self.current[d.conn] = self.node(d, int(m.group(1)))
         n = self.current.get(d.conn)
         if msg.startswith("purging node") and m:
-            self.node(d, int(m.group(1))).purged_line = d.no
+            purged = self.node(d, int(m.group(1)))
+            purged.purged_line, purged.purged_stamp, purged.purged_at = d.no, d.stamp, d.time
             return
         if n is not None:
             self._exchange(n, d, msg)

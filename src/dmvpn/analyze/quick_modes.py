@@ -38,6 +38,7 @@ class QuickMode:
 class Exchanges:
     quick_modes: list[QuickMode] = field(default_factory=list)
     deletes: list[tuple[str, Node]] = field(default_factory=list)  # (side, informational node)
+    purges: list[tuple[str, Node]] = field(default_factory=list)  # (side, node purged)
     clock_offsets: dict[str, float] = field(default_factory=dict)  # side -> seconds behind the first
 
     def intervals(self) -> list[float]:
@@ -90,6 +91,8 @@ def match(logs: dict[str, DebugLog], addresses: dict[str, str]) -> Exchanges:
         for n in log.nodes:
             if n.kind == "informational" and n.deleted_spis:
                 ex.deletes.append((side, n))
+            if n.purged_line:
+                ex.purges.append((side, n))
             if n.kind != "quick mode":
                 continue
             q = by_id.get(n.msgid)

@@ -130,6 +130,10 @@ def _quick_modes(report: Report) -> list[str]:
         extra = f"; collided with M-ID {q.collision_with}" if q.collision_with is not None else ""
         events.append((q.at or 0.0, f"  {q.stamp or '?':16} M-ID {q.msgid}: started by {q.initiator or '?'} "
                                     f"(logged by {sides}); installed SPI {installed}{extra}"))
+    for side, n in ex.purges:
+        what = "this Quick Mode" if n.kind == "quick mode" else "an exchange that ended before the log"
+        events.append(((n.purged_at or 0.0) - ex.clock_offsets.get(side, 0.0),
+                       f"  {n.purged_stamp or '?':16} {side} purged node {n.msgid} ({what}; housekeeping)"))
     for side, n in ex.deletes:
         events.append((n.first_time or 0.0, f"  {n.stamp or '?':16} {side} received a DELETE for SPI "
                                             f"{', '.join(n.deleted_spis)} (Informational M-ID {n.msgid})"))
@@ -277,6 +281,7 @@ def _exchanges_json(ex: Exchanges) -> dict[str, Any]:
         "started_by": sorted(ex.started_by()),
         "deletes": [{"side": s, "time": n.stamp, "msgid": n.msgid, "spis": n.deleted_spis}
                     for s, n in ex.deletes],
+        "purges": [{"side": s, "time": n.purged_stamp, "msgid": n.msgid} for s, n in ex.purges],
         "clock_offsets_s": ex.clock_offsets,
     }
 
