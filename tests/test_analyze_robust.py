@@ -160,3 +160,17 @@ def test_shuffled_real_lines_never_crash(lines: list[bytes]) -> None:
     d = diagnose(report)
     json.dumps(render_json(report, d))
     assert render_text(report, d)
+
+
+def test_terminal_artefacts_are_cleaned(tmp_path: Path) -> None:
+    """CRLF, ANSI colour, a pager's --More-- with its backspaces, tabs: the
+    seed table still reads the same."""
+    more = b" --More-- " + b"\x08" * 10 + b" " * 10 + b"\x08" * 10
+    lines = TEXTS[0].split(b"\n")
+    lines[30] = more + lines[30]
+    lines[0] = b"\x1b[1mHUB\x1b[0m" + lines[0]
+    text = b"\r\n".join(lines).replace(b"        ", b"\t")
+    doc = json.loads(_run(tmp_path, text, "--json").output)
+    side = doc["sides"][0]
+    assert side["hostname"] == "HUB" and not side["unread"]
+    assert [p["age_s"] for p in side["flows"][0]["pairs"]] == [32, 67, 2944]

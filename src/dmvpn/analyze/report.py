@@ -69,12 +69,12 @@ class Report:
 def read_side(name: str, inputs: list[tuple[str, bytes]]) -> Side:
     """Parse every input of one router: ``inputs`` is (source name, data)."""
     side = Side(name)
-    problems: list[str] = []
+    problems: list[InputError] = []
     for source, data in inputs:
         try:
             text = decode(data, source)
         except InputError as exc:
-            problems.append(str(exc))
+            problems.append(exc)
             continue
         lines = split_lines(text, source)
         if dropped := dropped_lines(text):
@@ -85,8 +85,8 @@ def read_side(name: str, inputs: list[tuple[str, bytes]]) -> Side:
         side.blocks += blocks
         side.unread += unread
     if not side.lines and problems:
-        raise InputError(problems[0])
-    side.warnings += [Unread(p.split(":", 1)[0], 0, "", p.split(": ", 1)[-1]) for p in problems]
+        raise problems[0]
+    side.warnings += [Unread(p.source, 0, "", p.message) for p in problems]
     _parse_blocks(side)
     _identify(side)
     return side

@@ -16,10 +16,16 @@ MAX_LINE = 4096
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_MORE = re.compile(r"^\s*(?:--More--|<--- More --->)\s*")
 
 
 class InputError(ValueError):
-    """Nothing in the input can be analysed; ``str()`` is the one-line message."""
+    """Nothing in the input can be analysed; ``str()`` is the one-line
+    message, ``source`` the input it is about (empty when all of them)."""
+
+    def __init__(self, message: str, source: str = "") -> None:
+        super().__init__(f"{source}: {message}" if source else message)
+        self.source, self.message = source, message
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +47,8 @@ class Unread:
     why: str
 
     def __str__(self) -> str:
+        if not self.no:
+            return f"{self.source}: {self.why}"
         shown = self.text.strip()
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
         return f"{self.source}:{self.no}: {self.why}: {shown!r}"
@@ -57,9 +65,9 @@ def _looks_binary(data: bytes) -> bool:
 def decode(data: bytes, source: str) -> str:
     """``data`` as text; raises :class:`InputError` when it is not text."""
     if not data.strip():
-        raise InputError(f"{source}: empty input: nothing to analyse")
+        raise InputError("empty input: nothing to analyse", source)
     if _looks_binary(data):
-        raise InputError(f"{source}: binary data, not router output: nothing to analyse")
+        raise InputError("binary data, not router output: nothing to analyse", source)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -67,8 +75,9 @@ def decode(data: bytes, source: str) -> str:
 
 
 def _clean(text: str) -> str:
-    """A terminal line as it reads: ANSI codes, backspaces and control
-    characters removed, tabs as spaces, trailing blanks dropped."""
+    """A terminal line as it reads: ANSI codes, backspaces, control
+    characters and a pager's ``--More--`` removed, tabs as spaces, trailing
+    blanks dropped."""
     text = _ANSI.sub("", text)
     if "\x08" in text:  # a backspace erases the character before it
         kept: list[str] = []
@@ -78,7 +87,7 @@ def _clean(text: str) -> str:
             elif kept:
                 kept.pop()
         text = "".join(kept)
-    text = _CONTROL.sub("", text.expandtabs(8))
+    text = _MORE.sub("", _CONTROL.sub("", text.expandtabs(8)))
     return text[:MAX_LINE].rstrip()
 
 

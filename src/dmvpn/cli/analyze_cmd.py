@@ -32,7 +32,7 @@ def _read(path: str) -> tuple[str, bytes]:
             with open(path, "rb") as f:
                 data = f.read(MAX_BYTES + 1)
     except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
     if len(data) > MAX_BYTES:
         click.echo(f"warning: {name}: only the first {MAX_BYTES >> 20} MB read", err=True)
     return name, data[:MAX_BYTES]
