@@ -176,3 +176,28 @@ def test_show_ip_nhrp_against_genieparser(name: str) -> None:
     got = {(e["prefix"], e["via"], e["interface"], e["created"], e["expire"], e["type"], e["flags"], e["nbma"])
            for e in doc["sides"][0]["nhrp_entries"]}
     assert got == want and not doc["sides"][0]["unread"]
+
+
+SESSIONS = sorted((ORACLES / "show_crypto_session").glob("genie_*_output.txt"))
+
+
+def _genie_sessions(expected: dict[str, Any]) -> set[tuple[str, str, str, int]]:
+    """(interface, peer, session status, active SAs over its flows) from genie's dict."""
+    out = set()
+    for iface, body in expected.get("interface", {}).items():
+        for peer, pbody in body.get("peer", {}).items():
+            ports = pbody.get("port", {}).values() if "port" in pbody else [pbody]
+            total = sum(flow.get("active_sas", 0) for port in ports
+                        for flow in port.get("ipsec_flow", {}).values())
+            out.add((iface, peer, body.get("session_status", ""), total))
+    for iface, body in expected.get("interfaces", {}).items():  # the "remote ... detail" schema
+        total = sum(flow.get("active_sa", 0) for flow in body.get("ipsec_flow", {}).values())
+        out.add((iface, body["peer_ip"], body["session_status"], total))
+    return out
+
+
+@pytest.mark.parametrize("path", SESSIONS, ids=lambda p: p.name)
+def test_show_crypto_session_against_genieparser(path: Path) -> None:
+    _, doc = analyse(router=[path])
+    got = {(s["interface"], s["peer"], s["status"], sum(s["active_sas"])) for s in doc["sides"][0]["sessions"]}
+    assert got == _genie_sessions(_expected(path))
