@@ -163,3 +163,14 @@ def test_show_crypto_ikev2_sa() -> None:
         ("172.17.3.1/500", "172.17.3.2/500", "READY", 86400, 735)
     assert not report.sides[0].unread
     assert "172.17.3.1/500 -> 172.17.3.2/500 READY, 12 min old" in render_text(report, diagnose(report))
+
+
+def test_settings_that_differ_between_the_routers() -> None:
+    hub = (SEED / "hub.cfg").read_bytes()
+    spoke = (SEED / "spoke.cfg").read_bytes().replace(
+        b" set transform-set ipsec-transset-ENS", b" set transform-set ipsec-transset-ENS\n set pfs group14")
+    report = analyse_sides({"hub": [("hub.cfg", hub)], "spoke": [("spoke.cfg", spoke)]})
+    (line,) = [h for h in diagnose(report).happening if h.startswith("Settings:")]
+    assert "PFS differs in profile ENS_ipsec_profile: HUB N, SPOKE1 group14" in line
+    same = analyse_sides({"hub": [("hub.cfg", hub)], "spoke": [("spoke.cfg", (SEED / "spoke.cfg").read_bytes())]})
+    assert not [h for h in diagnose(same).happening if h.startswith("Settings:")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from dmvpn.analyze.compare import differences
 from dmvpn.analyze.quick_modes import Exchanges
 from dmvpn.analyze.report import Report, Side
 from dmvpn.analyze.sa_pairs import SOFT_SECONDS_BEFORE, SOFT_VOLUME_FRACTION, FlowAnalysis, Pair
@@ -215,6 +216,7 @@ def diagnose(report: Report) -> Diagnosis:
                        sum(1 for q in report.exchanges.quick_modes if q.collision_with is not None) // 2)
     _failures(report, d)
     _tables(report, d)
+    d.happening += [f"Settings: {text[0].upper()}{text[1:]}" for text in differences(report.sides)]
     if top is None:
         if not d.why:
             d.why.append("No SA table to work from: add `show crypto ipsec sa` for the ages, volumes "

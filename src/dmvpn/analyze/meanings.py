@@ -59,8 +59,9 @@ FAILURES: tuple[Meaning, ...] = (
        "no transform set, mode or lifetime type both sides accept: compare `crypto ipsec "
        "transform-set` (cipher, hash, `mode transport|tunnel`) on both routers.", True),
     _m("PFS mismatch", r"PFS.*(?:mismatch|not (?:configured|acceptable))|group.*mismatch",
-       "one side asks for PFS (`set pfs groupN` in the profile) and the other does not, or with "
-       "another group: set the same `set pfs` on both.", True),
+       "a responder with `set pfs groupN` in its profile rejects a Quick Mode that offers no PFS "
+       "or another group (one without `set pfs` accepts what it is offered): set the same "
+       "`set pfs` on both.", True),
     _m("replay check failed", r"replay check failed|PKT_REPLAY_ERR|anti-replay",
        "packets arrived behind the replay window (RFC 4303 section 3.4.3): QoS reordering or "
        "multi-core paths; raise `crypto ipsec security-association replay window-size`.", True),
