@@ -5,6 +5,7 @@ a :class:`Report` that :mod:`dmvpn.analyze.render` prints."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dmvpn.analyze.debuglog import DebugLog, parse_debug
@@ -92,40 +93,46 @@ def read_side(name: str, inputs: list[tuple[str, bytes]]) -> Side:
     return side
 
 
+def _ipsec_sa(lines: list[Line], side: Side) -> None:
+    table = parse_ipsec_sa(lines)
+    side.flows += table.flows
+    side.unread += table.unread
+    side.warnings += table.warnings
+
+
+#: The parser of each kind of command output.
+_PARSERS: dict[Kind, Callable[[list[Line], Side], None]] = {
+    Kind.IPSEC_SA: _ipsec_sa,
+    Kind.IPSEC_PROFILE: lambda lines, side: parse_profiles(lines, side.settings),
+    Kind.ISAKMP_POLICY: lambda lines, side: parse_policies(lines, side.settings),
+    Kind.CONFIG: lambda lines, side: parse_config_block(lines, side.settings),
+    Kind.ISAKMP_SA: lambda lines, side: parse_isakmp_sa(lines, side.tables),
+    Kind.SESSION: lambda lines, side: parse_session(lines, side.tables),
+    Kind.DMVPN: lambda lines, side: parse_dmvpn(lines, side.tables),
+    Kind.NHRP: lambda lines, side: parse_nhrp(lines, side.tables),
+    Kind.IKEV2_SA: lambda lines, side: parse_ikev2_sa(lines, side.tables),
+}
+
+
+def _not_analysed(block: Block, side: Side) -> None:
+    text_lines = [x for x in block.lines if x.text.strip()]
+    if text_lines:
+        what = block.command or block.kind.value
+        side.not_analysed.append(f"{text_lines[0].source}:{text_lines[0].no}: {what} "
+                                 f"({len(text_lines)} lines): not analysed")
+
+
 def _parse_blocks(side: Side) -> None:
     debug_lines: list[Line] = []
     for block in side.blocks:
         if block.host and not side.hostname:
             side.hostname = block.host
-        if block.kind is Kind.IPSEC_SA:
-            table = parse_ipsec_sa(block.lines)
-            side.flows += table.flows
-            side.unread += table.unread
-            side.warnings += table.warnings
-        elif block.kind is Kind.IPSEC_PROFILE:
-            parse_profiles(block.lines, side.settings)
-        elif block.kind is Kind.ISAKMP_POLICY:
-            parse_policies(block.lines, side.settings)
-        elif block.kind is Kind.CONFIG:
-            parse_config_block(block.lines, side.settings)
-        elif block.kind is Kind.ISAKMP_SA:
-            parse_isakmp_sa(block.lines, side.tables)
-        elif block.kind is Kind.SESSION:
-            parse_session(block.lines, side.tables)
-        elif block.kind is Kind.DMVPN:
-            parse_dmvpn(block.lines, side.tables)
-        elif block.kind is Kind.NHRP:
-            parse_nhrp(block.lines, side.tables)
-        elif block.kind is Kind.IKEV2_SA:
-            parse_ikev2_sa(block.lines, side.tables)
+        if block.kind in _PARSERS:
+            _PARSERS[block.kind](block.lines, side)
         elif block.kind is Kind.DEBUG:
-            debug_lines += block.lines
+            debug_lines += block.lines  # one log per router: exchanges span files
         elif block.kind is Kind.OTHER:
-            text_lines = [x for x in block.lines if x.text.strip()]
-            if text_lines:
-                what = block.command or block.kind.value
-                side.not_analysed.append(f"{text_lines[0].source}:{text_lines[0].no}: {what} "
-                                         f"({len(text_lines)} lines): not analysed")
+            _not_analysed(block, side)
     side.debug = parse_debug(debug_lines)
     side.found = explain_lines(side.debug.lines)
     side.unread += side.debug.unread + side.settings.unread + side.tables.unread

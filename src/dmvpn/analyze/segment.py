@@ -151,7 +151,8 @@ class _Segmenter:
             self.debug = None
             self.open(command_kind(prompt[1]) if prompt[1] else Kind.QUIET)
             return
-        if DEBUG_LINE.search(line.text):
+        in_config = self.current is not None and self.current.kind is Kind.CONFIG
+        if DEBUG_LINE.search(line.text) and not (in_config and line.text[:1].isspace()):
             if self.debug is None or self.current is not self.debug:
                 self.debug = self.open(Kind.DEBUG)
             self.debug.lines.append(line)
