@@ -137,6 +137,11 @@ _LIFE_VPI = re.compile(r"SA life duration \(VPI\) of\s+((?:0x[0-9A-Fa-f]{1,2}\s*
 _STATE = re.compile(r"New State = (\S+)")
 
 
+def _spi(text: str) -> str:
+    """``0x50304c8`` -> ``0x050304C8``, as the SA table prints it."""
+    return f"0x{int(text, 16):08X}"
+
+
 class _Builder:
     def __init__(self, log: DebugLog) -> None:
         self.log = log
@@ -197,10 +202,10 @@ class _Builder:
             n.kind = n.kind or "quick mode"
         elif "processing DELETE payload" in msg or ("Informational" in msg and not n.kind):
             n.kind = "informational"
-        if m := _INSTALLED.search(msg):
-            n.installed.append(m.group(1).upper().replace("0X", "0x"))
-        if m := _DELETE_SPI.search(msg):
-            n.deleted_spis.append(m.group(1).upper().replace("0X", "0x"))
+        if (m := _INSTALLED.search(msg)) and (spi := _spi(m.group(1))) not in n.installed:
+            n.installed.append(spi)
+        if (m := _DELETE_SPI.search(msg)) and (spi := _spi(m.group(1))) not in n.deleted_spis:
+            n.deleted_spis.append(spi)
         self._lifetime(n, d, msg)
         if m := re.search(r'deleting node \d+ error (\w+) reason "([^"]*)"', msg):
             n.end_reason = m.group(2) if m.group(1) == "FALSE" else f"error: {m.group(2)}"
@@ -236,7 +241,7 @@ _SA_EVENT = re.compile(r"(?:create_sa\): sa created|delete_sa\): deleting SA)")
 def _ipsec_event(d: DebugLine, text: str) -> IpsecEvent:
     event = IpsecEvent("created" if "sa created" in text else "deleted", d.no, d.time, d.stamp)
     if m := re.search(r"sa_spi=\s*(0x[0-9A-Fa-f]+)", text):
-        event.spi = f"0x{int(m.group(1), 16):08X}"
+        event.spi = _spi(m.group(1))
     if m := re.search(r"sa_conn_id=\s*(\d+)", text):
         event.conn_id = int(m.group(1))
     if m := re.search(r"sa_dest=\s*([\d.]+\d)", text):

@@ -31,7 +31,7 @@ class QuickMode:
 
     @property
     def installed(self) -> list[str]:
-        return [spi for n in self.views.values() for spi in n.installed]
+        return list(dict.fromkeys(spi for n in self.views.values() for spi in n.installed))
 
 
 @dataclass(slots=True)
@@ -39,7 +39,7 @@ class Exchanges:
     quick_modes: list[QuickMode] = field(default_factory=list)
     deletes: list[tuple[str, Node]] = field(default_factory=list)  # (side, informational node)
     purges: list[tuple[str, Node]] = field(default_factory=list)  # (side, node purged)
-    clock_offsets: dict[str, float] = field(default_factory=dict)  # side -> seconds behind the first
+    clock_offsets: dict[str, float] = field(default_factory=dict)  # side -> its clock minus the first side's
 
     def intervals(self) -> list[float]:
         """Seconds between successive Quick Modes, a collision counted once."""

@@ -17,6 +17,8 @@ from dmvpn.ipsec.sa import KILOBYTE
 
 #: At most this many unread lines are listed in the text (JSON has all).
 MAX_UNREAD_SHOWN = 20
+#: ... and this many debug events.
+MAX_EVENTS_SHOWN = 40
 WIDTH = 100
 
 
@@ -126,7 +128,8 @@ def _quick_modes(report: Report) -> list[str]:
     events: list[tuple[float, str]] = list(ipsec)
     for q in ex.quick_modes:
         sides = ", ".join(f"{s} as {n.role or '?'}" for s, n in q.views.items())
-        installed = ", ".join(q.installed) or "none seen"
+        spis = q.installed
+        installed = ", ".join(spis[:4]) + (f" and {len(spis) - 4} more" if len(spis) > 4 else "") or "none seen"
         extra = f"; collided with M-ID {q.collision_with}" if q.collision_with is not None else ""
         events.append((q.at or 0.0, f"  {q.stamp or '?':16} M-ID {q.msgid}: started by {q.initiator or '?'} "
                                     f"(logged by {sides}); installed SPI {installed}{extra}"))
@@ -137,7 +140,10 @@ def _quick_modes(report: Report) -> list[str]:
     for side, n in ex.deletes:
         events.append((n.first_time or 0.0, f"  {n.stamp or '?':16} {side} received a DELETE for SPI "
                                             f"{', '.join(n.deleted_spis)} (Informational M-ID {n.msgid})"))
-    lines += [text for _, text in sorted(events, key=lambda e: e[0])]
+    ordered = [text for _, text in sorted(events, key=lambda e: e[0])]
+    lines += ordered[:MAX_EVENTS_SHOWN]
+    if len(ordered) > MAX_EVENTS_SHOWN:
+        lines.append(f"  ... and {len(ordered) - MAX_EVENTS_SHOWN} more events (--json lists them all)")
     gaps = ex.intervals()
     if gaps:
         lines.append(f"  {', '.join(f'{g:.0f} s' for g in gaps)} between Quick Modes; started by "
