@@ -53,8 +53,13 @@ class Replay:
                f"{rate(self.rate_out_bps)} {self.node} -> {self.peer} and {rate(self.rate_in_bps)} back, "
                "the measured rates):",
                f"  {'':28}{'as configured':>15}{'with the change':>17}"]
+        def cell(value: Any) -> str:
+            return "-" if value is None else str(value)
+
         for key, label in COMPARED:
-            out.append(f"  {label:28}{self.as_configured.get(key)!s:>15}{self.with_change.get(key)!s:>17}")
+            out.append(f"  {label:28}{cell(self.as_configured.get(key)):>15}{cell(self.with_change.get(key)):>17}")
+        out.append("  (-: no moment was 60 s past a rekey; orphans need a collision, about one rekey in a "
+                   "hundred on IOS-XE: a longer run shows more)")
         out.append(f"  (mechanism: {PROFILES[PROFILE].description})")
         return out
 
