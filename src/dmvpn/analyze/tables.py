@@ -219,8 +219,7 @@ def parse_dmvpn(lines: list[Line], tables: Tables) -> None:
             bad = re.search(r"Input Line: (.*)$", str(exc), re.DOTALL)
             index = next((i for i, line in enumerate(kept) if bad and line.text == bad.group(1)), None)
             if index is None:
-                tables.unread.extend(Unread(x.source, x.no, x.text, "show dmvpn: not read")
-                                     for x in kept[:1])
+                tables.unread.extend(Unread(x.source, x.no, x.text, "show dmvpn: not read") for x in kept)
                 return
             x = kept.pop(index)
             tables.unread.append(Unread(x.source, x.no, x.text, "not a line of show dmvpn"))
@@ -228,4 +227,6 @@ def parse_dmvpn(lines: list[Line], tables: Tables) -> None:
         tables.dmvpn.extend(DmvpnPeer(r["PEER_NBMA"], r["PEER_TUNNEL"], r["STATE"], r["UPTIME"],
                                       r["ATTRIBUTE"]) for r in rows)
         return
+    tables.unread.extend(Unread(x.source, x.no, x.text, f"show dmvpn: not read after {MAX_SKIPS} unexpected lines")
+                         for x in kept)
 
