@@ -46,8 +46,9 @@ PUZZLES: tuple[Meaning, ...] = (
        "the responder's Quick Mode finished normally ('error FALSE': no error); the node is "
        "kept until it is purged."),
     _m("kilobyte life without duration", r"SA life type in kilobytes",
-       "the proposal carries a volume lifetime; IOS prints its value on the next line only "
-       "when it fits the basic form, so a missing duration line does not mean no volume limit."),
+       "the proposal carries a volume lifetime. Its value, when logged, follows as 'SA life "
+       "duration (VPI) of 0x0 0x46 0x50 0x0' (4,608,000 KB as bytes); without that line the "
+       "kilobytes come from the config or profile show, or are assumed."),
     _m("install callback", r"Received IPSec Install callback",
        "IPsec installed the new SAs; the Quick Mode goes on to its last message."),
 )
