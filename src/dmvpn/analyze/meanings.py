@@ -26,7 +26,7 @@ def _m(name: str, pattern: str, text: str, failure: bool = False) -> Meaning:
 
 PUZZLES: tuple[Meaning, ...] = (
     _m("paranoid keepalives", r"peer does not do paranoid keepalives",
-       "harmless: printed while processing an Informational exchange (here a DELETE) from a "
+       "harmless: printed while processing an Informational exchange (such as a DELETE) from a "
        "peer that does not run periodic DPD (`crypto isakmp keepalive ... periodic`, RFC 3706); "
        "nothing is wrong and nothing is torn down because of it."),
     _m("purging node", r"purging node \d+",
