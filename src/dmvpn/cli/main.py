@@ -23,6 +23,10 @@ from dmvpn.cli.config_cmd import config  # noqa: E402
 
 main.add_command(config)
 
+from dmvpn.cli.analyze_cmd import analyze_command  # noqa: E402
+
+main.add_command(analyze_command)
+
 from dmvpn.cli.lab_cmd import lab  # noqa: E402
 
 main.add_command(lab)

@@ -18,6 +18,19 @@ from dmvpn.node.explain import alive, explain_sas
 #: The configuration change the explanation recommends for volume-driven rekeys.
 FIX_LINE = "set security-association lifetime kilobytes disable"
 
+#: Why volume-driven rekeys leave extra SA pairs (the lab's words, and ``dmvpn analyze``'s).
+VOLUME_REKEY_CAUSE = (
+    "the volume lifetime drives the rekeys. Both ends count the same "
+    "bytes, so both reach the soft limit (90% of the kilobytes) at nearly the "
+    "same moment; whichever router checks its lifetimes first starts the Quick "
+    "Mode. When both start within one Quick Mode's time, IKEv1 has no rule to "
+    "stop the second: two new pairs are made, each router sends on the pair it "
+    "installed last, the next rekey moves both onto one new pair, and the pair "
+    "left behind carries nothing more: an orphan that nobody rekeys or deletes "
+    "until its seconds run out. The replaced pair of each rekey lingers until a "
+    "DELETE or its expiry."
+)
+
 
 def apply_fix(config_text: str) -> str:
     """``config_text`` with :data:`FIX_LINE` added to every ``crypto ipsec
@@ -97,15 +110,7 @@ def explain_history(result: LabResult, node: str, peer: str) -> list[str]:
                  f"(at {s['max_pairs_at_s']:.0f} s).")
     volume = len(a.rekeys("volume rekey"))
     if volume and volume >= len(a.rekeys("time rekey")):
-        lines.append("  Cause: the volume lifetime drives the rekeys. Both ends count the same "
-                     "bytes, so both reach the soft limit (90% of the kilobytes) at nearly the "
-                     "same moment; whichever router checks its lifetimes first starts the Quick "
-                     "Mode. When both start within one Quick Mode's time, IKEv1 has no rule to "
-                     "stop the second: two new pairs are made, each router sends on the pair it "
-                     "installed last, the next rekey moves both onto one new pair, and the pair "
-                     "left behind carries nothing more: an orphan that nobody rekeys or deletes "
-                     "until its seconds run out. The replaced pair of each rekey lingers until a "
-                     "DELETE or its expiry.")
+        lines.append(f"  Cause: {VOLUME_REKEY_CAUSE}")
         lines.append("What to change:")
         lines.append("  In every `crypto ipsec profile` on both routers:")
         lines.append(f"    {FIX_LINE}")
