@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import count
 
 from dmvpn.config import RouterConfig
@@ -35,15 +34,18 @@ from dmvpn.ike.isakmp_sa import (
     Retransmit,
 )
 from dmvpn.ike.main_mode import MainMode
+from dmvpn.ike.manager import IKEV1_MAJOR, ChildSaView, Datagram
 from dmvpn.ike.profiles import BehaviourProfile
 from dmvpn.ike.proposals import ChildPolicy
 from dmvpn.ike.quick_mode import QuickMode
 from dmvpn.ike.rekey import Rekeying
 from dmvpn.ike.states import IkeEvent, IllegalTransition, MessageSource, Phase1State, QuickModeState
+from dmvpn.ike.views import child_sa_views, isakmp_sa_view, session_views
 from dmvpn.ipsec.events import HardExpired, SadEvent, SoftExpired
 from dmvpn.ipsec.sa import Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
 from dmvpn.sansio import LogEvent, RandomSource
+from dmvpn.show.views import CryptoSessionView, IsakmpSaView
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.isakmp import IsakmpMessage, decode_header, decode_message, decrypt_message
 from dmvpn.wire.isakmp_payloads import DeletePayload
@@ -56,21 +58,11 @@ FIRST_CONN_ID = 1001
 TrafficProbe = Callable[[str], "tuple[float | None, float | None]"]
 
 
-@dataclass(frozen=True, slots=True)
-class Datagram:
-    """A UDP datagram the engine wants sent."""
-
-    src: str
-    sport: int
-    dst: str
-    dport: int
-    payload: bytes
-    #: True for a NAT keepalive: sent as is, without the non-ESP marker.
-    raw: bool = False
-
-
 class Ikev1Engine(MainMode, QuickMode, Informational, Rekeying):
-    """IKEv1 for one router (or one shared tunnel-protection SAD)."""
+    """IKEv1 for one router (or one shared tunnel-protection SAD): a
+    :class:`~dmvpn.ike.manager.KeyManager`."""
+
+    ike_version = IKEV1_MAJOR
 
     def __init__(
         self,
@@ -216,8 +208,16 @@ class Ikev1Engine(MainMode, QuickMode, Informational, Rekeying):
             self._delete_child(now, child, send=True, why="clear crypto sa")
         return len(victims)
 
-    def isakmp_sas(self) -> list[IsakmpSa]:
-        return list(self.sas)
+    # ================================================================== views (KeyManager)
+    def isakmp_sa_views(self, now: float) -> list[IsakmpSaView]:
+        dpd = self.config.isakmp_keepalive is not None
+        return [isakmp_sa_view(sa, now, dpd) for sa in self.sas]
+
+    def session_views(self, now: float) -> list[CryptoSessionView]:
+        return session_views(self.sas, self.children, now, self.config.isakmp_keepalive is not None)
+
+    def child_sa_views(self) -> list[ChildSaView]:
+        return child_sa_views(self.children)
 
     # ================================================================== logging
     def log(self, now: float, conn_id: int, text: str, facility: str = "ISAKMP", **fields) -> None:
