@@ -15,15 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
-from typing import Any
+from typing import Any, TypeVar
 
 from dmvpn.config import RouterConfig
 from dmvpn.crypto.ike_algorithms import hash_size
-from dmvpn.ike.isakmp_sa import ChildSa, ChildState, IsakmpSa
+from dmvpn.ike.isakmp_sa import ChildSa, IsakmpSa
 from dmvpn.ike.manager import Datagram
 from dmvpn.ike.profiles import BehaviourProfile
 from dmvpn.ike.proposals import ChildPolicy
-from dmvpn.ike.states import QuickModeState
+from dmvpn.ike.states import ChildState, QuickModeState
 from dmvpn.ike.transport import IkeTransport
 from dmvpn.ipsec.sa import Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
@@ -34,6 +34,8 @@ ACQUIRE_HOLDOFF = 10.0
 FIRST_CONN_ID = 1001
 #: The smallest SPI a negotiation may use (RFC 4303 section 2.1: 1-255 are reserved).
 MIN_SPI = 256
+
+_T = TypeVar("_T")
 
 TrafficProbe = Callable[[str], "tuple[float | None, float | None]"]
 Flow = tuple[str, Selector]
@@ -120,6 +122,10 @@ class Ikev1Context:
     # ------------------------------------------------------------ timers and sending
     def schedule(self, t: float, fn: Callable[[float], None]) -> None:
         self.transport.schedule(t, fn)
+
+    def call_at(self, t: float, fn: Callable[[float, _T], None], arg: _T) -> None:
+        """Call ``fn(now, arg)`` at ``t`` (``arg`` bound now, not when it fires)."""
+        self.transport.schedule(t, lambda now: fn(now, arg))
 
     def send_raw(self, now: float, sa: IsakmpSa, wire: bytes) -> None:
         """One ISAKMP message to the peer of ``sa``, on the SA's ports."""

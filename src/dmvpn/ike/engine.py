@@ -24,14 +24,14 @@ from __future__ import annotations
 from dmvpn.config import RouterConfig
 from dmvpn.ike.context import ACQUIRE_HOLDOFF, Ikev1Context, TrafficProbe
 from dmvpn.ike.informational import Informational
-from dmvpn.ike.isakmp_sa import ChildRequest, ChildSa, ChildState, IsakmpSa, QuickModeExchange
+from dmvpn.ike.isakmp_sa import ChildRequest, ChildSa, IsakmpSa, QuickModeExchange
 from dmvpn.ike.main_mode import MainMode
 from dmvpn.ike.manager import IKEV1_MAJOR, ChildSaView, Datagram
 from dmvpn.ike.profiles import BehaviourProfile
 from dmvpn.ike.proposals import ChildPolicy
 from dmvpn.ike.quick_mode import QuickMode
 from dmvpn.ike.rekey import Rekeying
-from dmvpn.ike.states import IllegalTransition, Phase1State
+from dmvpn.ike.states import ChildEvent, ChildState, IllegalTransition, Phase1State
 from dmvpn.ike.transport import IkeTransport, RetransmitTimers
 from dmvpn.ike.views import child_sa_views, isakmp_sa_view, session_views
 from dmvpn.ipsec.events import HardExpired, SadEvent, SoftExpired
@@ -233,9 +233,12 @@ class Ikev1Engine:
         self.sas.append(sa)
         if not initiator:
             timeout = self.transport.timers.give_up_after()
-            self.ctx.schedule(now + timeout, lambda t, s=sa: (not s.established and s in self.sas)
-                              and self.p1_failed(t, s, f"Main Mode with {s.peer} not completed in time"))
+            self.ctx.call_at(now + timeout, self._responder_timeout, sa)
         return sa
+
+    def _responder_timeout(self, now: float, sa: IsakmpSa) -> None:
+        if not sa.established and sa in self.sas:
+            self.p1_failed(now, sa, f"Main Mode with {sa.peer} not completed in time")
 
     def _cookie(self) -> bytes:
         while True:
@@ -261,18 +264,18 @@ class Ikev1Engine:
         ctx = self.ctx
         self.main_mode.complete(now, sa)
         assert sa.choice is not None and sa.expires_at is not None
-        ctx.schedule(sa.expires_at, lambda t, s=sa: self._p1_expired(t, s))
+        ctx.call_at(sa.expires_at, self._p1_expired, sa)
         if sa.initiator:
             sa.soft_at = now + sa.choice.lifetime * self.profile.phase1_rekey_fraction
-            ctx.schedule(sa.soft_at, lambda t, s=sa: self._p1_rekey(t, s))
+            ctx.call_at(sa.soft_at, self._p1_rekey, sa)
         older = [o for o in self.sas if o is not sa and o.peer == sa.peer and o.established and not o.replaced]
         for o in older:
             if o.rekey_started or sa.initiator == o.initiator:
                 o.replaced = True
-                ctx.schedule(now + REPLACED_ISAKMP_DELETE_DELAY, lambda t, s=o: self._delete_isakmp(t, s))
+                ctx.call_at(now + REPLACED_ISAKMP_DELETE_DELAY, self._delete_isakmp, o)
         self.informational.dpd_arm(now, sa)
         if sa.nat_detected and self.config.isakmp_nat_keepalive:
-            ctx.schedule(now + self.config.isakmp_nat_keepalive, lambda t, s=sa: self._nat_keepalive(t, s))
+            ctx.call_at(now + self.config.isakmp_nat_keepalive, self._nat_keepalive, sa)
         pending, sa.pending = sa.pending, []
         for request in pending:
             if not ctx.negotiating((request.peer, request.selector), as_initiator=True):
@@ -287,7 +290,7 @@ class Ikev1Engine:
         last_out = self.ctx.traffic(sa.peer)[1]
         if last_out is None or now - last_out >= interval:
             self.transport.send(Datagram(sa.local, sa.local_port, sa.peer, sa.peer_port, b"\xff", raw=True))
-        self.ctx.schedule(now + interval, lambda t, s=sa: self._nat_keepalive(t, s))
+        self.ctx.call_at(now + interval, self._nat_keepalive, sa)
 
     def p1_failed(self, now: float, sa: IsakmpSa, why: str) -> None:
         """Main Mode failed: log it, hold the queued flows off, drop the SA."""
@@ -301,7 +304,7 @@ class Ikev1Engine:
         for request in sa.pending:
             ctx.holdoff[(request.peer, request.selector)] = now + ACQUIRE_HOLDOFF
             if request.rekey_of is not None and request.rekey_of.state is ChildState.REKEYING:
-                request.rekey_of.state = ChildState.ACTIVE
+                request.rekey_of.transition(ChildEvent.REKEY_FAILED)
         sa.pending = []
         self.remove_isakmp_sa(now, sa)
 

@@ -135,8 +135,8 @@ class Informational:
 
     def _process_delete(self, now: float, sa: IsakmpSa, p: DeletePayload) -> None:
         if p.protocol_id == ProtocolId.ISAKMP:
-            for spi in p.spis:
-                target = next((s for s in self.ctx.sas if s.spi == spi and s.peer == sa.peer), None)
+            for cookies in p.spis:
+                target = next((s for s in self.ctx.sas if s.spi == cookies and s.peer == sa.peer), None)
                 if target is not None:
                     self.ctx.log(now, target.conn_id, f'deleting SA reason "Receive delete" state ({target.role}) '
                                                   f'{target.state.display} (peer {target.peer})')
@@ -205,7 +205,7 @@ class Informational:
         ka = self.ctx.config.isakmp_keepalive
         if ka is None or not sa.peer_dpd:
             return
-        self.ctx.schedule(now + ka.seconds, lambda t, s=sa: self._dpd_tick(t, s))
+        self.ctx.call_at(now + ka.seconds, self._dpd_tick, sa)
 
     def peer_alive(self, now: float, sa: IsakmpSa) -> None:
         self.ctx.last_heard[sa.peer] = now
@@ -228,19 +228,19 @@ class Informational:
                 self.ctx.log(now, sa.conn_id, f"DPD: retransmitting R_U_THERE to {sa.peer}, "
                                           f"attempt {sa.dpd_attempts} of {self.ctx.profile.dpd_retries}")
                 self._send_r_u_there(now, sa)
-                self.ctx.schedule(now + ka.retry, lambda t, s=sa: self._dpd_tick(t, s))
+                self.ctx.call_at(now + ka.retry, self._dpd_tick, sa)
                 return
         quiet = now - heard
         wanted = quiet >= ka.seconds and (
             ka.mode is KeepaliveMode.PERIODIC or (last_out is not None and last_out > heard))
         if wanted:
             self._send_r_u_there(now, sa)
-            self.ctx.schedule(now + ka.retry, lambda t, s=sa: self._dpd_tick(t, s))
+            self.ctx.call_at(now + ka.retry, self._dpd_tick, sa)
             return
         nxt = heard + ka.seconds if quiet < ka.seconds else now + ka.seconds
         if ka.mode is KeepaliveMode.ON_DEMAND and last_out is not None and last_out <= heard:
             nxt = max(nxt, now + min(ka.retry, ka.seconds))
-        self.ctx.schedule(max(nxt, now + 0.001), lambda t, s=sa: self._dpd_tick(t, s))
+        self.ctx.call_at(max(nxt, now + 0.001), self._dpd_tick, sa)
 
     def _send_r_u_there(self, now: float, sa: IsakmpSa) -> None:
         sa.dpd_seq = (sa.dpd_seq + 1) & 0xFFFFFFFF

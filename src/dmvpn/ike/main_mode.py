@@ -40,6 +40,7 @@ from dmvpn.wire.isakmp_payloads import (
     NatDPayload,
     NoncePayload,
     NotifyPayload,
+    Payload,
     Proposal,
     SaPayload,
     VendorIdPayload,
@@ -180,7 +181,7 @@ class MainMode:
         sa.dh = DhKeyPair.generate(sa.choice.group, self.ctx.random)
         sa.ni = self.ctx.random.token_bytes(NONCE_BYTES)
         sa.g_xi = sa.dh.public_value
-        payloads = [KePayload(sa.g_xi), NoncePayload(sa.ni)] + self._nat_d(sa)
+        payloads: list[Payload] = [KePayload(sa.g_xi), NoncePayload(sa.ni), *self._nat_d(sa)]
         msg = IsakmpMessage(sa.cky_i, sa.cky_r, ExchangeType.IDENTITY_PROTECTION, payloads=payloads)
         self._send(now, sa, msg.encode(), retransmit=True)
 
@@ -188,7 +189,7 @@ class MainMode:
         assert sa.keys is not None and sa.choice is not None
         idp = IdPayload.ipv4(sa.local, PHASE1_ID_PROTOCOL, PHASE1_ID_PORT)
         h = hash_i(sa.choice.hash, sa.keys.skeyid, sa.g_xi, sa.g_xr, sa.cky_i, sa.cky_r, sa.sai_b, idp.encode_body())
-        payloads = [idp, HashPayload(h)]
+        payloads: list[Payload] = [idp, HashPayload(h)]
         if not any(o is not sa and o.peer == sa.peer and o.established for o in self.ctx.sas):
             payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT, ProtocolId.ISAKMP, sa.spi))
             self.ctx.log(now, 0, "sending INITIAL_CONTACT notify")
@@ -261,7 +262,7 @@ class MainMode:
             self._transition(now, sa, MessageSource.IKE_MESG_FROM_PEER, IkeEvent.IKE_MM_EXCH)
             self._transition(now, sa, MessageSource.IKE_MESG_INTERNAL, IkeEvent.IKE_PROCESS_MAIN_MODE)
             assert sa.choice is not None and sa.dh is not None
-            payloads = [KePayload(sa.g_xr), NoncePayload(sa.nr)] + self._nat_d(sa)
+            payloads: list[Payload] = [KePayload(sa.g_xr), NoncePayload(sa.nr), *self._nat_d(sa)]
             msg = IsakmpMessage(sa.cky_i, sa.cky_r, ExchangeType.IDENTITY_PROTECTION, payloads=payloads)
             self._send(now, sa, msg.encode(), retransmit=False)
         elif sa.state is Phase1State.IKE_R_MM4:
@@ -411,9 +412,10 @@ class MainMode:
                               f"{ctx.profile.retransmit_limit}: retransmit phase 1")
                 ctx.send_raw(t, s, s.last_tx)
 
-            ctx.transport.arm_retransmit(now, rt, resend,
-                                         lambda t, s=sa: self.owner.p1_failed(t, s, "Death by retransmission P1: "
-                                                                                    f"no answer from {s.peer}"))
+            def give_up(t: float) -> None:
+                self.owner.p1_failed(t, sa, f"Death by retransmission P1: no answer from {sa.peer}")
+
+            ctx.transport.arm_retransmit(now, rt, resend, give_up)
 
     def _duplicate(self, now: float, sa: IsakmpSa) -> None:
         self.ctx.log(now, 0, "phase 1 packet is a duplicate of a previous packet.")

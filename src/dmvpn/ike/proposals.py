@@ -37,15 +37,15 @@ from dmvpn.wire.isakmp_registry import (
     ProtocolId,
 )
 
-_ENC_NAMES = {EncryptionAlgorithm.AES_CBC: "AES-CBC", EncryptionAlgorithm.DES3_CBC: "3DES-CBC"}
-_HASH_NAMES = {
+_ENC_NAMES: dict[int, str] = {EncryptionAlgorithm.AES_CBC: "AES-CBC", EncryptionAlgorithm.DES3_CBC: "3DES-CBC"}
+_HASH_NAMES: dict[int, str] = {
     HashAlgorithm.MD5: "MD5",
     HashAlgorithm.SHA: "SHA",
     HashAlgorithm.SHA2_256: "SHA256",
     HashAlgorithm.SHA2_384: "SHA384",
     HashAlgorithm.SHA2_512: "SHA512",
 }
-_ESP_NAMES = {
+_ESP_NAMES: dict[int, str] = {
     EspTransformId.ESP_AES_CBC: "ESP_AES",
     EspTransformId.ESP_3DES: "ESP_3DES",
     EspTransformId.ESP_NULL: "ESP_NULL",
@@ -53,7 +53,7 @@ _ESP_NAMES = {
     EspTransformId.ESP_DES: "ESP_DES",
     EspTransformId.ESP_NULL_AUTH_AES_GMAC: "ESP_GMAC",
 }
-_AUTH_NAMES = {
+_AUTH_NAMES: dict[int, str] = {
     EspAuthAlgorithm.HMAC_MD5: "HMAC-MD5",
     EspAuthAlgorithm.HMAC_SHA: "HMAC-SHA",
     EspAuthAlgorithm.HMAC_SHA2_256: "HMAC-SHA256",

@@ -28,7 +28,7 @@ from dmvpn.crypto.dh_groups import DhKeyPair, InvalidPublicValue
 from dmvpn.crypto.ikev1_kdf import keymat, quick_mode_hash1, quick_mode_hash2, quick_mode_hash3
 from dmvpn.ike.context import ACQUIRE_HOLDOFF, MIN_SPI, Ikev1Context
 from dmvpn.ike.informational import Informational
-from dmvpn.ike.isakmp_sa import ChildRequest, ChildSa, ChildState, IsakmpSa, QuickModeExchange
+from dmvpn.ike.isakmp_sa import ChildRequest, ChildSa, IsakmpSa, QuickModeExchange
 from dmvpn.ike.proposals import (
     ChildPolicy,
     Phase2Choice,
@@ -41,7 +41,7 @@ from dmvpn.ike.proposals import (
     responder_lifetime_attributes,
 )
 from dmvpn.ike.rekey import Rekeying
-from dmvpn.ike.states import IkeEvent, MessageSource, QuickModeState
+from dmvpn.ike.states import ChildEvent, ChildState, IkeEvent, MessageSource, QuickModeState
 from dmvpn.ike.transport import Retransmit
 from dmvpn.ipsec.sa import (
     KILOBYTE,
@@ -400,7 +400,7 @@ class QuickMode:
             return
         ctx.stats["qm_failures"] += 1
         ctx.transport.cancel_retransmit(node.retransmit)
-        node.state = QuickModeState.IKE_QM_FAILED
+        node.give_up()
         ctx.log(now, sa.conn_id, f'deleting node {node.message_id} error TRUE reason "{why}"')
         ctx.syslog(now, "%CRYPTO-6-IKMP_MODE_FAILURE", f"Processing of Quick mode failed with peer at {sa.peer}: {why}",
                    peer=sa.peer, reason=why)
@@ -412,7 +412,7 @@ class QuickMode:
         for node in sa.nodes.values():
             self.ctx.transport.cancel_retransmit(node.retransmit)
             if node.state not in (QuickModeState.IKE_QM_PHASE2_COMPLETE, QuickModeState.IKE_QM_FAILED):
-                node.state = QuickModeState.IKE_QM_FAILED
+                node.give_up()
                 self.release_request(now, node)
 
     def release_request(self, now: float, node: QuickModeExchange) -> None:
@@ -422,9 +422,9 @@ class QuickMode:
             self.ctx.holdoff[(request.peer, request.selector)] = now + ACQUIRE_HOLDOFF
             child = request.rekey_of
             if child is not None and child.state is ChildState.REKEYING:
-                child.state = ChildState.ACTIVE
+                child.transition(ChildEvent.REKEY_FAILED)
                 if self.ctx.profile.lifetime_check_period is None:
-                    self.ctx.schedule(now + ACQUIRE_HOLDOFF, lambda t, c=child: self.rekeying.consider_rekey(t, c))
+                    self.ctx.call_at(now + ACQUIRE_HOLDOFF, self.rekeying.consider_rekey, child)
 
     def node_done(self, now: float, sa: IsakmpSa, node: QuickModeExchange) -> None:
         """Keep a finished node for duplicates, purge it later (IOS "purging node")."""
@@ -457,9 +457,10 @@ class QuickMode:
                 ctx.log(t, s.conn_id, f"retransmitting phase 2 QM_IDLE       {n.message_id} ...")
                 ctx.send_raw(t, s, rt.packet)
 
-            ctx.transport.arm_retransmit(now, rt, resend,
-                                         lambda t, s=sa, n=node: self.fail(t, s, n, "Death by retransmission P2: "
-                                                                                    f"no answer from {s.peer}"))
+            def give_up(t: float) -> None:
+                self.fail(t, sa, node, f"Death by retransmission P2: no answer from {sa.peer}")
+
+            ctx.transport.arm_retransmit(now, rt, resend, give_up)
 
     def _pfs(self, now: float, sa: IsakmpSa, node: QuickModeExchange, msg: IsakmpMessage) -> bool:
         """PFS: a KE payload for the agreed group gives g(qm)^xy (RFC 2409 5.5)."""
@@ -495,7 +496,7 @@ class QuickMode:
         self.ctx.syslog(now, "%CRYPTO-6-IKMP_MODE_FAILURE",
                     f"Processing of Quick mode failed with peer at {sa.peer}: {why} "
                     "(NO_PROPOSAL_CHOSEN sent)", peer=sa.peer)
-        node.state = QuickModeState.IKE_QM_FAILED
+        node.give_up()
         self.node_done(now, sa, node)
 
     def _find_child_policy(self, sa: IsakmpSa, local: IPv4Network | None, remote: IPv4Network | None,
@@ -545,18 +546,17 @@ class QuickMode:
             reason = SaOriginReason.COLLISION
         lifetime = self._sa_lifetime(choice.lifetime_seconds, choice.lifetime_kilobytes, node.initiator)
         mode = EspMode(choice.mode)
-        common = dict(peer=request.peer, local=request.local, transform=esp, mode=mode,
-                      selector=request.selector, lifetime=lifetime, ike_sa=sa.conn_id,
-                      replay_window_size=self.ctx.config.replay_window_size or 64,
-                      udp_encap=(sa.local_port, sa.peer_port) if sa.nat_detected else None)
-        sa_in = SecurityAssociation(spi=node.spi_in, direction=SaDirection.INBOUND, encryption_key=enc_in,
-                                    integrity_key=auth_in,
-                                    origin=SaOrigin(node.initiator, reason, old.sa_in.spi if old else None),
-                                    **common)
-        sa_out = SecurityAssociation(spi=node.spi_out, direction=SaDirection.OUTBOUND, encryption_key=enc_out,
-                                     integrity_key=auth_out,
-                                     origin=SaOrigin(node.initiator, reason, old.sa_out.spi if old else None),
-                                     **common)
+
+        def half(spi: int, direction: SaDirection, enc: bytes, auth: bytes, replaces: int | None) -> SecurityAssociation:
+            return SecurityAssociation(spi=spi, direction=direction, encryption_key=enc, integrity_key=auth,
+                                       origin=SaOrigin(node.initiator, reason, replaces),
+                                       peer=request.peer, local=request.local, transform=esp, mode=mode,
+                                       selector=request.selector, lifetime=lifetime, ike_sa=sa.conn_id,
+                                       replay_window_size=self.ctx.config.replay_window_size or 64,
+                                       udp_encap=(sa.local_port, sa.peer_port) if sa.nat_detected else None)
+
+        sa_in = half(node.spi_in, SaDirection.INBOUND, enc_in, auth_in, old.sa_in.spi if old else None)
+        sa_out = half(node.spi_out, SaDirection.OUTBOUND, enc_out, auth_out, old.sa_out.spi if old else None)
         self.ctx.children.reserved_spis.discard(node.spi_in)
         self.ctx.sad.install_pair(now, sa_in, sa_out,
                               replaces=(old.sa_in, old.sa_out) if old is not None else None,
@@ -570,7 +570,7 @@ class QuickMode:
         self.ctx.events_sa(now, "installed", child)
         if old is not None and not loser:
             if old.state in (ChildState.ACTIVE, ChildState.REKEYING):
-                old.state = ChildState.REPLACED
+                old.transition(ChildEvent.REPLACED)
                 old.replaced_by = child
             if node.initiator and old.state is not ChildState.DELETED:
                 self.rekeying.schedule_replaced_delete(now, old)

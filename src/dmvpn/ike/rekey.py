@@ -17,8 +17,8 @@ from typing import Protocol
 
 from dmvpn.ike.context import Flow, Ikev1Context
 from dmvpn.ike.informational import Informational
-from dmvpn.ike.isakmp_sa import ChildRequest, ChildSa, ChildState, IsakmpSa, QuickModeExchange
-from dmvpn.ike.states import QuickModeState
+from dmvpn.ike.isakmp_sa import ChildRequest, ChildSa, IsakmpSa, QuickModeExchange
+from dmvpn.ike.states import ChildEvent, ChildState, QuickModeState
 from dmvpn.ipsec.events import HardExpired, SoftExpired
 from dmvpn.ipsec.sa import SaDirection, SaOriginReason
 
@@ -48,7 +48,7 @@ class Rekeying:
             if (peer is None or child.peer == peer) and child.state is ChildState.ACTIVE:
                 child.soft_reason = child.soft_reason or "time"
                 self.consider_rekey(now, child)
-                started += child.state is ChildState.REKEYING
+                started += child.rekeying
         return started
 
     def _rival(self, node: QuickModeExchange, flow: Flow) -> QuickModeExchange | None:
@@ -90,7 +90,7 @@ class Rekeying:
     def delete_child(self, now: float, child: ChildSa, *, send: bool, why: str) -> None:
         if child.state is ChildState.DELETED:
             return
-        child.state = ChildState.DELETED
+        child.transition(ChildEvent.DELETED)
         self.ctx.sad.delete(child.sa_in, now)
         self.ctx.sad.delete(child.sa_out, now)
         self.ctx.children.remove(child)
@@ -104,11 +104,16 @@ class Rekeying:
             return
         old.delete_scheduled = True
         delay = self.ctx.random.uniform(*window) if window[0] != window[1] else window[0]
-        self.ctx.schedule(now + delay, lambda t, c=old: self.delete_child(t, c, send=True, why="replaced"))
+        self.ctx.call_at(now + delay, self._delete_replaced, old)
 
     def schedule_loser_delete(self, now: float, child: ChildSa) -> None:
-        self.ctx.schedule(now + (self.ctx.profile.delete_replaced_after or (5.0, 5.0))[0],
-                       lambda t, c=child: self.delete_child(t, c, send=True, why="lost a rekey collision"))
+        self.ctx.call_at(now + (self.ctx.profile.delete_replaced_after or (5.0, 5.0))[0], self._delete_loser, child)
+
+    def _delete_replaced(self, now: float, child: ChildSa) -> None:
+        self.delete_child(now, child, send=True, why="replaced")
+
+    def _delete_loser(self, now: float, child: ChildSa) -> None:
+        self.delete_child(now, child, send=True, why="lost a rekey collision")
 
     def on_soft(self, now: float, ev: SoftExpired) -> None:
         child = self.ctx.children.by_spi_in.get(ev.sa.spi) if ev.sa.direction is SaDirection.INBOUND else self.ctx.children.by_spi_out.get(ev.sa.spi)
@@ -140,14 +145,14 @@ class Rekeying:
         flow = child.flow
         newest = self.ctx.children.current(flow)
         if p.skip_rekey_if_newer and newest is not None and newest is not child and newest.created > child.created:
-            child.state = ChildState.REPLACED
+            child.transition(ChildEvent.REPLACED)
             child.replaced_by = newest
             return
         if p.skip_rekey_if_negotiating and self.ctx.negotiating(flow, as_initiator=False):
             return
         if self.ctx.negotiating(flow, as_initiator=True):
             return
-        child.state = ChildState.REKEYING
+        child.transition(ChildEvent.REKEY_STARTED)
         reason = SaOriginReason.VOLUME_REKEY if child.soft_reason == "volume" else SaOriginReason.TIME_REKEY
         self.owner.request(now, ChildRequest(child.policy, child.peer, child.local, child.selector, reason, child))
 
