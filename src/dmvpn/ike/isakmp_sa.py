@@ -28,7 +28,7 @@ from dmvpn.ike.states import (
 )
 from dmvpn.ike.transport import MessageIds, ReceivedMessages, Retransmit
 from dmvpn.ipsec.sa import SaOriginReason, SecurityAssociation, Selector
-from dmvpn.wire.isakmp import IsakmpMessage, decrypt_message, encrypt_message
+from dmvpn.wire.isakmp import IKE_PORT, IsakmpMessage, decrypt_message, encrypt_message
 
 
 @dataclass(eq=False, slots=True)
@@ -41,8 +41,8 @@ class IsakmpSa:
     peer: str
     cky_i: bytes
     cky_r: bytes = bytes(8)
-    local_port: int = 500
-    peer_port: int = 500
+    local_port: int = IKE_PORT
+    peer_port: int = IKE_PORT
     state: Phase1State = Phase1State.IKE_READY
     created: float = 0.0
     psk: bytes = b""

@@ -9,7 +9,8 @@
 
 Each step is a build or process method of :class:`MainMode`, a task of the
 engine (strongSwan's task shape: the engine owns the ISAKMP SA, the steps
-act on it; what the task needs of the engine is :class:`Phase1Owner`). Vendor IDs: DPD (RFC 3706) and RFC 3947 NAT-T; NAT-D payloads
+act on it; what the task needs of the engine is :class:`Phase1Owner`).
+Vendor IDs: DPD (RFC 3706) and RFC 3947 NAT-T; NAT-D payloads
 (RFC 3947 section 3.2) are exchanged when both sides sent the NAT-T VID.
 """
 

@@ -547,7 +547,8 @@ class QuickMode:
         lifetime = self._sa_lifetime(choice.lifetime_seconds, choice.lifetime_kilobytes, node.initiator)
         mode = EspMode(choice.mode)
 
-        def half(spi: int, direction: SaDirection, enc: bytes, auth: bytes, replaces: int | None) -> SecurityAssociation:
+        def half(spi: int, direction: SaDirection, enc: bytes, auth: bytes,
+                 replaces: int | None) -> SecurityAssociation:
             return SecurityAssociation(spi=spi, direction=direction, encryption_key=enc, integrity_key=auth,
                                        origin=SaOrigin(node.initiator, reason, replaces),
                                        peer=request.peer, local=request.local, transform=esp, mode=mode,
@@ -566,7 +567,8 @@ class QuickMode:
         child.keys = (enc_in, auth_in, enc_out, auth_out)
         node.child = child
         self.ctx.children.add(child)
-        self.ctx.log(now, sa.conn_id, f"Successfully installed IPSEC SA (SPI:0x{node.spi_in:X}) on {request.policy.interface}")
+        self.ctx.log(now, sa.conn_id,
+                     f"Successfully installed IPSEC SA (SPI:0x{node.spi_in:X}) on {request.policy.interface}")
         self.ctx.events_sa(now, "installed", child)
         if old is not None and not loser:
             if old.state in (ChildState.ACTIVE, ChildState.REKEYING):

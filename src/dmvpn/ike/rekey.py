@@ -20,7 +20,7 @@ from dmvpn.ike.informational import Informational
 from dmvpn.ike.isakmp_sa import ChildRequest, ChildSa, IsakmpSa, QuickModeExchange
 from dmvpn.ike.states import ChildEvent, ChildState, QuickModeState
 from dmvpn.ipsec.events import HardExpired, SoftExpired
-from dmvpn.ipsec.sa import SaDirection, SaOriginReason
+from dmvpn.ipsec.sa import SaDirection, SaOriginReason, SecurityAssociation
 
 #: A Quick Mode finished this many seconds before another started still counts as its rival.
 COLLISION_WINDOW = 5.0
@@ -115,8 +115,12 @@ class Rekeying:
     def _delete_loser(self, now: float, child: ChildSa) -> None:
         self.delete_child(now, child, send=True, why="lost a rekey collision")
 
+    def _pair_of(self, sa: SecurityAssociation) -> ChildSa | None:
+        table = self.ctx.children
+        return (table.by_spi_in if sa.direction is SaDirection.INBOUND else table.by_spi_out).get(sa.spi)
+
     def on_soft(self, now: float, ev: SoftExpired) -> None:
-        child = self.ctx.children.by_spi_in.get(ev.sa.spi) if ev.sa.direction is SaDirection.INBOUND else self.ctx.children.by_spi_out.get(ev.sa.spi)
+        child = self._pair_of(ev.sa)
         if child is None or child.state is not ChildState.ACTIVE:
             return
         child.soft_reason = child.soft_reason or ev.reason
@@ -158,7 +162,7 @@ class Rekeying:
 
     def on_hard(self, now: float, ev: HardExpired) -> None:
         sa = ev.sa
-        child = self.ctx.children.by_spi_in.get(sa.spi) if sa.direction is SaDirection.INBOUND else self.ctx.children.by_spi_out.get(sa.spi)
+        child = self._pair_of(sa)
         if child is None:
             return
         self.ctx.log(now, 0, f"IPSEC SA (SPI:0x{sa.spi:X}) reached its {ev.reason} lifetime")

@@ -195,7 +195,8 @@ def next_phase1(state: Phase1State, source: MessageSource, event: IkeEvent) -> P
         raise IllegalTransition("Main Mode", state, source, event) from None
 
 
-def next_quick_mode(state: QuickModeState, source: MessageSource, event: IkeEvent, *, responder: bool) -> QuickModeState:
+def next_quick_mode(state: QuickModeState, source: MessageSource, event: IkeEvent, *,
+                    responder: bool) -> QuickModeState:
     """The Quick Mode state after ``event``; :class:`IllegalTransition` if none."""
     if responder and state is Q.IKE_QM_IPSEC_INSTALL_AWAIT and event is E.IPSEC_INSTALL_DONE:
         return QM_RESPONDER_INSTALL_DONE
