@@ -9,7 +9,8 @@ import random
 from dataclasses import dataclass, replace
 
 from dmvpn.config import parse_config
-from dmvpn.ike.engine import Datagram, Ikev1Engine
+from dmvpn.ike.engine import Ikev1Engine
+from dmvpn.ike.manager import Datagram
 from dmvpn.ike.profiles import get_profile
 from dmvpn.ipsec.sa import Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
@@ -84,7 +85,7 @@ class IkeNet:
         return d
 
     def pump(self) -> None:
-        for addr, e in self.engines.items():
+        for _addr, e in self.engines.items():
             for d in map(self._translate, e.poll_datagrams()):
                 self.sent.append((self.now, d))
                 if d.src in self.down or d.dst in self.down or self.rng.random() < self.wire.loss:

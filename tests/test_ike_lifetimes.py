@@ -4,6 +4,8 @@ SAs each second both ways)."""
 
 from __future__ import annotations
 
+import itertools
+
 from dmvpn.ipsec.sa import SaOriginReason
 from ike_harness import HUB, SPOKE, IkeNet, Wire, seed_text
 
@@ -40,7 +42,7 @@ def test_time_rekeys_at_ios_thresholds_for_an_hour_without_loss():
     for e in installs:  # a collision installs two pairs at once: one rekey event
         if not times or e.time - times[-1] > 1.0:
             times.append(e.time)
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     # Soft limit 30 s before the 120 s hard limit, acted on by the next ~2 s check.
     assert all(89.9 <= g <= 94.0 for g in gaps), gaps
     # Both sides count the same time: either may win the check, rarely both.
@@ -62,7 +64,7 @@ def simultaneous(profile: str, seed: int = 1) -> IkeNet:
     net = net_for(profile, seed)
     net.run(5.0, probe_every=1.0)
     hub, spoke = net.engines[HUB], net.engines[SPOKE]
-    assert hub.rekey_now(net.now) == 1 and spoke.rekey_now(net.now) == 1
+    assert hub.rekey(net.now) == 1 and spoke.rekey(net.now) == 1
     net.run(200.0, probe_every=0.5)
     return net
 
