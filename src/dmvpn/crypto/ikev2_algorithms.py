@@ -402,4 +402,3 @@ class SkCipher:
             return ccm.decrypt(key_e[-_CCM_SALT:] + iv, ct + icv, aad)
         except InvalidTag:
             raise IntegrityError("AES-CCM ICV does not verify") from None
-
