@@ -61,7 +61,7 @@ class Ikev2Message:
     message_id: int = 0
     payloads: list[Payload] = field(default_factory=list)
     version: int = IKEV2_VERSION
-    first_payload: int = PayloadType.NONE
+    first_payload: int = field(default=PayloadType.NONE, compare=False)
     inner: bytes | None = field(default=None, compare=False, repr=False)
     trailing: int = field(default=0, compare=False)
 
