@@ -78,7 +78,7 @@ class Ikev2KeyRecord:
         """The record as one ``ikev2_decryption_table`` line."""
         c = self.cipher
         encr = ENCR_NAMES[(c.encr, None if c.encr in (EncrId.DES3, EncrId.NULL) else c.key_bits)]
-        integ = INTEG_NAMES[c.integ]
+        integ = INTEG_NAMES[c.integ] if c.check_icv else f"ANY {c.icv_size * 8}-bits of Authentication [No Checking]"
         return (
             f'{self.spi_i.hex()},{self.spi_r.hex()},{self.sk_ei.hex()},{self.sk_er.hex()},"{encr}",'
             f'{self.sk_ai.hex()},{self.sk_ar.hex()},"{integ}"'
