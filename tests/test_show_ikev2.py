@@ -37,7 +37,8 @@ def _view_from_genie(row: dict[str, Any], ipv6: bool = False) -> Ikev2SaView:
         dh_group=row["dh_group"], auth_sign=row["auth_sign"], auth_verify=row["auth_verify"],
         life_time=row["life_time"], active_time=row["active_time"], ce_id=row.get("ce_id", 0),
         session_id=row.get("session_id", 0),
-        local_spi=bytes.fromhex(row.get("local_spi", "00" * 8)), remote_spi=bytes.fromhex(row.get("remote_spi", "00" * 8)),
+        local_spi=bytes.fromhex(row.get("local_spi", "00" * 8)),
+        remote_spi=bytes.fromhex(row.get("remote_spi", "00" * 8)),
         ipv6=ipv6,
     )
 
@@ -87,7 +88,8 @@ def test_sa_detail_our_views_and_genie_golden() -> None:
 def test_session() -> None:
     sessions = [
         Ikev2SessionView(3, OURS[0], [
-            Ikev2ChildView("192.0.2.1/0 - 192.0.2.1/65535", "198.51.100.7/0 - 198.51.100.7/65535", 0x232CB82D, 0x30767B6E),
+            Ikev2ChildView("192.0.2.1/0 - 192.0.2.1/65535", "198.51.100.7/0 - 198.51.100.7/65535",
+                           0x232CB82D, 0x30767B6E),
         ]),
         Ikev2SessionView(4, OURS[1], []),
     ]

@@ -72,7 +72,7 @@ def _detail(sa: Ikev2SaView) -> list[str]:
 def render_sa_text(sas: Sequence[Ikev2SaView], detail: bool = False) -> str:
     """``show crypto ikev2 sa [detail]``: IPv4 SAs, then IPv6 SAs."""
     lines: list[str] = []
-    for family, rows in zip(("IPv4", "IPv6"), _families(sas)):
+    for family, rows in zip(("IPv4", "IPv6"), _families(sas), strict=True):
         lines += [f" {family} Crypto IKEv2  SA ", ""]
         if rows:
             lines.append(TABLE_HEADER)
