@@ -258,6 +258,11 @@ def encr_key_size(encr_id: int, key_bits: int | None) -> int:
     return key_bits // 8 + _SALT.get(encr_id, 0)
 
 
+def constant_time_equal(a: bytes, b: bytes) -> bool:
+    """Compare MACs (ICVs, AUTH payloads) without leaking where they differ."""
+    return constant_time.bytes_eq(a, b)
+
+
 class IntegrityError(ValueError):
     """The ICV of an Encrypted payload does not verify (or decryption failed)."""
 

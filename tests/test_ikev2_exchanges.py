@@ -1,0 +1,159 @@
+"""IKE_SA_INIT and IKE_AUTH tasks driven initiator <-> responder in memory
+(bytes in, bytes out, explicit now, seeded randomness): both sides derive
+the same IKE and CHILD_SA keys; INVALID_KE_PAYLOAD and COOKIE retries;
+wrong keys and proposals fail with the RFC's notifies; tshark decodes and
+decrypts the exchange with the key line we export."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import shutil
+import subprocess
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from dmvpn.config.ikev2_model import DEFAULT_PROPOSAL, Ikev2Encryption, Ikev2Proposal
+from dmvpn.crypto.dh_groups import DhGroup
+from dmvpn.crypto.esp_algorithms import EspAuthAlgorithm, EspTransform, EspTransformId
+from dmvpn.crypto.ikev2_algorithms import EncrId, IntegId, PrfId
+from dmvpn.ike.v2.ike_auth import AuthConfig, IkeAuth
+from dmvpn.ike.v2.keytable import key_record
+from dmvpn.ike.v2.sa_init import IkeSaInit, InitOutcome
+from dmvpn.runtime.sim.pcap import PcapWriter
+from dmvpn.wire.ikev2 import decode_message
+from dmvpn.wire.ikev2_payloads import NotifyPayload
+from dmvpn.wire.ikev2_registry import NotifyType
+from dmvpn.wire.ipv4 import IPv4Header
+from dmvpn.wire.udp import encode_udp
+
+
+class SeededRandom:
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def token_bytes(self, n: int) -> bytes:
+        return self.rng.randbytes(n)
+
+    def uniform(self, a: float, b: float) -> float:
+        return self.rng.uniform(a, b)
+
+
+CBC = Ikev2Proposal("CBC", (Ikev2Encryption(EncrId.AES_CBC, 256, "aes-cbc-256"),), (IntegId.HMAC_SHA2_256_128,),
+                    (PrfId.HMAC_SHA2_256,), (DhGroup.ECP_256,), 2)
+GCM = Ikev2Proposal("GCM", (Ikev2Encryption(EncrId.AES_GCM_16, 128, "aes-gcm-128"),), (), (PrfId.HMAC_SHA2_384,),
+                    (DhGroup.MODP_2048,), 3)
+ESP = [EspTransform(EspTransformId.ESP_AES_CBC, 256, EspAuthAlgorithm.HMAC_SHA2_256)]
+SPOKE, HUB = IPv4Address("192.0.2.2"), IPv4Address("192.0.2.1")
+
+
+def _auth_configs(spoke_psk: bytes = b"k1", hub_remote: bytes = b"k1") -> tuple[AuthConfig, AuthConfig]:
+    spoke = AuthConfig(SPOKE, HUB, local_psk=spoke_psk, remote_psk=b"k2", esp=ESP)
+    hub = AuthConfig(HUB, SPOKE, local_psk=b"k2", remote_psk=hub_remote, esp=ESP)
+    return spoke, hub
+
+
+def _init(i_props, r_props, seed: int = 1, cookie: bytes | None = None):
+    i = IkeSaInit(i_props, SeededRandom(seed), initiator=True)
+    r_rng = SeededRandom(seed + 100)
+    wire: list[bytes] = []
+    for _ in range(4):
+        req = i.build_i(0.0)
+        r = IkeSaInit(r_props, r_rng, initiator=False, cookie_secret=cookie)  # stateless until it answers
+        r.process_r(req, 0.0, peer=SPOKE.packed)
+        resp = r.build_r(0.0)
+        wire += [req, resp]
+        outcome = i.process_i(resp, 0.0)
+        if outcome is not InitOutcome.RETRY:
+            return i, r, outcome, wire
+    raise AssertionError("no end to retries")
+
+
+def _full(i_props=(CBC,), r_props=(DEFAULT_PROPOSAL, CBC), **kw):
+    i, r, outcome, wire = _init(list(i_props), list(r_props))
+    assert outcome is InitOutcome.DONE, i.sa.error
+    spoke_cfg, hub_cfg = _auth_configs(**kw)
+    ia, ra = IkeAuth(i.sa, spoke_cfg, SeededRandom(7)), IkeAuth(r.sa, hub_cfg, SeededRandom(8))
+    req = ia.build_i(1.0)
+    ra.process_r(req, 1.0)
+    resp = ra.build_r(1.0)
+    assert resp is not None
+    ok = ia.process_i(resp, 1.0)
+    return i, r, ia, ra, ok, [*wire, req, resp]
+
+
+def test_sa_init_and_auth_agree_on_every_key() -> None:
+    i, r, ia, ra, ok, _ = _full()
+    assert ok, ia.error
+    assert i.sa.keys == r.sa.keys and i.sa.keys is not None
+    assert (i.sa.spi_i, i.sa.spi_r) == (r.sa.spi_i, r.sa.spi_r) and i.sa.spi_r != bytes(8)
+    assert i.sa.algorithms == r.sa.algorithms and i.sa.algorithms is not None
+    assert i.sa.algorithms.cipher.encr == EncrId.AES_CBC and i.sa.algorithms.group == DhGroup.ECP_256
+    assert ia.child is not None and ra.child is not None
+    assert ia.child.keys == ra.child.keys and ia.child.esp == ra.child.esp == ESP[0]
+    assert (ia.child.spi_i, ia.child.spi_r) == (ra.child.spi_i, ra.child.spi_r)
+    assert ia.child.spi_i != ia.child.spi_r and ia.child.transport
+
+
+def test_gcm_ike_sa() -> None:
+    i, r, ia, _ra, ok, _ = _full(i_props=(GCM,), r_props=(GCM,))
+    assert ok, ia.error
+    assert i.sa.algorithms is not None and i.sa.algorithms.cipher.is_aead and i.sa.keys == r.sa.keys
+
+
+def test_invalid_ke_retry_with_the_group_the_responder_wants() -> None:
+    two_groups = Ikev2Proposal("TWO", CBC.encryption, CBC.integrity, CBC.prf, (DhGroup.MODP_2048, DhGroup.ECP_256), 1)
+    only_19 = Ikev2Proposal("ONLY19", CBC.encryption, CBC.integrity, CBC.prf, (DhGroup.ECP_256,), 1)
+    i, r, outcome, wire = _init([two_groups], [only_19])
+    assert outcome is InitOutcome.DONE, i.sa.error
+    assert len(wire) == 4 and "INVALID_KE_PAYLOAD: retrying with group 19" in i.sa.notes
+    (note,) = decode_message(wire[1]).payloads
+    assert isinstance(note, NotifyPayload) and note.notify_type == NotifyType.INVALID_KE_PAYLOAD
+    assert note.data == b"\x00\x13" and i.sa.keys == r.sa.keys
+
+
+def test_cookie_round_trip() -> None:
+    i, r, outcome, wire = _init([CBC], [CBC], cookie=b"secret")
+    assert outcome is InitOutcome.DONE and len(wire) == 4 and "cookie requested" in i.sa.notes
+    retry = decode_message(wire[2])
+    assert isinstance(retry.payloads[0], NotifyPayload) and retry.payloads[0].notify_type == NotifyType.COOKIE
+    assert i.sa.keys == r.sa.keys
+
+
+def test_no_proposal_chosen() -> None:
+    i, _r, outcome, _ = _init([GCM], [CBC])
+    assert outcome is InitOutcome.FAILED and i.sa.error == "peer answered NO_PROPOSAL_CHOSEN"
+
+
+def test_wrong_psk_is_authentication_failed() -> None:
+    _i, _r, ia, ra, ok, _ = _full(hub_remote=b"not-the-key")
+    assert not ok and ia.error == "peer answered AUTHENTICATION_FAILED"
+    assert ra.error == "the initiator's AUTH does not verify" and ra.child is None and ia.child is None
+
+
+def test_deterministic_with_the_same_seed() -> None:
+    assert _full()[5] == _full()[5]
+
+
+def test_tshark_decodes_and_decrypts_our_exchange(tmp_path: Path) -> None:
+    i, _r, _ia, _ra, ok, wire = _full()
+    assert ok and i.sa.keys is not None and i.sa.algorithms is not None
+    line = key_record(i.sa.spi_i, i.sa.spi_r, i.sa.algorithms.cipher, i.sa.keys).line()
+    buf = io.BytesIO()
+    w = PcapWriter(buf)
+    for n, m in enumerate(wire):
+        src, dst = (SPOKE, HUB) if n % 2 == 0 else (HUB, SPOKE)
+        w.record(float(n), b"\x02" * 6, b"\x04" * 6,
+                 IPv4Header(str(src), str(dst), 17).encode(encode_udp(str(src), str(dst), 500, 500, m)))
+    cap = tmp_path / "exchange.pcap"
+    cap.write_bytes(buf.getvalue())
+    tshark = shutil.which("tshark")
+    assert tshark, "tshark is required for this test"
+    out = subprocess.run(
+        [tshark, "-r", str(cap), "-o", f"uat:ikev2_decryption_table:{line}", "-T", "fields",
+         "-e", "isakmp.exchangetype", "-e", "isakmp.auth.data", "-e", "_ws.expert.message"],
+        capture_output=True, text=True, env=dict(os.environ, HOME=str(tmp_path)), check=True).stdout
+    rows = [x.split("\t") for x in out.splitlines()]
+    assert [r[0] for r in rows] == ["34", "34", "35", "35"]
+    assert all(r[1] for r in rows[2:]) and not any(r[2] for r in rows), out
