@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from dmvpn.cli.decode_ikev2 import Ikev2Decryptor, decode_ikev2, header_line, is_ikev2
+from dmvpn.cli.decode_ikev2 import Ikev2Decryptor, decode_ikev2, flag_names, header_line, is_ikev2
 from dmvpn.crypto.ike_algorithms import UnsupportedAlgorithm, cipher_key_size, hash_size, ike_cipher
 from dmvpn.crypto.ikev1_kdf import exchange_iv, phase1_iv
 from dmvpn.ike.v2.keytable import Ikev2KeyRecord, KeyTableError, load_key_table
@@ -239,11 +239,6 @@ def payload_type_sequence(msg: IsakmpMessage) -> list[int]:
     return out
 
 
-def _flags(flags: int) -> str:
-    names = [f.name or "" for f in HeaderFlags if flags & f]
-    return "|".join(names) if names else "none"
-
-
 def decode_datagram(
     dgram: UdpDatagram, decryptor: CaptureDecryptor | None, v2: Ikev2Decryptor | None = None
 ) -> dict[str, Any] | None:
@@ -284,7 +279,7 @@ def decode_datagram(
         initiator_cookie=msg.initiator_cookie.hex(),
         responder_cookie=msg.responder_cookie.hex(),
         message_id=f"{msg.message_id:08x}",
-        flags=_flags(msg.flags),
+        flags=flag_names(msg.flags, HeaderFlags),
         encrypted=msg.encrypted,
         payloads=[describe_payload(p) for p in msg.payloads],
     )

@@ -11,6 +11,7 @@ frame that completes it.
 
 from __future__ import annotations
 
+from enum import IntFlag
 from typing import Any
 
 from dmvpn.ike.v2.keytable import Ikev2KeyRecord
@@ -119,8 +120,9 @@ def describe_payload(p: Payload) -> dict[str, Any]:
     return d
 
 
-def _flags(flags: int) -> str:
-    names = [f.name or "" for f in HeaderFlags if flags & f]
+def flag_names(flags: int, flag_enum: type[IntFlag]) -> str:
+    """``A|B`` for the set flags of an IKE header, ``none`` when none is set."""
+    names = [f.name or "" for f in flag_enum if flags & f]
     return "|".join(names) if names else "none"
 
 
@@ -145,7 +147,7 @@ def decode_ikev2(data: bytes, decryptor: Ikev2Decryptor | None) -> dict[str, Any
         spi_i=msg.spi_i.hex(),
         spi_r=msg.spi_r.hex(),
         message_id=f"{msg.message_id:08x}",
-        flags=_flags(msg.flags),
+        flags=flag_names(msg.flags, HeaderFlags),
         payloads=[describe_payload(p) for p in msg.payloads],
     )
     if msg.trailing:
