@@ -157,3 +157,28 @@ def test_tshark_decodes_and_decrypts_our_exchange(tmp_path: Path) -> None:
     rows = [x.split("\t") for x in out.splitlines()]
     assert [r[0] for r in rows] == ["34", "34", "35", "35"]
     assert all(r[1] for r in rows[2:]) and not any(r[2] for r in rows), out
+
+
+def test_show_views_of_our_sas_parse_in_genieparser() -> None:
+    from dmvpn.ike.v2.views import child_view, sa_view
+    from dmvpn.show import ikev2_sa
+    from dmvpn.show.ikev2_views import Ikev2SessionView
+    from test_show_support import genie_parse, normalise
+
+    i, r, ia, ra, ok, _ = _full()
+    assert ok and ia.child is not None and ra.child is not None
+    hub = sa_view(r.sa, 1, (HUB, 500), (SPOKE, 500), now=736.0, lifetime=86400, local_id=str(HUB), remote_id=str(SPOKE))
+    spoke = sa_view(i.sa, 1, (SPOKE, 500), (HUB, 500), now=736.0, lifetime=86400)
+    assert (hub.encryption, hub.keysize, hub.prf, hub.hash, hub.dh_group) == ("AES-CBC", 256, "SHA256", "SHA256", 19)
+    assert hub.local_spi == spoke.remote_spi == r.sa.spi_r and not hub.initiator and spoke.initiator
+    assert hub.active_time == 735
+    parsed = genie_parse("iosxe", "show crypto ikev2 sa", ikev2_sa.render_sa_text([hub]))
+    assert parsed == normalise(ikev2_sa.render_sa_json([hub]))
+    assert parsed["ipv4"]["1"]["remote_ip"] == str(SPOKE)
+    detail = genie_parse("iosxe", "show crypto ikev2 sa detail", ikev2_sa.render_sa_text([hub], detail=True))
+    assert detail["tunnel_id"]["1"]["local_spi"] == r.sa.spi_r.hex().upper()
+    session = Ikev2SessionView(1, hub, [child_view(ra.child, False, HUB, SPOKE)])
+    got = genie_parse("iosxe", "show crypto ikev2 session", ikev2_sa.render_session_text([session]))
+    assert got == normalise(ikev2_sa.render_session_json([session]))
+    child = got["ikev2_session"]["IPv4"]["1"]["child_sa"]["1"]
+    assert child["esp_spi_in"] == f"0x{int.from_bytes(ra.child.spi_r, 'big'):X}"
