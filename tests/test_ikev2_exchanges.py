@@ -20,7 +20,7 @@ from dmvpn.crypto.esp_algorithms import EspAuthAlgorithm, EspTransform, EspTrans
 from dmvpn.crypto.ikev2_algorithms import EncrId, IntegId, PrfId
 from dmvpn.ike.v2.ike_auth import AuthConfig, IkeAuth
 from dmvpn.ike.v2.keytable import key_record
-from dmvpn.ike.v2.sa_init import IkeSaInit, InitOutcome
+from dmvpn.ike.v2.sa_init import Endpoints, IkeSaInit, InitOutcome
 from dmvpn.runtime.sim.pcap import PcapWriter
 from dmvpn.wire.ikev2 import decode_message
 from dmvpn.wire.ikev2_payloads import NotifyPayload
@@ -54,13 +54,14 @@ def _auth_configs(spoke_psk: bytes = b"k1", hub_remote: bytes = b"k1") -> tuple[
     return spoke, hub
 
 
-def _init(i_props, r_props, seed: int = 1, cookie: bytes | None = None):
-    i = IkeSaInit(i_props, SeededRandom(seed), initiator=True)
+def _init(i_props, r_props, seed: int = 1, cookie: bytes | None = None, i_ep=None, r_ep=None):
+    i = IkeSaInit(i_props, SeededRandom(seed), initiator=True, endpoints=i_ep)
     r_rng = SeededRandom(seed + 100)
     wire: list[bytes] = []
     for _ in range(4):
         req = i.build_i(0.0)
-        r = IkeSaInit(r_props, r_rng, initiator=False, cookie_secret=cookie)  # stateless until it answers
+        # the responder keeps no state until it answers with keys
+        r = IkeSaInit(r_props, r_rng, initiator=False, cookie_secret=cookie, endpoints=r_ep)
         r.process_r(req, 0.0, peer=SPOKE.packed)
         resp = r.build_r(0.0)
         wire += [req, resp]
@@ -182,3 +183,38 @@ def test_show_views_of_our_sas_parse_in_genieparser() -> None:
     assert got == normalise(ikev2_sa.render_session_json([session]))
     child = got["ikev2_session"]["IPv4"]["1"]["child_sa"]["1"]
     assert child["esp_spi_in"] == f"0x{int.from_bytes(ra.child.spi_r, 'big'):X}"
+
+
+def test_nat_detection_hashes_match_strongswan_captures() -> None:
+    """Our NAT_DETECTION_* data for the addresses of each Wireshark decrypt
+    capture's IKE_SA_INIT request and response equals what was sent."""
+    from dmvpn.crypto.ikev2_kdf import nat_detection_hash
+    from dmvpn.wire.pcap_reader import read_frames, udp_datagram
+
+    pcaps = Path(__file__).resolve().parents[2] / "shared" / "oracles" / "pcaps" / "wireshark"
+    checked = 0
+    for cap in sorted(pcaps.glob("ikev2-decrypt-*")):
+        for frame in list(read_frames(cap))[:2]:
+            d = udp_datagram(frame)
+            assert d is not None
+            m = decode_message(d.payload)
+            got = {int(p.notify_type): p.data for p in m.payloads if isinstance(p, NotifyPayload)}
+            src = nat_detection_hash(m.spi_i, m.spi_r, IPv4Address(d.src).packed, d.sport)
+            dst = nat_detection_hash(m.spi_i, m.spi_r, IPv4Address(d.dst).packed, d.dport)
+            assert (got[NotifyType.NAT_DETECTION_SOURCE_IP], got[NotifyType.NAT_DETECTION_DESTINATION_IP]) == (src, dst)
+            checked += 1
+    assert checked == 16
+
+
+def test_nat_detection_in_sa_init() -> None:
+    hub = (HUB.packed, 500)
+    # no NAT: both see the same addresses
+    spoke = (SPOKE.packed, 500)
+    i, r, outcome, _ = _init([CBC], [CBC], i_ep=Endpoints(spoke, hub), r_ep=Endpoints(hub, spoke))
+    assert outcome is InitOutcome.DONE
+    assert (i.sa.nat_local, i.sa.nat_peer, r.sa.nat_local, r.sa.nat_peer) == (False, False, False, False)
+    # the spoke (10.0.0.2:500) is seen by the hub as 203.0.113.5:4500
+    inside, outside = (IPv4Address("10.0.0.2").packed, 500), (IPv4Address("203.0.113.5").packed, 4500)
+    i, r, outcome, _ = _init([CBC], [CBC], i_ep=Endpoints(inside, hub), r_ep=Endpoints(hub, outside))
+    assert outcome is InitOutcome.DONE
+    assert (i.sa.nat_local, i.sa.nat_peer, r.sa.nat_local, r.sa.nat_peer) == (True, False, False, True)

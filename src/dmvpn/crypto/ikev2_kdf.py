@@ -7,6 +7,7 @@
 * CHILD_SA KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr), cut in the order
   initiator-to-responder encryption, integrity, then the other direction
   (2.17).
+* NAT detection: SHA-1(SPIi | SPIr | IP | port) (2.23).
 * AUTH for a shared key: prf(prf(Shared Secret, "Key Pad for IKEv2"),
   <SignedOctets>), where the signed octets are the sender's first message,
   the peer's nonce and prf(SK_px, ID payload body) (2.15).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dmvpn.crypto.ike_algorithms import HashAlgorithm, hash_bytes
 from dmvpn.crypto.ikev2_algorithms import PrfId, prf, prf_plus, prf_size
 
 KEY_PAD = b"Key Pad for IKEv2"  # RFC 7296 section 2.15
@@ -127,3 +129,10 @@ def psk_auth(prf_id: int, shared_secret: bytes, octets: bytes) -> bytes:
     """AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>)
     for authentication method 2, Shared Key Message Integrity Code (2.15)."""
     return prf(prf_id, prf(prf_id, shared_secret, KEY_PAD), octets)
+
+
+def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: bytes, port: int) -> bytes:
+    """The data of NAT_DETECTION_SOURCE_IP / _DESTINATION_IP: SHA-1 of the
+    SPIs (SPIr zero in the first request), the packed IP address and the
+    port (RFC 7296 section 2.23)."""
+    return hash_bytes(HashAlgorithm.SHA, spi_i + spi_r + address + port.to_bytes(2, "big"))

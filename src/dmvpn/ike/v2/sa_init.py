@@ -19,7 +19,7 @@ from enum import Enum
 from dmvpn.config.ikev2_model import Ikev2Proposal
 from dmvpn.crypto.dh_groups import DhKeyPair, InvalidPublicValue, UnsupportedGroup
 from dmvpn.crypto.ikev2_algorithms import PrfId, prf
-from dmvpn.crypto.ikev2_kdf import Ikev2Keys, derive_ike_keys, skeyseed
+from dmvpn.crypto.ikev2_kdf import Ikev2Keys, derive_ike_keys, nat_detection_hash, skeyseed
 from dmvpn.ike.v2.proposals import IkeAlgorithms, ike_algorithms, ike_sa_payload, select_ike
 from dmvpn.sansio import RandomSource
 from dmvpn.wire.errors import DecodeError
@@ -55,6 +55,17 @@ class IkeSaState:
     established_at: float | None = None
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    nat_local: bool = False  # we are behind a NAT (RFC 7296 2.23): float to 4500, send keepalives
+    nat_peer: bool = False  # the peer is behind a NAT
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """The UDP addresses of the exchange as this side sees them (packed IPv4
+    address, port), for NAT detection (RFC 7296 2.23)."""
+
+    local: tuple[bytes, int]
+    peer: tuple[bytes, int]
 
 
 def _notify(msg: Ikev2Message, ntype: int) -> NotifyPayload | None:
@@ -73,11 +84,13 @@ class IkeSaInit:
         random: RandomSource,
         initiator: bool,
         cookie_secret: bytes | None = None,
+        endpoints: Endpoints | None = None,
     ) -> None:
         self.proposals = list(proposals)
         self.random = random
         self.sa = IkeSaState(initiator, random.token_bytes(8) if initiator else bytes(8))
         self.cookie_secret = cookie_secret  # responder: demand a cookie (2.6) when set
+        self.endpoints = endpoints  # NAT detection when given
         self._group = next(g for p in self.proposals if p.complete for g in p.groups) if initiator else 0
         self._dh: DhKeyPair | None = None
         self._cookie = b""
@@ -97,6 +110,7 @@ class IkeSaInit:
             ike_sa_payload(self.proposals),
             KePayload(self._group, self._dh.public_value),
             NoncePayload(self.sa.ni),
+            *self._nat_notifies(self.sa.spi_i, bytes(8)),
         ]
         msg = Ikev2Message(self.sa.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, HeaderFlags.INITIATOR, 0, payloads)
         self.sa.request = msg.encode()
@@ -128,6 +142,7 @@ class IkeSaInit:
         if algs.group != self._group or ke[0].group != self._group:
             return self._fail("the responder's KE is not of the group we sent")
         self.sa.spi_r, self.sa.nr, self.sa.response = msg.spi_r, nonce[0].data, bytes(data)
+        self._detect_nat(msg)
         return self._derive(algs, ke[0].data, now)
 
     def _retry(self, cookie: NotifyPayload | None, invalid_ke: NotifyPayload | None) -> InitOutcome:
@@ -179,13 +194,19 @@ class IkeSaInit:
         self.sa.spi_i, self.sa.ni, self.sa.request = msg.spi_i, nonce[0].data, bytes(data)
         self.sa.spi_r, self.sa.nr = self.random.token_bytes(8), self.random.token_bytes(NONCE_SIZE)
         self._dh = DhKeyPair.generate(algs.group, self.random)
+        self._detect_nat(msg)
         reply = Ikev2Message(
             msg.spi_i,
             self.sa.spi_r,
             ExchangeType.IKE_SA_INIT,
             HeaderFlags.RESPONSE,
             0,
-            [SaPayload([chosen]), KePayload(algs.group, self._dh.public_value), NoncePayload(self.sa.nr)],
+            [
+                SaPayload([chosen]),
+                KePayload(algs.group, self._dh.public_value),
+                NoncePayload(self.sa.nr),
+                *self._nat_notifies(msg.spi_i, self.sa.spi_r),
+            ],
         )
         self.sa.response = reply.encode()
         if self._derive(algs, ke[0].data, now) is InitOutcome.DONE:
@@ -211,6 +232,35 @@ class IkeSaInit:
         self.sa.error = error
 
     # -- both ------------------------------------------------------------
+
+    def _nat_notifies(self, spi_i: bytes, spi_r: bytes) -> list[Payload]:
+        """NAT_DETECTION_SOURCE_IP and _DESTINATION_IP for our view of the
+        addresses (RFC 7296 2.23); none without endpoints."""
+        if self.endpoints is None:
+            return []
+        (lip, lport), (pip, pport) = self.endpoints.local, self.endpoints.peer
+        return [
+            NotifyPayload(NotifyType.NAT_DETECTION_SOURCE_IP, data=nat_detection_hash(spi_i, spi_r, lip, lport)),
+            NotifyPayload(NotifyType.NAT_DETECTION_DESTINATION_IP, data=nat_detection_hash(spi_i, spi_r, pip, pport)),
+        ]
+
+    def _detect_nat(self, msg: Ikev2Message) -> None:
+        """Compare the peer's NAT-D hashes with the addresses we see: its
+        DESTINATION hash not matching our address means we are behind a NAT;
+        none of its SOURCE hashes matching its address means it is."""
+        if self.endpoints is None:
+            return
+        (lip, lport), (pip, pport) = self.endpoints.local, self.endpoints.peer
+        src = [
+            p.data
+            for p in msg.find(NotifyPayload)
+            if isinstance(p, NotifyPayload) and p.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP
+        ]
+        dst = _notify(msg, NotifyType.NAT_DETECTION_DESTINATION_IP)
+        if not src or dst is None:
+            return  # the peer does not do NAT detection
+        self.sa.nat_local = dst.data != nat_detection_hash(msg.spi_i, msg.spi_r, lip, lport)
+        self.sa.nat_peer = nat_detection_hash(msg.spi_i, msg.spi_r, pip, pport) not in src
 
     def _derive(self, algs: IkeAlgorithms, peer_public: bytes, now: float) -> InitOutcome:
         assert self._dh is not None
