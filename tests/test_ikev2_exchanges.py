@@ -218,3 +218,62 @@ def test_nat_detection_in_sa_init() -> None:
     i, r, outcome, _ = _init([CBC], [CBC], i_ep=Endpoints(inside, hub), r_ep=Endpoints(hub, outside))
     assert outcome is InitOutcome.DONE
     assert (i.sa.nat_local, i.sa.nat_peer, r.sa.nat_local, r.sa.nat_peer) == (True, False, False, True)
+
+
+def _rekey(i_sa, r_sa, i_cfg, r_cfg, mid: int, pfs_i=None, pfs_r=None, seed: int = 20, old=b"\x00\x00\x00\x01"):
+    from dmvpn.ike.v2.child_sa import CreateChildSa
+
+    a = CreateChildSa(i_sa, i_cfg, SeededRandom(seed), mid, initiator=True, rekey_spi=old, pfs_group=pfs_i)
+    b = CreateChildSa(r_sa, r_cfg, SeededRandom(seed + 1), mid, initiator=False, pfs_group=pfs_r)
+    for _ in range(3):
+        b.process_r(a.build_i(2.0), 2.0)
+        resp = b.build_r(2.0)
+        assert resp is not None
+        done = a.process_i(resp, 2.0)
+        if done is not None:
+            return a, b, done
+        b = CreateChildSa(r_sa, r_cfg, SeededRandom(seed + 2), mid, initiator=False, pfs_group=pfs_r)
+    raise AssertionError("no end to INVALID_KE retries")
+
+
+def test_create_child_sa_rekey_with_and_without_pfs() -> None:
+    i, r, ia, _ra, ok, _ = _full()
+    assert ok and ia.child is not None
+    spoke_cfg, hub_cfg = _auth_configs()
+    a, b, done = _rekey(i.sa, r.sa, spoke_cfg, hub_cfg, 2, old=ia.child.spi_i)
+    assert done, a.error
+    assert a.result is not None and b.result is not None
+    assert a.result.child == b.result.child and b.result.rekeyed_spi == ia.child.spi_i
+    assert a.result.child.keys != ia.child.keys
+    p, q, done = _rekey(i.sa, r.sa, spoke_cfg, hub_cfg, 3, pfs_i=14, pfs_r=14)
+    assert done and p.result is not None and q.result is not None and p.result.child == q.result.child
+    # the hub rekeys the other way (it is the exchange initiator, not the IKE SA's)
+    x, y, done = _rekey(r.sa, i.sa, hub_cfg, spoke_cfg, 0, pfs_i=19)
+    assert done and x.result is not None and y.result is not None and x.result.child == y.result.child
+
+
+def test_create_child_sa_invalid_ke_retry() -> None:
+    i, r, _ia, _ra, _ok, _ = _full()
+    spoke_cfg, hub_cfg = _auth_configs()
+    a, b, done = _rekey(i.sa, r.sa, spoke_cfg, hub_cfg, 2, pfs_i=19, pfs_r=14)
+    assert done and a.pfs_group == 14 and a.result is not None and b.result is not None
+    assert a.result.child == b.result.child
+
+
+def test_simultaneous_rekey_lowest_nonce_loses() -> None:
+    """RFC 7296 2.8.1: both crossing rekeys complete; exactly one side finds
+    its new SA redundant, and both sides agree on which."""
+    from dmvpn.ike.v2.child_sa import redundant
+
+    i, r, _ia, _ra, _ok, _ = _full()
+    spoke_cfg, hub_cfg = _auth_configs()
+    for seed in range(30, 60):
+        a, b, done1 = _rekey(i.sa, r.sa, spoke_cfg, hub_cfg, 2, seed=seed)  # spoke's rekey
+        c, d, done2 = _rekey(r.sa, i.sa, hub_cfg, spoke_cfg, 1, seed=seed + 500)  # hub's, crossing it
+        assert done1 and done2 and a.result and b.result and c.result and d.result
+        spoke_ours, spoke_theirs = (a.result.ni, a.result.nr), (d.result.ni, d.result.nr)
+        hub_ours, hub_theirs = (c.result.ni, c.result.nr), (b.result.ni, b.result.nr)
+        assert spoke_theirs == hub_ours and hub_theirs == spoke_ours
+        assert redundant(spoke_ours, spoke_theirs) != redundant(hub_ours, hub_theirs)
+    assert redundant((b"\x01", b"\xff"), (b"\x02", b"\x03"))
+    assert not redundant((b"\x05", b"\x04"), (b"\x09", b"\x03"))

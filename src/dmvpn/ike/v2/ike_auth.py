@@ -19,10 +19,11 @@ from dmvpn.crypto.esp_algorithms import EspTransform
 from dmvpn.crypto.ikev2_algorithms import constant_time_equal
 from dmvpn.crypto.ikev2_kdf import ChildKeys, child_keymat, psk_auth, signed_octets
 from dmvpn.ike.v2.proposals import esp_of, esp_sa_payload, select_esp
+from dmvpn.ike.v2.protect import open_message, seal
 from dmvpn.ike.v2.sa_init import IkeSaState
 from dmvpn.sansio import RandomSource
 from dmvpn.wire.errors import DecodeError
-from dmvpn.wire.ikev2 import Ikev2Message, decrypt_message, encrypt_message
+from dmvpn.wire.ikev2 import Ikev2Message
 from dmvpn.wire.ikev2_payloads import AuthPayload, IdPayload, NotifyPayload, SaPayload, TrafficSelector, TsPayload
 from dmvpn.wire.ikev2_registry import AuthMethod, ExchangeType, HeaderFlags, NotifyType, PayloadType
 
@@ -55,6 +56,18 @@ class ChildSaResult:
     transport: bool
 
 
+def selectors(config: AuthConfig, initiator: bool) -> tuple[TsPayload, TsPayload]:
+    """TSi and TSr of an exchange we start (``initiator``) or answer: the
+    two NBMA addresses and the protected protocol (RFC 7296 2.9)."""
+    i_addr, r_addr = (
+        (config.local_address, config.peer_address) if initiator else (config.peer_address, config.local_address)
+    )
+    return (
+        TsPayload([TrafficSelector.ipv4(str(i_addr), str(i_addr), config.protocol)], PayloadType.TSI),
+        TsPayload([TrafficSelector.ipv4(str(r_addr), str(r_addr), config.protocol)], PayloadType.TSR),
+    )
+
+
 class IkeAuth:
     """One IKE_AUTH exchange over an established IKE_SA_INIT (charon's
     ``ike_auth`` + ``child_create`` tasks, PSK only)."""
@@ -69,14 +82,6 @@ class IkeAuth:
 
     # -- helpers ---------------------------------------------------------
 
-    def _selectors(self) -> tuple[TsPayload, TsPayload]:
-        c = self.config
-        i_addr, r_addr = (c.local_address, c.peer_address) if self.sa.initiator else (c.peer_address, c.local_address)
-        return (
-            TsPayload([TrafficSelector.ipv4(str(i_addr), str(i_addr), c.protocol)], PayloadType.TSI),
-            TsPayload([TrafficSelector.ipv4(str(r_addr), str(r_addr), c.protocol)], PayloadType.TSR),
-        )
-
     def _auth(self, psk: bytes, ident: IdPayload, from_initiator: bool) -> bytes:
         """AUTH of the initiator (its request, Nr, prf(SK_pi, IDi')) or the
         responder (its response, Ni, prf(SK_pr, IDr')) (RFC 7296 2.15)."""
@@ -89,19 +94,10 @@ class IkeAuth:
         return psk_auth(algs.prf, psk, octets)
 
     def _seal(self, msg: Ikev2Message) -> bytes:
-        keys, algs = self.sa.keys, self.sa.algorithms
-        assert keys is not None and algs is not None
-        ke, ka = (keys.sk_ei, keys.sk_ai) if self.sa.initiator else (keys.sk_er, keys.sk_ar)
-        return encrypt_message(msg, algs.cipher, ke, ka, self.random.token_bytes(algs.cipher.iv_size))
+        return seal(self.sa, msg, self.random)
 
     def _open(self, data: bytes) -> Ikev2Message:
-        keys, algs = self.sa.keys, self.sa.algorithms
-        assert keys is not None and algs is not None
-        ke, ka = (keys.sk_er, keys.sk_ar) if self.sa.initiator else (keys.sk_ei, keys.sk_ai)
-        msg = decrypt_message(data, algs.cipher, ke, ka)
-        if msg.encrypted is not None or msg.inner is None:
-            raise DecodeError(0, "IKE_AUTH message without an Encrypted payload")
-        return msg
+        return open_message(self.sa, data)
 
     def _keymat(self, esp: EspTransform, spi_i: bytes, spi_r: bytes) -> ChildSaResult:
         keys, algs = self.sa.keys, self.sa.algorithms
@@ -119,7 +115,7 @@ class IkeAuth:
     def build_i(self, now: float) -> bytes:
         """HDR, SK{IDi, AUTH, SAi2, TSi, TSr, [N(USE_TRANSPORT_MODE)]}."""
         ident = IdPayload.ipv4(str(self.config.local_address), PayloadType.IDI)
-        tsi, tsr = self._selectors()
+        tsi, tsr = selectors(self.config, self.sa.initiator)
         msg = self._header(HeaderFlags.INITIATOR)
         msg.payloads = [
             ident,
@@ -182,7 +178,7 @@ class IkeAuth:
         proposal, esp = chosen
         self.child = self._keymat(esp, proposal.spi, self._spi)
         ident = IdPayload.ipv4(str(self.config.local_address), PayloadType.IDR)
-        tsi, tsr = self._selectors()
+        tsi, tsr = selectors(self.config, self.sa.initiator)
         proposal.spi = self._spi
         reply = self._header(HeaderFlags.RESPONSE)
         reply.payloads = [
