@@ -277,3 +277,38 @@ def test_simultaneous_rekey_lowest_nonce_loses() -> None:
         assert redundant(spoke_ours, spoke_theirs) != redundant(hub_ours, hub_theirs)
     assert redundant((b"\x01", b"\xff"), (b"\x02", b"\x03"))
     assert not redundant((b"\x05", b"\x04"), (b"\x09", b"\x03"))
+
+
+def test_informational_delete_and_liveness() -> None:
+    from dmvpn.ike.v2.informational import Informational
+
+    i, r, ia, ra, ok, _ = _full()
+    assert ok and ia.child is not None and ra.child is not None
+    spoke_in, hub_in = ia.child.spi_i, ra.child.spi_r
+    # the spoke deletes the pair: it names its inbound SPI, the hub answers with its own
+    a, b = Informational(i.sa, SeededRandom(3), 2, True), Informational(r.sa, SeededRandom(4), 2, False)
+    b.process_r(a.build_i(5.0, delete_child_spis=[spoke_in]), 5.0, pairs={spoke_in: hub_in}.get)
+    resp = b.build_r(5.0)
+    assert resp is not None and a.process_i(resp, 5.0)
+    assert b.result.deleted_child_spis == [spoke_in] and a.result.deleted_child_spis == [hub_in]
+    # a delete crossing ours: the hub no longer has the pair and answers empty
+    c, d = Informational(i.sa, SeededRandom(5), 3, True), Informational(r.sa, SeededRandom(6), 3, False)
+    d.process_r(c.build_i(6.0, delete_child_spis=[spoke_in]), 6.0, pairs=lambda spi: None)
+    resp = d.build_r(6.0)
+    assert resp is not None and c.process_i(resp, 6.0) and c.result.deleted_child_spis == []
+    # liveness: an empty request gets an empty answer
+    e, f = Informational(r.sa, SeededRandom(7), 0, True), Informational(i.sa, SeededRandom(8), 0, False)
+    f.process_r(e.build_i(7.0), 7.0, pairs=lambda spi: None)
+    resp = f.build_r(7.0)
+    assert resp is not None and e.process_i(resp, 7.0)
+    assert decode_message(resp).exchange_type == 37
+    # deleting the IKE SA
+    g, h = Informational(i.sa, SeededRandom(9), 4, True), Informational(r.sa, SeededRandom(10), 4, False)
+    h.process_r(g.build_i(8.0, delete_ike=True), 8.0, pairs=lambda spi: None)
+    assert h.result.delete_ike and h.build_r(8.0) is not None
+    # a message of the wrong SA or tampered is not answered
+    bad = bytearray(g.build_i(9.0))
+    bad[-1] ^= 1
+    k = Informational(r.sa, SeededRandom(11), 5, False)
+    k.process_r(bytes(bad), 9.0, pairs=lambda spi: None)
+    assert k.build_r(9.0) is None and k.error is not None and "ICV" in k.error
