@@ -312,3 +312,47 @@ def test_informational_delete_and_liveness() -> None:
     k = Informational(r.sa, SeededRandom(11), 5, False)
     k.process_r(bytes(bad), 9.0, pairs=lambda spi: None)
     assert k.build_r(9.0) is None and k.error is not None and "ICV" in k.error
+
+
+def test_ike_sa_rekey_then_the_new_sa_carries_traffic() -> None:
+    from dmvpn.ike.v2.ike_rekey import IkeRekey
+    from dmvpn.ike.v2.informational import Informational
+
+    i, r, _ia, _ra, ok, _ = _full()
+    assert ok
+    # the hub rekeys the IKE SA; it becomes the new SA's initiator (RFC 7296 2.18)
+    a = IkeRekey(r.sa, [CBC], SeededRandom(40), 0, initiator=True)
+    b = IkeRekey(i.sa, [DEFAULT_PROPOSAL, CBC], SeededRandom(41), 2, initiator=False)
+    b.process_r(a.build_i(10.0), 10.0)
+    resp = b.build_r(10.0)
+    assert resp is not None and a.process_i(resp, 10.0) is True, a.error
+    new_hub, new_spoke = a.new_sa, b.new_sa
+    assert new_hub is not None and new_spoke is not None
+    assert new_hub.initiator and not new_spoke.initiator
+    assert (new_hub.spi_i, new_hub.spi_r) == (new_spoke.spi_i, new_spoke.spi_r)
+    assert {new_hub.spi_i, new_hub.spi_r}.isdisjoint({i.sa.spi_i, i.sa.spi_r})
+    assert new_hub.keys == new_spoke.keys and new_hub.keys != i.sa.keys
+    # the new SA protects an INFORMATIONAL exchange both ways
+    e, f = Informational(new_spoke, SeededRandom(42), 0, True), Informational(new_hub, SeededRandom(43), 0, False)
+    f.process_r(e.build_i(11.0), 11.0, pairs=lambda spi: None)
+    out = f.build_r(11.0)
+    assert out is not None and e.process_i(out, 11.0)
+
+
+def test_ike_sa_rekey_invalid_ke_retry() -> None:
+    from dmvpn.ike.v2.ike_rekey import IkeRekey
+
+    i, r, _ia, _ra, ok, _ = _full()
+    two = Ikev2Proposal("TWO", CBC.encryption, CBC.integrity, CBC.prf, (DhGroup.MODP_2048, DhGroup.ECP_256), 1)
+    a = IkeRekey(i.sa, [two], SeededRandom(50), 2, initiator=True)
+    for attempt in range(2):
+        b = IkeRekey(r.sa, [CBC], SeededRandom(51 + attempt), 0, initiator=False)
+        b.process_r(a.build_i(10.0), 10.0)
+        resp = b.build_r(10.0)
+        assert resp is not None
+        done = a.process_i(resp, 10.0)
+        if done is not None:
+            break
+    assert done is True and attempt == 1 and a.new_sa is not None and b.new_sa is not None
+    assert a.new_sa.keys == b.new_sa.keys and a.new_sa.algorithms is not None
+    assert a.new_sa.algorithms.group == DhGroup.ECP_256

@@ -36,15 +36,16 @@ def _encr(encr: int, key_bits: int | None) -> Transform:
     return Transform(TransformType.ENCR, encr, attrs)
 
 
-def ike_sa_payload(proposals: Sequence[Ikev2Proposal]) -> SaPayload:
-    """The initiator's SAi1: proposal N+1 for the N-th complete proposal."""
+def ike_sa_payload(proposals: Sequence[Ikev2Proposal], spi: bytes = b"") -> SaPayload:
+    """The initiator's SAi1: proposal N+1 for the N-th complete proposal;
+    ``spi`` is the new IKE SA's SPI when rekeying it (RFC 7296 1.3.2)."""
     out: list[Proposal] = []
     for p in (p for p in proposals if p.complete):
         ts = [_encr(e.encr, e.key_bits) for e in p.encryption]
         ts += [Transform(TransformType.PRF, x) for x in p.prf]
         ts += [Transform(TransformType.INTEG, i) for i in p.integrity]
         ts += [Transform(TransformType.DH, g) for g in p.groups]
-        out.append(Proposal(len(out) + 1, ProtocolId.IKE, b"", ts))
+        out.append(Proposal(len(out) + 1, ProtocolId.IKE, spi, ts))
     return SaPayload(out)
 
 
@@ -69,11 +70,12 @@ def _choose(offered: Proposal, wanted: Sequence[tuple[int, Sequence[tuple[int, i
     return Proposal(offered.number, offered.protocol_id, offered.spi, chosen)
 
 
-def select_ike(offered: SaPayload, local: Sequence[Ikev2Proposal]) -> Proposal | None:
+def select_ike(offered: SaPayload, local: Sequence[Ikev2Proposal], spi_size: int = 0) -> Proposal | None:
     """The first offered IKE proposal (initiator's order, RFC 7296 2.7) that
-    one of ours accepts, cut to one transform per type; None if none does."""
+    one of ours accepts, cut to one transform per type; None if none does.
+    ``spi_size`` is 0 in IKE_SA_INIT and 8 when an IKE SA is rekeyed."""
     for prop in offered.proposals:
-        if prop.protocol_id != ProtocolId.IKE or prop.spi:
+        if prop.protocol_id != ProtocolId.IKE or len(prop.spi) != spi_size:
             continue
         for mine in (p for p in local if p.complete):
             aead = all(e.is_aead for e in mine.encryption)
