@@ -342,7 +342,7 @@ def test_ike_sa_rekey_then_the_new_sa_carries_traffic() -> None:
 def test_ike_sa_rekey_invalid_ke_retry() -> None:
     from dmvpn.ike.v2.ike_rekey import IkeRekey
 
-    i, r, _ia, _ra, ok, _ = _full()
+    i, r, _ia, _ra, _ok, _ = _full()
     two = Ikev2Proposal("TWO", CBC.encryption, CBC.integrity, CBC.prf, (DhGroup.MODP_2048, DhGroup.ECP_256), 1)
     a = IkeRekey(i.sa, [two], SeededRandom(50), 2, initiator=True)
     for attempt in range(2):
