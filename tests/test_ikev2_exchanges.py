@@ -356,3 +356,39 @@ def test_ike_sa_rekey_invalid_ke_retry() -> None:
     assert done is True and attempt == 1 and a.new_sa is not None and b.new_sa is not None
     assert a.new_sa.keys == b.new_sa.keys and a.new_sa.algorithms is not None
     assert a.new_sa.algorithms.group == DhGroup.ECP_256
+
+
+def test_hostile_messages_never_raise() -> None:
+    """Every message of a real exchange, mutated, fed to each task step:
+    errors end as values (``error``, notifies, FAILED), never as exceptions."""
+    from dmvpn.ike.v2.child_sa import CreateChildSa
+    from dmvpn.ike.v2.informational import Informational
+
+    i, r, _ia, _ra, ok, wire = _full()
+    assert ok
+    spoke_cfg, hub_cfg = _auth_configs()
+    rekey_req = CreateChildSa(i.sa, spoke_cfg, SeededRandom(60), 2, True, pfs_group=19).build_i(0.0)
+    rng = random.Random(99)
+    seeds = [*wire, rekey_req]
+    for n in range(3000):
+        m = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 3)):
+            m[rng.randrange(len(m))] = rng.randrange(256)
+        if rng.random() < 0.2:
+            del m[rng.randrange(len(m)):]
+        data = bytes(m)
+        step = n % 6
+        if step == 0:
+            IkeSaInit([CBC], SeededRandom(n), initiator=False, cookie_secret=b"s").process_r(data, 0.0)
+        elif step == 1:
+            t = IkeSaInit([CBC], SeededRandom(n), initiator=True)
+            t.build_i(0.0)
+            t.process_i(data, 0.0)
+        elif step == 2:
+            IkeAuth(r.sa, hub_cfg, SeededRandom(n)).process_r(data, 0.0)
+        elif step == 3:
+            IkeAuth(i.sa, spoke_cfg, SeededRandom(n)).process_i(data, 0.0)
+        elif step == 4:
+            CreateChildSa(r.sa, hub_cfg, SeededRandom(n), 2, False, pfs_group=19).process_r(data, 0.0)
+        else:
+            Informational(r.sa, SeededRandom(n), 2, False).process_r(data, 0.0, pairs=lambda spi: None)
