@@ -1,4 +1,4 @@
-"""``dmvpn decode``: print every ISAKMP (IKEv1) message in a capture.
+"""``dmvpn decode``: print every ISAKMP (IKEv1) and IKEv2 message in a capture.
 
 UDP 500 carries ISAKMP directly; UDP 4500 carries it behind the non-ESP
 marker (RFC 3948 section 2.2). With ``--ikev1-keys`` (lines of
@@ -7,8 +7,10 @@ ikev1_decryption_table format) encrypted messages are decrypted: the
 phase-1 IV is hash(g^xi | g^xr) from the KE payloads seen in the capture,
 each later message's IV is the last ciphertext block of the previous message
 of the same exchange, and a new exchange starts from hash(last phase-1 block
-| M-ID) (RFC 2409 appendix B). A packet that does not decode becomes an
-error line and the run goes on.
+| M-ID) (RFC 2409 appendix B). IKEv2 messages (major version 2) are
+described by :mod:`dmvpn.cli.decode_ikev2` and decrypted with
+``--ikev2-keys`` (Wireshark's ikev2_decryption_table format). A packet that
+does not decode becomes an error line and the run goes on.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Any
 
 import click
 
+from dmvpn.cli.decode_ikev2 import Ikev2Decryptor, decode_ikev2, flag_names, header_line, is_ikev2
 from dmvpn.crypto.ike_algorithms import UnsupportedAlgorithm, cipher_key_size, hash_size, ike_cipher
 from dmvpn.crypto.ikev1_kdf import exchange_iv, phase1_iv
+from dmvpn.ike.v2.keytable import Ikev2KeyRecord, KeyTableError, load_key_table
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.isakmp import (
     IsakmpMessage,
@@ -235,12 +239,9 @@ def payload_type_sequence(msg: IsakmpMessage) -> list[int]:
     return out
 
 
-def _flags(flags: int) -> str:
-    names = [f.name or "" for f in HeaderFlags if flags & f]
-    return "|".join(names) if names else "none"
-
-
-def decode_datagram(dgram: UdpDatagram, decryptor: CaptureDecryptor | None) -> dict[str, Any] | None:
+def decode_datagram(
+    dgram: UdpDatagram, decryptor: CaptureDecryptor | None, v2: Ikev2Decryptor | None = None
+) -> dict[str, Any] | None:
     """One capture record: None if the datagram is not ISAKMP; a dict with
     either the decoded message or an ``error``."""
     rec: dict[str, Any] = {
@@ -257,6 +258,9 @@ def decode_datagram(dgram: UdpDatagram, decryptor: CaptureDecryptor | None) -> d
             data = data[4:]
         elif ISAKMP_PORT not in ports:
             return None
+        if is_ikev2(data):
+            rec.update(decode_ikev2(data, v2))
+            return rec
         msg = decode_message(data)
         if msg.encrypted and decryptor is not None and decryptor.keys:
             try:
@@ -275,7 +279,7 @@ def decode_datagram(dgram: UdpDatagram, decryptor: CaptureDecryptor | None) -> d
         initiator_cookie=msg.initiator_cookie.hex(),
         responder_cookie=msg.responder_cookie.hex(),
         message_id=f"{msg.message_id:08x}",
-        flags=_flags(msg.flags),
+        flags=flag_names(msg.flags, HeaderFlags),
         encrypted=msg.encrypted,
         payloads=[describe_payload(p) for p in msg.payloads],
     )
@@ -284,9 +288,14 @@ def decode_datagram(dgram: UdpDatagram, decryptor: CaptureDecryptor | None) -> d
     return rec
 
 
-def decode_capture(path: str | Path, keys: dict[bytes, bytes] | None = None) -> list[dict[str, Any]]:
-    """Every ISAKMP record of a capture, in frame order."""
+def decode_capture(
+    path: str | Path,
+    keys: dict[bytes, bytes] | None = None,
+    ikev2_keys: dict[tuple[bytes, bytes], Ikev2KeyRecord] | None = None,
+) -> list[dict[str, Any]]:
+    """Every ISAKMP (IKEv1 and IKEv2) record of a capture, in frame order."""
     decryptor = CaptureDecryptor(keys or {})
+    v2 = Ikev2Decryptor(ikev2_keys or {})
     records: list[dict[str, Any]] = []
     for frame in read_frames(path):
         try:
@@ -296,7 +305,7 @@ def decode_capture(path: str | Path, keys: dict[bytes, bytes] | None = None) -> 
             continue
         if dgram is None:
             continue
-        rec = decode_datagram(dgram, decryptor)
+        rec = decode_datagram(dgram, decryptor, v2)
         if rec is not None:
             records.append(rec)
     return records
@@ -319,7 +328,11 @@ def _payload_line(d: dict[str, Any]) -> str:
     for pr in d.get("proposals", []):
         lines.append(f"    proposal #{pr['number']} {pr['protocol']} spi={pr['spi'] or '-'}")
         for t in pr["transforms"]:
-            lines.append(f"      transform #{t['number']} {t['id']} " + " ".join(t["attributes"]))
+            if "attributes" in t:  # IKEv1
+                lines.append(f"      transform #{t['number']} {t['id']} " + " ".join(t["attributes"]))
+            else:  # IKEv2
+                klen = f" key_length={t['key_length']}" if t["key_length"] is not None else ""
+                lines.append(f"      transform {t['type']} {t['id']}{klen}")
     return "\n".join(lines)
 
 
@@ -331,15 +344,21 @@ def render_text(records: list[dict[str, Any]]) -> str:
         if "error" in r:
             out.append(f"frame {r['frame']} {where} ERROR {r['error']}")
             continue
-        head = (
-            f"frame {r['frame']} {where} {r['exchange']}({r['exchange_number']}) "
-            f"icookie={r['initiator_cookie']} rcookie={r['responder_cookie']} msgid={r['message_id']} flags={r['flags']}"
-        )
+        if r.get("version") == 2:
+            head = f"frame {r['frame']} {where} {header_line(r)}"
+        else:
+            head = (
+                f"frame {r['frame']} {where} {r['exchange']}({r['exchange_number']}) "
+                f"icookie={r['initiator_cookie']} rcookie={r['responder_cookie']} msgid={r['message_id']} "
+                f"flags={r['flags']}"
+            )
         if r.get("decrypted"):
             head += " [decrypted]"
         out.append(head)
         if "decrypt_error" in r:
             out.append(f"  (not decrypted: {r['decrypt_error']})")
+        if r.get("fragment_pending"):
+            out.append("  (fragment decrypted; the message follows with its last fragment)")
         if "encrypted_bytes" in r and not r.get("decrypted"):
             out.append(f"  <{r['encrypted_bytes']} encrypted bytes>")
         out.extend(_payload_line(p) for p in r["payloads"])
@@ -350,13 +369,16 @@ def render_text(records: list[dict[str, Any]]) -> str:
 @click.argument("capture", type=click.Path(dir_okay=False))
 @click.option("--ikev1-keys", "keys_file", type=click.Path(dir_okay=False), default=None,
               help="File of 'initiator-cookie-hex,encryption-key-hex' lines (Wireshark ikev1_decryption_table).")
+@click.option("--ikev2-keys", "ikev2_file", type=click.Path(dir_okay=False), default=None,
+              help="Wireshark ikev2_decryption_table file: 'SPIi,SPIr,SK_ei,SK_er,\"encr\",SK_ai,SK_ar,\"integ\"'.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def decode_command(capture: str, keys_file: str | None, as_json: bool) -> None:
-    """Print every ISAKMP message in CAPTURE (pcap or pcapng, gzip allowed)."""
+def decode_command(capture: str, keys_file: str | None, ikev2_file: str | None, as_json: bool) -> None:
+    """Print every ISAKMP and IKEv2 message in CAPTURE (pcap or pcapng, gzip allowed)."""
     try:
         keys = load_ikev1_keys(keys_file) if keys_file else {}
-        records = decode_capture(capture, keys)
-    except (KeysFileError, CaptureError) as exc:
+        v2_keys = load_key_table(ikev2_file) if ikev2_file else {}
+        records = decode_capture(capture, keys, v2_keys)
+    except (KeysFileError, KeyTableError, CaptureError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(records, indent=2))

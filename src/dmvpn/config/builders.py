@@ -76,6 +76,7 @@ class ProfileBuilder:
     sa: SaSettings = field(default_factory=SaSettings)
     idle_time: int | None = None
     responder_only: bool = False
+    ikev2_profile: tuple[str, int] | None = None
 
 
 @dataclass

@@ -144,6 +144,11 @@ def profile_line(b: ProfileBuilder, t: list[str], line: int) -> str:
         b.idle_time = integer(_arg(t, 3), 60, 86400, "set security-association idle-time (seconds)")
     elif t[0] == "set" and _set_line(b.sa, t, line):
         pass
+    elif t[:2] == ["set", "ikev2-profile"]:
+        b.sa.seen.once("set ikev2-profile", line)
+        if len(t) != 3:
+            raise LineError("set ikev2-profile: expected one crypto ikev2 profile name")
+        b.ikev2_profile = (t[2], line)
     elif t == ["responder-only"]:
         b.responder_only = True
     elif t[0] == "description":

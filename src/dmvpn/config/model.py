@@ -21,6 +21,7 @@ from dmvpn.config.algorithms import (
     HashAlgorithm,
     IkeAuthMethod,
 )
+from dmvpn.config.ikev2_model import Ikev2Config
 
 #: Cisco IPsec SA lifetime defaults (``crypto ipsec security-association lifetime``).
 DEFAULT_SA_LIFETIME_SECONDS = 3600
@@ -161,6 +162,7 @@ class IpsecProfile:
     idle_time: int | None = None
     responder_only: bool = False
     line: int = 0
+    ikev2_profile: str | None = None
 
     @property
     def lifetime(self) -> SaLifetime:
@@ -344,6 +346,7 @@ class RouterConfig:
     acls: dict[str, AccessList] = field(default_factory=dict)
     interfaces: dict[str, Interface] = field(default_factory=dict)
     routes: tuple[StaticRoute, ...] = ()
+    ikev2: Ikev2Config = field(default_factory=Ikev2Config)
 
     def psk_for(self, peer: IPv4Address | str) -> str | None:
         """The pre-shared key for ``peer``: the ``crypto isakmp key`` whose

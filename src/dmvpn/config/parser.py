@@ -33,6 +33,7 @@ from dmvpn.config.crypto_cmds import (
     transform_set_line,
 )
 from dmvpn.config.diagnostics import ConfigError, ConfigWarning, IgnoredLine
+from dmvpn.config.ikev2_cmds import Ikev2Builders
 from dmvpn.config.interface_cmds import interface_line
 from dmvpn.config.model import (
     DEFAULT_REPLAY_WINDOW,
@@ -44,7 +45,7 @@ from dmvpn.config.model import (
 )
 from dmvpn.config.resolve import build
 from dmvpn.config.transforms import parse_transforms
-from dmvpn.config.values import LineError, integer, interface_name, ipv4, netmask, network
+from dmvpn.config.values import LineError, address_mask, integer, interface_name, ipv4, network
 
 #: Global lines (and the blocks they open) that do not affect this stack.
 IGNORED_GLOBAL: tuple[tuple[str, ...], ...] = (
@@ -151,6 +152,7 @@ class _Parser:
         self.acls: dict[str, AclBuilder] = {}
         self.interfaces: dict[str, InterfaceBuilder] = {}
         self.routes: list[StaticRoute] = []
+        self.ikev2 = Ikev2Builders()
         self.global_lines: dict[str, int] = {}
         # names whose defining line failed: references to them are not
         # reported again as missing
@@ -272,6 +274,8 @@ class _Parser:
             self._crypto_isakmp(t, ln, text)
         elif head == "crypto" and t[1:2] == ["ipsec"]:
             self._crypto_ipsec(t, ln, text)
+        elif head == "crypto" and t[1:2] == ["ikev2"]:
+            self._open(text, self.ikev2.open(t, ln))
         elif head == "crypto" and t[1:2] == ["map"]:
             self._crypto_map(t, ln, text)
         elif head == "interface":
@@ -340,11 +344,7 @@ class _Parser:
             raise LineError("crypto isakmp key: expected KEY address ADDRESS [MASK]")
         key = rest[0]
         address = ipv4(rest[2], "crypto isakmp key address")
-        if len(rest) == 4:
-            plen = netmask(rest[3], "crypto isakmp key mask")
-            mask = IPv4Address((0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0)
-        else:
-            mask = IPv4Address("0.0.0.0") if address == IPv4Address("0.0.0.0") else IPv4Address("255.255.255.255")
+        mask = address_mask(address, rest[3] if len(rest) == 4 else None, "crypto isakmp key mask")
         new = IsakmpKey(key, address, mask, ln)
         for k in self.keys:
             if k.network == new.network:

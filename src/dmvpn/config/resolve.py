@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from dmvpn.config.algorithms import DhGroup, EncryptionAlgorithm, HashAlgorithm, IkeAuthMethod
 from dmvpn.config.builders import InterfaceBuilder, PolicyBuilder, SaSettings
+from dmvpn.config.ikev2_cmds import build_ikev2
 from dmvpn.config.model import (
     DEFAULT_HOSTNAME,
     DEFAULT_ISAKMP_LIFETIME,
@@ -53,14 +54,19 @@ def build(p: _Parser) -> RouterConfig:
     policies = tuple(_policy(p, b) for _, b in sorted(p.policies.items()))
     if any(pol.authentication is IkeAuthMethod.PRE_SHARED_KEY for pol in policies) and not p.keys:
         p.warn(policies[0].line, "pre-shared key authentication is configured but there is no crypto isakmp key")
+    ikev2 = build_ikev2(p.ikev2, p.error, p.warn)
     profiles = {}
     for name, b in p.profiles.items():
+        if b.ikev2_profile and b.ikev2_profile[0] not in ikev2.profiles:
+            ref, line = b.ikev2_profile
+            p.error(line, f"set ikev2-profile: crypto ikev2 profile '{ref}' is not defined")
         sets = _transform_set_refs(p, b.sa)
         if not b.sa.transform_sets:
             p.warn(b.line, f"crypto ipsec profile {name} has no 'set transform-set': it cannot protect traffic")
         seconds, kilobytes = _lifetime(b.sa, sa_default)
         profiles[name] = IpsecProfile(
-            name, sets, seconds, kilobytes, b.sa.pfs_group, b.idle_time, b.responder_only, b.line
+            name, sets, seconds, kilobytes, b.sa.pfs_group, b.idle_time, b.responder_only, b.line,
+            b.ikev2_profile[0] if b.ikev2_profile else None,
         )
     interfaces = {name: _interface(p, b, profiles) for name, b in p.interfaces.items()}
     _check_overlaps(p, interfaces)
@@ -88,6 +94,7 @@ def build(p: _Parser) -> RouterConfig:
         acls=acls,
         interfaces=interfaces,
         routes=tuple(p.routes),
+        ikev2=ikev2,
     )
 
 

@@ -17,6 +17,7 @@ from dmvpn.config.algorithms import (
     EncapsulationMode,
     EncryptionAlgorithm,
 )
+from dmvpn.config.ikev2_summary import ikev2_summary_lines
 from dmvpn.config.model import AccessList, IsakmpKey, NhrpConfig, PortMatch, RouterConfig, TunnelConfig
 
 MASK = "*****"
@@ -126,10 +127,13 @@ def summary_lines(c: RouterConfig) -> list[str]:
     for pr in c.ipsec_profiles.values():
         pfs = f"group{int(pr.pfs_group)}" if pr.pfs_group else "no"
         idle = f", idle-time {pr.idle_time} s" if pr.idle_time else ""
+        ike2 = f"; ikev2-profile {pr.ikev2_profile}" if pr.ikev2_profile else ""
         out.append(
             f"  IPsec profile {pr.name}: transform sets {', '.join(pr.transform_sets) or 'none'}; "
-            f"lifetime {pr.lifetime}; PFS {pfs}{idle}"
+            f"lifetime {pr.lifetime}; PFS {pfs}{idle}{ike2}"
         )
+    if c.ikev2.configured:
+        out += ikev2_summary_lines(c.ikev2, MASK)
     for m in c.crypto_maps.values():
         for e in m.entries:
             peers = ", ".join(map(str, e.peers)) or "none"

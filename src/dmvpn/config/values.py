@@ -77,6 +77,15 @@ def interface_address(address: str | None, mask: str | None, what: str) -> IPv4I
     return iface
 
 
+def address_mask(address: IPv4Address, token: str | None, what: str) -> IPv4Address:
+    """The mask of a peer ``ADDRESS [MASK]``: the given one, else a host
+    mask, or the 0.0.0.0 wildcard for address 0.0.0.0 (IOS keys, keyrings)."""
+    if token is None:
+        return IPv4Address("0.0.0.0") if address == IPv4Address("0.0.0.0") else IPv4Address("255.255.255.255")
+    plen = netmask(token, what)
+    return IPv4Address((0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0)
+
+
 def dh_group(token: str | None, what: str) -> DhGroup:
     """A DH group number as IOS accepts it (``15`` or ``group15``)."""
     choices = "|".join(str(g) for g in IOS_DH_GROUPS)
