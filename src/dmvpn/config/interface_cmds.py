@@ -81,6 +81,10 @@ def _nhrp(b: InterfaceBuilder, t: list[str], line: int) -> bool:
         b.nhrp_authentication = t[3]
     elif sub == "redirect" and len(t) == 3:
         b.nhrp_redirect = True
+    elif sub == "redirect" and t[3] == "timeout":
+        b.seen.once("ip nhrp redirect timeout", line)
+        b.nhrp_redirect = True
+        b.nhrp_redirect_timeout = integer(t[4] if len(t) == 5 else None, 2, 30, "ip nhrp redirect timeout (seconds)")
     elif sub == "shortcut" and len(t) == 3:
         b.nhrp_shortcut = True
     elif sub == "map":
