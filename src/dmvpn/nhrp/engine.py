@@ -518,18 +518,19 @@ class NhrpEngine:
         return self._egress_prefix(_ip(pkt.dst_protocol)) is not None
 
     def _error(self, now: float, nbma: IPv4Address, pkt: NhrpPacket, raw: bytes, code: int, offset: int) -> None:
-        """Error Indication to the offending packet's source (RFC 2332 5.2.7):
-        never in answer to an Error Indication."""
+        """Error Indication to the offending packet's source (RFC 2332 5.2.7),
+        carrying the whole offending packet (as Wireshark expects); never in
+        answer to an Error Indication."""
         if pkt.type == PacketType.ERROR_INDICATION:
             return
-        size, _checksum, extoff = struct.unpack_from("!HHH", raw, 10)
+        size = struct.unpack_from("!H", raw, 10)[0]
         s = self.settings
         err = m.error_indication(
             src_nbma=s.nbma_address,
             src_protocol=s.tunnel_address,
             code=code,
             offset=offset,
-            offending=raw[: extoff or size],
+            offending=raw[:size],
             offender=pkt.src_protocol,
         )
         self._send(now, nbma, err)
