@@ -108,6 +108,9 @@ class NhsClient:
     replies: int = 0
     last_code: int | None = None
     registered_at: float | None = None
+    failures: int = 0  # retransmissions and refusals (``req-failed``)
+    last_reply: float | None = None
+    acked_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -335,6 +338,7 @@ class NhrpEngine:
 
     def _nhs_timer(self, now: float, nhs: NhsClient) -> None:
         if nhs.awaiting:  # no reply: the same ID again, backing off
+            nhs.failures += 1
             nhs.state = next_nhs_state(nhs.state, NhsEvent.TIMEOUT)
             nhs.retry = min(nhs.retry * 2, REGISTRATION_MAX_RETRY)
             self._send_registration(now, nhs)
@@ -350,7 +354,9 @@ class NhrpEngine:
         code = pkt.cies[0].code
         nhs.awaiting, nhs.last_code = False, code
         nhs.replies += 1
+        nhs.last_reply, nhs.acked_id = now, pkt.request_id
         if code != CieCode.SUCCESS:
+            nhs.failures += 1
             nhs.state = next_nhs_state(nhs.state, NhsEvent.NAK)
             nhs.retry = min(nhs.retry * 2, REGISTRATION_MAX_RETRY)
             nhs.next_at = now + nhs.retry

@@ -42,6 +42,7 @@ class NhrpSettings:
     unique: bool = True
     mtu: int = TUNNEL_MTU_NO_KEY
     protected: bool = False
+    protection_profile: str | None = None
     multicast_dynamic: bool = False
     multicast_nbma: tuple[IPv4Address, ...] = field(default=())
 
@@ -73,6 +74,7 @@ def settings_from_interface(iface: Interface) -> NhrpSettings | None:
         unique=not nhrp.registration_no_unique,
         mtu=iface.mtu or default_mtu,
         protected=tunnel.protection_profile is not None,
+        protection_profile=tunnel.protection_profile,
         multicast_dynamic=nhrp.multicast_dynamic,
         multicast_nbma=nhrp.multicast_nbma,
     )
