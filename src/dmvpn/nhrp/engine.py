@@ -151,7 +151,18 @@ def _plen(value: int) -> int:
 class NhrpEngine:
     """NHRP for one tunnel interface (see the module docstring for the inputs)."""
 
-    def __init__(self, node: str, settings: NhrpSettings, rng: RandomSource, routes: RouteView | None = None) -> None:
+    def __init__(
+        self,
+        node: str,
+        settings: NhrpSettings,
+        rng: RandomSource,
+        routes: RouteView | None = None,
+        *,
+        first_request_id: int = 1,
+    ) -> None:
+        """``routes`` is the router's overlay routing table (None: only
+        tunnel addresses are known). ``first_request_id`` seeds the 32-bit
+        request ID counter (RFC 2332 5.2.1: a new request gets a new ID)."""
         self.node = node
         self.settings = settings
         self.rng = rng
@@ -161,7 +172,7 @@ class NhrpEngine:
         self.traffic = NhrpTraffic()
         self.nat_address: IPv4Address | None = None
         self.pending: dict[int, PendingResolution] = {}
-        self._next_request_id = 1
+        self._next_request_id = first_request_id
         self._sa_up: set[IPv4Address] = set()
         self._sa_wanted: set[IPv4Address] = set()
         self._held: dict[IPv4Address, list[SendNhrp]] = {}
