@@ -666,8 +666,8 @@ class NhrpEngine:
         fresh = entry is None or entry.state in (EntryState.INCOMPLETE, EntryState.NEGATIVE)
         if entry is None:
             entry = self.cache.create(CacheEntry(prefix, next_hop, nbma, EntryState.GONE, now, None), EntryEvent.REPLY)
-        elif entry.state is EntryState.STATIC:
-            return
+        elif entry.state in (EntryState.STATIC, EntryState.REGISTERED):
+            return  # configured or registered bindings outrank what a resolution says
         else:
             self.cache.move(entry, EntryEvent.REPLY)
         entry.next_hop, entry.nbma, entry.nbma_seen, entry.nat = next_hop, nbma, seen, seen is not None
