@@ -6,9 +6,11 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 
 import pytest
 
+from dmvpn.config.model import NhrpServer
 from dmvpn.config.parser import parse_config
 from dmvpn.nhrp.cache import NEGATIVE_HOLD
 from dmvpn.nhrp.engine import RESOLUTION_GIVE_UP, NhrpEngine
@@ -641,3 +643,40 @@ def test_bad_nhrp_lines_give_one_line_errors(line: str, message: str) -> None:
     text = CONFIG.replace(" ip nhrp authentication DMVPN\n", "").replace(" ip nhrp redirect timeout 12\n", "")
     result = parse_config(text.replace(" ip nhrp shortcut\n", f" ip nhrp shortcut\n{line}\n"))
     assert any(message in str(e) and "\n" not in str(e) for e in result.errors), result.errors
+
+
+def test_nhs_dynamic_learns_the_hub_address() -> None:
+    """``ip nhrp nhs dynamic nbma X``: the request goes to our own address
+    (0.0.0.0 in the NAT CIE), the reply's Responder Address names the hub."""
+    net, hub, spoke = pair(nhs=(NhrpServer(None, HUB_NBMA),))
+    net.run_until(1)
+    req = net.sent(T.REGISTRATION_REQUEST)[0].packet
+    assert ip(req.dst_protocol) == "10.0.0.2"
+    nat = req.extension(ExtensionType.NAT_ADDRESS)
+    assert isinstance(nat, CieListExtension) and ip(nat.cies[0].client_protocol) == "0.0.0.0"
+    assert spoke.nhs[0].address == HUB_TUNNEL and spoke.nhs[0].state is NhsState.RESPONDING
+    assert spoke.nbma_for(HUB_TUNNEL) == HUB_NBMA and hub.cache.host(A("10.0.0.2")) is not None
+
+
+SEED = Path(__file__).resolve().parents[1] / "src" / "dmvpn" / "lab" / "data"
+
+
+def test_the_seed_configs_register() -> None:
+    """The built-in lab's IOS configs (hub with a static map for the spoke,
+    tunnel protection) drive the engines: the spoke waits for its SA, then
+    registers; the hub keeps the configured mapping."""
+    hub_cfg, spoke_cfg = (parse_config((SEED / f).read_text()).config for f in ("hub.cfg", "spoke.cfg"))
+    assert hub_cfg is not None and spoke_cfg is not None
+    hub_s, spoke_s = (settings_from_interface(c.interfaces["Tunnel0"]) for c in (hub_cfg, spoke_cfg))
+    assert hub_s is not None and spoke_s is not None and spoke_s.protected and spoke_s.mtu == 1400  # ip mtu 1400
+    net = Net()
+    hub = net.add(NhrpEngine("hub", hub_s, SeededRandomSource(1, "h"), None))
+    spoke = net.add(NhrpEngine("spoke", spoke_s, SeededRandomSource(1, "s"), None))
+    for e in (hub, spoke):
+        net.call(e, e.start)
+    assert NeedSa(spoke.nhs[0].nbma) in net.outputs["spoke"]
+    net.run_until(5)
+    (rep,) = net.sent(T.REGISTRATION_REPLY)
+    assert rep.packet.cies[0].code == 0 and spoke.nhs[0].state is NhsState.RESPONDING
+    entry = hub.cache.host(spoke_s.tunnel_address)
+    assert entry is not None and entry.state is EntryState.STATIC

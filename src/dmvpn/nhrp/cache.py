@@ -6,6 +6,7 @@ and flags (NHRP.md 3.8). Every state change goes through
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -80,6 +81,7 @@ class NhrpCache:
 
     def __init__(self) -> None:
         self._entries: dict[IPv4Network, CacheEntry] = {}
+        self._lengths: Counter[int] = Counter()  # prefix lengths present, for covering()
 
     def __iter__(self) -> Iterator[CacheEntry]:
         return iter(sorted(self._entries.values(), key=lambda e: (int(e.prefix.network_address), e.prefix.prefixlen)))
@@ -97,15 +99,17 @@ class NhrpCache:
 
     def covering(self, address: IPv4Address) -> CacheEntry | None:
         """The longest entry whose prefix contains ``address``."""
-        best: CacheEntry | None = None
-        for entry in self._entries.values():
-            if address in entry.prefix and (best is None or entry.prefix.prefixlen > best.prefix.prefixlen):
-                best = entry
-        return best
+        for length in sorted(self._lengths, reverse=True):
+            entry = self._entries.get(IPv4Network((address, length), strict=False))
+            if entry is not None:
+                return entry
+        return None
 
     def create(self, entry: CacheEntry, event: EntryEvent) -> CacheEntry:
         """Add ``entry`` (its state is set from GONE by ``event``)."""
         entry.state = next_entry_state(EntryState.GONE, event) if entry.state is not EntryState.STATIC else entry.state
+        if entry.prefix not in self._entries:
+            self._lengths[entry.prefix.prefixlen] += 1
         self._entries[entry.prefix] = entry
         return entry
 
@@ -119,6 +123,9 @@ class NhrpCache:
         self.move(entry, event)
         if entry.state is EntryState.GONE:
             del self._entries[entry.prefix]
+            self._lengths[entry.prefix.prefixlen] -= 1
+            if not self._lengths[entry.prefix.prefixlen]:
+                del self._lengths[entry.prefix.prefixlen]
 
     def deadlines(self) -> Iterator[float]:
         """Every moment some entry wants attention (expiry or refresh)."""

@@ -94,11 +94,14 @@ _NAMES = {
 
 @dataclass(slots=True)
 class NhsClient:
-    """Registration toward one ``ip nhrp nhs`` (RFC 2332 5.2.3)."""
+    """Registration toward one ``ip nhrp nhs`` (RFC 2332 5.2.3). ``address``
+    None is ``ip nhrp nhs dynamic nbma X``: learnt from the first reply's
+    Responder Address extension."""
 
-    address: IPv4Address
+    address: IPv4Address | None
     nbma: IPv4Address
     priority: int = 0
+    dynamic: bool = False
     state: NhsState = NhsState.WAITING
     request_id: int = 0
     awaiting: bool = False
@@ -168,7 +171,7 @@ class NhrpEngine:
         self.rng = rng
         self.routes = routes
         self.cache = NhrpCache()
-        self.nhs = [NhsClient(s.address, s.nbma, s.priority) for s in settings.nhs if s.address and s.nbma]
+        self.nhs = [NhsClient(s.address, s.nbma, s.priority, s.address is None) for s in settings.nhs if s.nbma]
         self.traffic = NhrpTraffic()
         self.nat_address: IPv4Address | None = None
         self.pending: dict[int, PendingResolution] = {}
@@ -236,7 +239,8 @@ class NhrpEngine:
         for static in self.settings.maps:
             self._static(now, static.overlay, static.nbma)
         for nhs in self.nhs:
-            self._static(now, nhs.address, nhs.nbma)
+            if nhs.address is not None:
+                self._static(now, nhs.address, nhs.nbma)
             self._register(now, nhs)
 
     def _static(self, now: float, overlay: IPv4Address, nbma: IPv4Address) -> None:
@@ -249,7 +253,7 @@ class NhrpEngine:
         (RFC 2332 5.2.5, an NHC de-registering), drop dynamic entries."""
         s = self.settings
         for nhs in self.nhs:
-            if nhs.state is NhsState.RESPONDING:
+            if nhs.state is NhsState.RESPONDING and nhs.address is not None:
                 pkt = m.purge_request(
                     src_nbma=s.nbma_address,
                     src_protocol=s.tunnel_address,
@@ -333,7 +337,7 @@ class NhrpEngine:
         pkt = m.registration_request(
             src_nbma=s.nbma_address,
             src_protocol=s.tunnel_address,
-            nhs_protocol=nhs.address,
+            nhs_protocol=nhs.address,  # None (nhs dynamic): see registration_request
             nhs_nbma=nhs.nbma,
             request_id=nhs.request_id,
             unique=s.unique,
@@ -358,7 +362,8 @@ class NhrpEngine:
 
     def _on_registration_reply(self, now: float, pkt: NhrpPacket) -> None:
         dst = _ip(pkt.dst_protocol)
-        nhs = next((n for n in self.nhs if n.address == dst and n.request_id == pkt.request_id and n.awaiting), None)
+        matches = (n for n in self.nhs if n.awaiting and n.request_id == pkt.request_id and self._registered_to(n, dst))
+        nhs = next(matches, None)
         if nhs is None or not pkt.cies:
             self._log(now, f"NHRP: Registration Reply id {pkt.request_id} matches no request; dropped")
             return
@@ -375,8 +380,23 @@ class NhrpEngine:
             return
         nhs.state = next_nhs_state(nhs.state, NhsEvent.REPLY)
         nhs.registered_at = now
+        if nhs.address is None:
+            self._learn_nhs_address(now, nhs, pkt)
         nhs.next_at = now + self.settings.registration_interval
         self._learn_own_nat(pkt)
+
+    def _registered_to(self, nhs: NhsClient, dst: IPv4Address | None) -> bool:
+        """A reply's destination protocol address names ``nhs`` (for ``nhs
+        dynamic``, our own address, as the request had it)."""
+        return dst == (nhs.address or self.settings.tunnel_address)
+
+    def _learn_nhs_address(self, now: float, nhs: NhsClient, pkt: NhrpPacket) -> None:
+        """``nhs dynamic``: the Responder Address names the NHS's tunnel address."""
+        rsp = pkt.extension(ExtensionType.RESPONDER_ADDRESS)
+        address = _ip(rsp.cies[0].client_protocol) if isinstance(rsp, CieListExtension) and rsp.cies else None
+        if address is not None and self.cache.host(address) is None:
+            nhs.address = address
+            self._static(now, address, nhs.nbma)
 
     def _learn_own_nat(self, pkt: NhrpPacket) -> None:
         """The hub's second NAT CIE names us as it sees us (NHRP.md 2.5)."""

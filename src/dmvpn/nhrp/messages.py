@@ -76,7 +76,7 @@ def registration_request(
     *,
     src_nbma: IPv4Address,
     src_protocol: IPv4Address,
-    nhs_protocol: IPv4Address,
+    nhs_protocol: IPv4Address | None,
     nhs_nbma: IPv4Address,
     request_id: int,
     unique: bool,
@@ -85,13 +85,16 @@ def registration_request(
     password: bytes | None,
 ) -> NhrpPacket:
     """RegReq to an NHS (RFC 2332 5.2.3; NHRP.md 3.1): one address-less CIE,
-    prefix 32, and a NAT extension naming the NHS as this spoke sees it."""
-    nat = (host_cie(nhs_nbma, nhs_protocol, prefix=32, mtu=mtu, holdtime=0),)
+    prefix 32, and a NAT extension naming the NHS as this spoke sees it. An
+    NHS whose tunnel address is unknown (``nhs dynamic``) gets our own as
+    destination and 0.0.0.0 in the NAT CIE, as FRR does for Cisco hubs
+    (NHRP.md 4)."""
+    nat = (host_cie(nhs_nbma, nhs_protocol or IPv4Address(0), prefix=32, mtu=mtu, holdtime=0),)
     return NhrpPacket(
         type=PacketType.REGISTRATION_REQUEST,
         src_nbma=src_nbma.packed,
         src_protocol=src_protocol.packed,
-        dst_protocol=nhs_protocol.packed,
+        dst_protocol=(nhs_protocol or src_protocol).packed,
         flags=(FLAG_REG_U if unique else 0) | FLAG_CISCO_NAT,
         request_id=request_id,
         cies=(host_cie(None, None, prefix=32, mtu=mtu, holdtime=holdtime),),

@@ -55,8 +55,8 @@ def nhs_view(engine: NhrpEngine, now: float) -> NhsInterfaceView:
     for n in engine.nhs:
         servers.append(
             NhsView(
-                address=str(n.address),
-                state=_NHS_LETTERS[n.state],
+                address=str(n.address or "0.0.0.0"),
+                state=_NHS_LETTERS[n.state] + ("D" if n.dynamic else ""),
                 nbma=str(n.nbma),
                 priority=n.priority,
                 requests_sent=n.requests,
@@ -70,7 +70,7 @@ def nhs_view(engine: NhrpEngine, now: float) -> NhsInterfaceView:
         )
         if n.awaiting:
             state = "expired" if n.state is NhsState.EXPECTING and n.failures else "pending"
-            pending.append(PendingRegistrationView(n.request_id, int(n.retry), str(n.address), state,
+            pending.append(PendingRegistrationView(n.request_id, int(n.retry), str(n.address or "0.0.0.0"), state,
                                                    engine.settings.interface))  # fmt: skip
     return NhsInterfaceView(engine.settings.interface, tuple(servers), tuple(pending))
 
