@@ -19,7 +19,9 @@ from dmvpn.nhrp.settings import settings_from_interface
 from dmvpn.nhrp.states import EntryState, NhsState
 from dmvpn.runtime.randomness import SeededRandomSource
 from dmvpn.wire.nhrp import (
+    END_EXTENSION,
     AuthenticationExtension,
+    Cie,
     CieListExtension,
     ExtensionType,
     NhrpPacket,
@@ -680,3 +682,33 @@ def test_the_seed_configs_register() -> None:
     assert rep.packet.cies[0].code == 0 and spoke.nhs[0].state is NhsState.RESPONDING
     entry = hub.cache.host(spoke_s.tunnel_address)
     assert entry is not None and entry.state is EntryState.STATIC
+
+
+def test_unknown_purge_gets_a_reply_and_transit_forwards_unknown_compulsory() -> None:
+    """Scenario 14's "an unknown purge still returns a reply" and scenario
+    16's "unknown C=1 extension: forwarded untouched at transit"."""
+    net = lab((2, 3))
+    net.run_until(1)
+    hub, s2 = engine(net, "hub"), engine(net, "spoke2")
+    net.call(s2, lambda now: s2.resolve(now, A("10.0.0.3")))
+    req = net.sent(T.RESOLUTION_REQUEST)[-1].packet
+    net.wire.clear()
+    odd = RawExtension(0x21, b"z", compulsory=True)
+    bad = replace(req, request_id=99, extensions=(*req.extensions[:-1], odd, req.extensions[-1]))
+    net.call(hub, lambda now: hub.receive(now, A("172.16.0.2"), HUB_NBMA, encode_nhrp(bad)))
+    (fwd,) = net.sent(T.RESOLUTION_REQUEST)
+    assert fwd.packet.extension(0x21) == odd and net.sent(T.ERROR_INDICATION) == []
+    net.run_until(2)
+    errors = net.sent(T.ERROR_INDICATION)  # the responder's, relayed by the hub to the requester
+    assert [(w.src, w.dst, w.packet.error_code) for w in errors] == [
+        (A("172.16.0.3"), HUB_NBMA, 1),
+        (HUB_NBMA, A("172.16.0.2"), 1),
+    ]
+    purge = encode_nhrp(
+        NhrpPacket(T.PURGE_REQUEST, A("172.16.0.3").packed, A("10.0.0.3").packed, A("10.0.0.2").packed,
+                   request_id=5, cies=(Cie(prefix_length=24, client_protocol=A("192.168.77.0").packed),),
+                   extensions=(AuthenticationExtension(1, b"DMVPN"), END_EXTENSION))
+    )  # fmt: skip
+    net.call(s2, lambda now: s2.receive(now, A("172.16.0.3"), A("172.16.0.2"), purge))
+    (rep,) = net.sent(T.PURGE_REPLY)
+    assert rep.dst == A("172.16.0.3") and rep.packet.request_id == 5

@@ -534,7 +534,7 @@ class NhrpEngine:
         elif t == PacketType.PURGE_REQUEST:
             self._on_purge_request(now, nbma_src, pkt)
         elif t == PacketType.ERROR_INDICATION:
-            self._on_error_indication(now, pkt)
+            self._on_error_indication(now, nbma_src, pkt)
 
     def _compulsory_unknown(self, now: float, nbma_src: IPv4Address, pkt: NhrpPacket, raw: bytes) -> bool:
         """RFC 2332 5.3: an unknown extension with C set makes the responder
@@ -893,8 +893,17 @@ class NhrpEngine:
             reply = replace(pkt, type=PacketType.PURGE_REPLY, hop_count=DEFAULT_HOP_COUNT)
             self._send(now, nbma_src, reply)
 
-    def _on_error_indication(self, now: float, pkt: NhrpPacket) -> None:
-        """Fail the request the error names (RFC 2332 5.2.7); never answered."""
+    def _on_error_indication(self, now: float, nbma_src: IPv4Address, pkt: NhrpPacket) -> None:
+        """Fail the request the error names (RFC 2332 5.2.7); never answered.
+        One for another station is forwarded toward it (an NHS between a
+        responder and the requester); one naming us as its source is dropped."""
+        dst = _ip(pkt.dst_protocol)
+        if dst != self.settings.tunnel_address:
+            entry = self.cache.host(dst) if dst is not None else None
+            own = _ip(pkt.src_protocol) == self.settings.tunnel_address
+            if entry is not None and entry.peer_nbma not in (None, nbma_src) and pkt.hop_count > 1 and not own:
+                self._send(now, entry.peer_nbma, replace(pkt, hop_count=pkt.hop_count - 1))
+            return
         offending = pkt.payload
         self._log(now, f"NHRP: Error Indication code {pkt.error_code} received", code=pkt.error_code)
         if len(offending) < 28:
