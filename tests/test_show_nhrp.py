@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 import test_show_support as support
+from dmvpn.config.model import NhrpServer
 from dmvpn.nhrp.engine import NhrpEngine
-from dmvpn.nhrp.show_adapter import dmvpn_view, entry_views, nhs_view, traffic_view
+from dmvpn.nhrp.show_adapter import dmvpn_view, entry_views, nhrp_show, nhs_view, traffic_view
 from dmvpn.runtime.randomness import SeededRandomSource
 from dmvpn.show import dmvpn, nhrp
 from dmvpn.show.nhrp_views import (
@@ -263,3 +264,38 @@ def test_detail_and_brief_views_render() -> None:
     brief = nhrp.render_brief_text(entry_views(ENGINES["hub"], NET.now))
     assert re.search(r"^Tu0\s+10\.0\.0\.4\s+203\.0\.113\.4$", brief, re.M), brief
     assert re.search(r"^\s+10\.0\.0\.4/32\s+D/urc$", brief, re.M), brief
+
+
+@pytest.mark.parametrize(
+    ("command", "genie_command"),
+    [
+        ("show dmvpn", "show dmvpn"),
+        ("show  ip nhrp", "show ip nhrp"),
+        ("show ip nhrp detail", "show ip nhrp detail"),
+        ("show ip nhrp nhs detail", "show ip nhrp nhs detail"),
+        ("show ip nhrp traffic", "show ip nhrp traffic"),
+    ],
+)
+def test_nhrp_show_dispatches_over_all_interfaces(command: str, genie_command: str) -> None:
+    """spoke2's two tunnels: Tunnel0 from the lab and a Tunnel1 whose NHS
+    never answers (state E, a pending registration in ``nhs detail``)."""
+    settings = spoke_settings(2, interface="Tunnel1", tunnel_address=IPv4Address("10.1.0.2"),
+                              nhs=(NhrpServer(IPv4Address("10.1.0.1"), IPv4Address("172.16.1.1")),))  # fmt: skip
+    other = NhrpEngine("spoke2", settings, SeededRandomSource(1, "t1"), None)
+    other.start(NET.now - 100)
+    other.handle_timer(NET.now - 98)
+    result = nhrp_show(command, [ENGINES["spoke2"], other], NET.now)
+    assert result is not None
+    text, ours = result
+    assert _parse(genie_command, text) == support.normalise(ours) != {}
+    if command == "show ip nhrp nhs detail":
+        assert ours["Tunnel1"]["nhs_ip"]["10.1.0.1"]["nhs_state"] == "E"
+        assert ours["pending_registration_requests"]["req_id"]["1"]["nhs_ip"] == "10.1.0.1"
+
+
+def test_nhrp_show_leaves_other_commands() -> None:
+    engines = list(ENGINES.values())
+    assert nhrp_show("show ip route", engines, NET.now) is None
+    assert nhrp_show("show ip nhrp bogus", engines, NET.now) is None
+    brief = nhrp_show("show ip nhrp brief", engines, NET.now)
+    assert brief is not None and "Target Network" in brief[0]

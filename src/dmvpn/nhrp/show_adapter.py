@@ -5,12 +5,14 @@ IPsec SA to an NBMA peer is up (the router knows; None = no protection)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
+from typing import Any
 
 from dmvpn.nhrp.cache import CacheEntry
 from dmvpn.nhrp.engine import NhrpEngine
 from dmvpn.nhrp.states import EntryState, NhsState
+from dmvpn.show import dmvpn, nhrp
 from dmvpn.show.nhrp_views import (
     TRAFFIC_KINDS,
     DmvpnInterfaceView,
@@ -122,3 +124,32 @@ def traffic_view(engine: NhrpEngine) -> NhrpTrafficView:
 
     sent = counts(t.sent) | {"redirect_supress": t.redirects_suppressed}
     return NhrpTrafficView(engine.settings.interface, sent, counts(t.received) | {"redirect_supress": 0})
+
+
+def nhrp_show(
+    command: str, engines: Sequence[NhrpEngine], now: float, sa_up: SaUp | None = None
+) -> tuple[str, dict[str, Any]] | None:
+    """Text and JSON of ``show dmvpn [detail]``, ``show ip nhrp
+    [detail|brief]``, ``show ip nhrp nhs [detail]`` or ``show ip nhrp
+    traffic`` over these interfaces' engines; None for any other command
+    (so the router's show dispatcher can try its own)."""
+    words = tuple(command.split())
+    if words in (("show", "dmvpn"), ("show", "dmvpn", "detail")):
+        views = [dmvpn_view(e, now, sa_up) for e in engines]
+        return dmvpn.render_text(views, detail=len(words) == 3), dmvpn.render_json(views)
+    if words[:3] != ("show", "ip", "nhrp"):
+        return None
+    rest = words[3:]
+    if rest in ((), ("detail",), ("brief",)):
+        entries = [v for e in engines for v in entry_views(e, now)]
+        detail = rest == ("detail",)
+        text = nhrp.render_brief_text(entries) if rest == ("brief",) else nhrp.render_entries_text(entries, detail)
+        return text, nhrp.render_entries_json(entries, detail)
+    if rest in (("nhs",), ("nhs", "detail")):
+        servers = [nhs_view(e, now) for e in engines if e.nhs]
+        detail = rest == ("nhs", "detail")
+        return nhrp.render_nhs_text(servers, detail), nhrp.render_nhs_json(servers, detail)
+    if rest == ("traffic",):
+        counts = [traffic_view(e) for e in engines]
+        return nhrp.render_traffic_text(counts), nhrp.render_traffic_json(counts)
+    return None
