@@ -86,6 +86,10 @@ class NhrpCache:
     def __iter__(self) -> Iterator[CacheEntry]:
         return iter(sorted(self._entries.values(), key=lambda e: (int(e.prefix.network_address), e.prefix.prefixlen)))
 
+    def entries(self) -> list[CacheEntry]:
+        """Every entry, unordered (a copy: callers may remove while iterating)."""
+        return list(self._entries.values())
+
     def __len__(self) -> int:
         return len(self._entries)
 

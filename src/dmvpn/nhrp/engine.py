@@ -271,7 +271,7 @@ class NhrpEngine:
 
     def clear(self, now: float) -> None:
         """``clear ip nhrp``: every dynamic and incomplete entry goes."""
-        for entry in list(self.cache):
+        for entry in self.cache.entries():
             if entry.state is not EntryState.STATIC:
                 self._drop(now, entry, EntryEvent.PURGE)
         self.pending.clear()
@@ -314,7 +314,7 @@ class NhrpEngine:
         for pending in list(self.pending.values()):
             if now >= pending.next_at:
                 self._resolution_timer(now, pending)
-        for entry in list(self.cache):
+        for entry in self.cache.entries():
             if entry.expires is not None and now >= entry.expires:
                 self._drop(now, entry, EntryEvent.EXPIRE)
             elif entry.refresh_at is not None and now >= entry.refresh_at:
@@ -886,7 +886,7 @@ class NhrpEngine:
             if address is None:
                 continue
             purged = IPv4Network((address, _plen(cie.prefix_length)), strict=False)
-            for entry in list(self.cache):
+            for entry in self.cache.entries():
                 if entry.prefix.subnet_of(purged) and entry.state is not EntryState.STATIC:
                     self._drop(now, entry, EntryEvent.PURGE)
         if not pkt.flags & FLAG_PURGE_N:
