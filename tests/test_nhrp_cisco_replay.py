@@ -48,15 +48,19 @@ def test_spoke_registration_request_is_ciscos() -> None:
 
 
 def test_hub_registration_reply_is_ciscos() -> None:
-    """NHRP_registration frames 1-2 and nhrp.pcapng frames 1-2 (a no-key
-    tunnel, MTU 17916, password OTUS): the same request, the same reply."""
+    """NHRP_registration, nhrp.pcapng (a no-key tunnel, MTU 17916, password
+    OTUS) and NHRP-responder-address, frames 1-2: the same request, the same
+    reply."""
     cases = [
-        ("NHRP_registration.pcap", "155.1.0.5", "169.254.100.5", "169.254.100.1", b"NHRPAUTH", 17912),
-        ("nhrp.pcapng", "10.65.0.1", "100.1.0.14", "100.1.2.27", b"OTUS", 17916),
+        ("NHRP_registration.pcap", "155.1.0.5", "169.254.100.5", "169.254.100.1", b"NHRPAUTH", 17912, None),
+        ("nhrp.pcapng", "10.65.0.1", "100.1.0.14", "100.1.2.27", b"OTUS", 17916, None),
+        # a hub with "ip nhrp responder" naming an interface addressed 155.1.146.6
+        ("NHRP-responder-address.pcap", "155.1.0.6", "6.6.6.6", "155.1.79.2", b"NHRPAUTH", 17912, A("155.1.146.6")),
     ]
-    for capture, tunnel, nbma, spoke_nbma, password, mtu in cases:
+    for capture, tunnel, nbma, spoke_nbma, password, mtu, responder in cases:
         frames = gre_nhrp(TCPDUMP / capture)
-        hub = engine("hub", tunnel_address=A(tunnel), nbma_address=A(nbma), authentication=password, mtu=mtu)
+        hub = engine("hub", tunnel_address=A(tunnel), nbma_address=A(nbma), authentication=password, mtu=mtu,
+                     responder_address=responder)  # fmt: skip
         hub.receive(0.0, A(spoke_nbma), A(nbma), frames[0][2])
         (out,) = sent(hub)
         assert (out.nbma, out.packet) == (A(spoke_nbma), frames[1][2]), capture

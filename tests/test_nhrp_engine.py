@@ -614,6 +614,7 @@ interface Tunnel0
  ip nhrp registration no-unique
  ip nhrp shortcut
  ip nhrp redirect timeout 12
+ ip nhrp responder Loopback0
  tunnel source GigabitEthernet1
  tunnel mode gre multipoint
  tunnel key 7
@@ -630,6 +631,9 @@ def test_settings_from_a_parsed_config() -> None:
     assert (s.authentication, s.unique, s.shortcut, s.redirect, s.redirect_timeout) == (b"DMVPN", False, True, True, 12)
     assert (s.registration_interval, s.mtu, s.protected) == (60.0, 17912, False)
     assert [(str(n.address), str(n.nbma)) for n in s.nhs] == [("10.0.0.1", "172.16.0.1")]
+    with_responder = settings_from_interface(iface, result.config.interfaces)
+    assert with_responder is not None and with_responder.responder_address == A("192.168.2.1")
+    assert s.responder_address is None  # without the router's interfaces: the tunnel address answers
 
 
 @pytest.mark.parametrize(
@@ -639,10 +643,12 @@ def test_settings_from_a_parsed_config() -> None:
         (" ip nhrp redirect timeout", "ip nhrp redirect timeout"),
         (" ip nhrp redirect timeout 8 9", "ip nhrp redirect timeout"),
         (" ip nhrp authentication TOOLONGPW", "at most 8 characters"),
+        (" ip nhrp responder", "ip nhrp responder: expected an interface name"),
     ],
 )
 def test_bad_nhrp_lines_give_one_line_errors(line: str, message: str) -> None:
     text = CONFIG.replace(" ip nhrp authentication DMVPN\n", "").replace(" ip nhrp redirect timeout 12\n", "")
+    text = text.replace(" ip nhrp responder Loopback0\n", "")
     result = parse_config(text.replace(" ip nhrp shortcut\n", f" ip nhrp shortcut\n{line}\n"))
     assert any(message in str(e) and "\n" not in str(e) for e in result.errors), result.errors
 

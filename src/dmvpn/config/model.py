@@ -280,6 +280,7 @@ class NhrpConfig:
     registration_timeout: int | None = None
     registration_no_unique: bool = False
     redirect_timeout: int = DEFAULT_NHRP_REDIRECT_TIMEOUT
+    responder: str | None = None  # ``ip nhrp responder IFACE``: whose address answers
 
 
 @dataclass(frozen=True, slots=True)

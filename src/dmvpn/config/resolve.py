@@ -255,6 +255,7 @@ def _nhrp(p: _Parser, b: InterfaceBuilder) -> NhrpConfig:
         registration_timeout=b.nhrp_registration_timeout,
         registration_no_unique=b.nhrp_registration_no_unique,
         redirect_timeout=b.nhrp_redirect_timeout or DEFAULT_NHRP_REDIRECT_TIMEOUT,
+        responder=b.nhrp_responder,
     )
 
 

@@ -424,7 +424,9 @@ class NhrpEngine:
             codes.append(code)
             if nbma_src != claimed:
                 nat_cies.append(m.host_cie(nbma_src, tunnel, prefix=32, mtu=cie.mtu, holdtime=0))
-        responder = m.host_cie(s.nbma_address, s.tunnel_address, prefix=32, mtu=s.mtu, holdtime=s.holdtime)
+        responder = m.host_cie(
+            s.nbma_address, s.responder_address or s.tunnel_address, prefix=32, mtu=s.mtu, holdtime=s.holdtime
+        )
         nat = None
         if nat_cies:
             old = pkt.extension(ExtensionType.NAT_ADDRESS)
@@ -820,7 +822,9 @@ class NhrpEngine:
         answered = IPv4Network((target, prefix), strict=False)
         self._local.setdefault(answered, set()).add(requester)
         answer = m.host_cie(s.nbma_address, s.tunnel_address, prefix=prefix, mtu=s.mtu, holdtime=s.holdtime)
-        responder = m.host_cie(s.nbma_address, s.tunnel_address, prefix=0, mtu=s.mtu, holdtime=s.holdtime)
+        responder = m.host_cie(
+            s.nbma_address, s.responder_address or s.tunnel_address, prefix=0, mtu=s.mtu, holdtime=s.holdtime
+        )
         nat = () if self.nat_address is None else (m.host_cie(self.nat_address, s.tunnel_address, prefix=32,
                                                               mtu=s.mtu, holdtime=0),)  # fmt: skip
         self._send(now, nbma, m.resolution_reply(pkt, answer, responder, s.authentication, nat))

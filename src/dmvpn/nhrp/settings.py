@@ -12,6 +12,7 @@ recalled; [UNVERIFIED] in NHRP.md 6.1).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
@@ -43,6 +44,7 @@ class NhrpSettings:
     mtu: int = TUNNEL_MTU_NO_KEY
     protected: bool = False
     protection_profile: str | None = None
+    responder_address: IPv4Address | None = None  # ``ip nhrp responder``; None: the tunnel address
     multicast_dynamic: bool = False
     multicast_nbma: tuple[IPv4Address, ...] = field(default=())
 
@@ -52,11 +54,13 @@ class NhrpSettings:
         return float(self.registration_timeout or self.holdtime / 3)
 
 
-def settings_from_interface(iface: Interface) -> NhrpSettings | None:
-    """The settings of a Tunnel interface with ``ip nhrp`` lines, or None."""
+def settings_from_interface(iface: Interface, interfaces: Mapping[str, Interface] | None = None) -> NhrpSettings | None:
+    """The settings of a Tunnel interface with ``ip nhrp`` lines, or None.
+    ``interfaces`` (the router's) resolves ``ip nhrp responder IFACE``."""
     tunnel, nhrp = iface.tunnel, iface.nhrp
     if tunnel is None or nhrp is None or iface.address is None or tunnel.source_address is None:
         return None
+    responder = (interfaces or {}).get(nhrp.responder or "")
     default_mtu = TUNNEL_MTU_KEY if tunnel.key is not None else TUNNEL_MTU_NO_KEY
     return NhrpSettings(
         interface=iface.name,
@@ -75,6 +79,7 @@ def settings_from_interface(iface: Interface) -> NhrpSettings | None:
         mtu=iface.mtu or default_mtu,
         protected=tunnel.protection_profile is not None,
         protection_profile=tunnel.protection_profile,
+        responder_address=responder.address.ip if responder is not None and responder.address else None,
         multicast_dynamic=nhrp.multicast_dynamic,
         multicast_nbma=nhrp.multicast_nbma,
     )
