@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from dmvpn.nhrp.states import EntryEvent, EntryState, next_entry_state
@@ -22,8 +22,7 @@ NEGATIVE_HOLD = 180.0
 class CacheEntry:
     """One ``show ip nhrp`` entry. ``nbma`` is the NBMA address the peer
     claims; ``nbma_seen`` the post-NAT address packets arrive from (IOS shows
-    both when they differ). ``recipients`` are the requesters told about a
-    local prefix (IOS's ``local`` entries, the purge list)."""
+    both when they differ)."""
 
     prefix: IPv4Network
     next_hop: IPv4Address
@@ -35,15 +34,12 @@ class CacheEntry:
     unique: bool = False
     used: bool = False
     implicit: bool = False
-    authoritative: bool = False
     router: bool = False
     nat: bool = False
     route: bool = False  # an NHRP route (H / "rib") was installed for it
     override: bool = False  # a next-hop override ("nho") was installed
     refresh_at: float | None = None
-    holdtime: int = 0
     target: IPv4Address | None = None  # what was resolved (re-resolved on refresh)
-    recipients: set[IPv4Address] = field(default_factory=set)
 
     @property
     def peer_nbma(self) -> IPv4Address | None:

@@ -110,7 +110,6 @@ class NhsClient:
     requests: int = 0
     replies: int = 0
     last_code: int | None = None
-    registered_at: float | None = None
     failures: int = 0  # retransmissions and refusals (``req-failed``)
     last_reply: float | None = None
     acked_id: int | None = None
@@ -379,7 +378,6 @@ class NhrpEngine:
             self._log(now, f"NHRP: Registration to {nhs.address} refused, code {code}", code=code)
             return
         nhs.state = next_nhs_state(nhs.state, NhsEvent.REPLY)
-        nhs.registered_at = now
         if nhs.address is None:
             self._learn_nhs_address(now, nhs, pkt)
         nhs.next_at = now + self.settings.registration_interval
@@ -458,8 +456,8 @@ class NhrpEngine:
             entry = existing
             self.cache.move(entry, EntryEvent.REGISTER)
         entry.nbma, entry.nbma_seen = claimed, (seen if seen != claimed else None)
-        entry.unique, entry.nat, entry.used, entry.authoritative = unique, seen != claimed, True, True
-        entry.expires, entry.holdtime = now + holdtime, holdtime
+        entry.unique, entry.nat, entry.used = unique, seen != claimed, True
+        entry.expires = now + holdtime
         return CieCode.SUCCESS
 
     def multicast_nbmas(self) -> list[IPv4Address]:
@@ -694,7 +692,7 @@ class NhrpEngine:
             self.cache.move(entry, EntryEvent.REPLY)
         entry.next_hop, entry.nbma, entry.nbma_seen, entry.nat = next_hop, nbma, seen, seen is not None
         entry.router = entry.router or router
-        entry.expires, entry.holdtime, entry.target = now + holdtime, holdtime, target or entry.target
+        entry.expires, entry.target = now + holdtime, target or entry.target
         entry.refresh_at = now + holdtime * REFRESH_FRACTION
         if fresh:
             entry.created = now
