@@ -60,7 +60,7 @@ def test_default_tunnel_mtu_and_routes_into_the_tunnel():
     spec = router_spec(parse_config(text, "r.cfg").config, control=None, tun_name="t0")
     assert [t.mtu for t in spec.tuns] == [DEFAULT_TUNNEL_MTU]
     assert [(str(p), str(n) if n else None) for p, n in spec.tuns[0].routes] == [
-        ("172.16.0.0/12", None), ("10.9.0.0/16", "10.0.0.2")]  # the default route is the underlay's
+        ("10.9.0.0/16", "10.0.0.2"), ("172.16.0.0/12", None)]  # the default route is the underlay's
 
 
 def test_log_printer_formats_and_filters():

@@ -11,7 +11,7 @@ from pathlib import Path
 from dmvpn.config import parse_config
 from dmvpn.ike.keylog import esp_sa_lines
 from dmvpn.ipsec.esp import protect
-from dmvpn.node.crypto_map import EgressTable, build_maps, kernel_routes
+from dmvpn.node.crypto_map import build_maps, kernel_routes
 from dmvpn.node.router import Router
 from dmvpn.runtime.sim import LinkParams, Simulator
 from dmvpn.wire.icmp import IcmpMessage
@@ -134,9 +134,7 @@ def test_ping_source_and_routes():
     sim, a, _, _ = sites()
     assert sim.admin("A", "ping 10.2.0.1 source 10.7.7.7").startswith("% Invalid source address")
     assert sim.admin("A", "ping 172.16.0.1") == "% No route to 172.16.0.1"
-    table = EgressTable(config("site_a.cfg"))
-    from ipaddress import IPv4Address
-    assert table.lookup(IPv4Address("10.2.3.4")) == WAN and table.lookup(IPv4Address("10.1.1.9")) == "Loopback1"
+    assert a.routes.lookup("10.2.3.4").interface == WAN and a.routes.lookup("10.1.1.9").interface == "Loopback1"
     maps = build_maps(a.config, a.policies)
     assert list(maps) == [WAN] and maps[WAN].local == A_WAN
     assert [str(n) for n in kernel_routes(maps[WAN])] == ["10.2.0.0/24", "10.2.2.1/32", "10.2.0.1/32"]

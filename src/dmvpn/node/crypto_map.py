@@ -39,8 +39,8 @@ inner packets of tunnel-mode ESP that pass the inbound check are written
 back into it, so the kernel delivers or forwards them.
 
 The lab (``kernel_host=False``) has the built-in ICMP host instead; its
-``ping`` picks the egress interface with :class:`EgressTable` (connected
-networks, then ``ip route`` lines, longest prefix first).
+``ping`` picks the egress interface from the router's routing table
+(:mod:`dmvpn.node.routing`).
 """
 
 from __future__ import annotations
@@ -368,34 +368,3 @@ class CryptoMapPath:
             return
         self._logged[tag] = now
         self._events.append(LogEvent(now, self.name, "ipsec", text, {"facility": tag, **fields}))
-
-
-class EgressTable:
-    """Which interface a packet to a destination leaves by: connected
-    networks (distance 0), then ``ip route`` lines (an interface, or a next
-    hop on a connected network), longest prefix first. What the lab's
-    built-in host uses to reach networks behind a crypto map."""
-
-    def __init__(self, config: RouterConfig) -> None:
-        connected: list[tuple[ipaddress.IPv4Network, str]] = [
-            (i.address.network, i.name) for i in config.interfaces.values()
-            if i.address is not None and not i.shutdown]
-        rows: list[tuple[int, int, int, int, str]] = []
-        for net, name in connected:
-            rows.append((net.prefixlen, 0, *_net(net), name))
-        for route in config.routes:
-            name = route.interface
-            if name is None and route.next_hop is not None:
-                name = next((n for net, n in connected if route.next_hop in net), None)
-            if name is not None:
-                rows.append((route.prefix.prefixlen, route.distance, *_net(route.prefix), name))
-        rows.sort(key=lambda r: (-r[0], r[1]))
-        self._rows = [(r[2], r[3], r[4]) for r in rows]
-
-    def lookup(self, destination: ipaddress.IPv4Address) -> str | None:
-        """The egress interface for ``destination``, or None (no route)."""
-        dst = int(destination)
-        for net, mask, name in self._rows:
-            if (dst & mask) == net:
-                return name
-        return None

@@ -3,8 +3,11 @@ wired together as one sans-I/O :class:`~dmvpn.sansio.Engine`.
 
 Packet paths (DESIGN.md "How data flows"):
 
-* out: an overlay IPv4 packet leaving ``Tunnel0`` (a ping, a probe) is GRE
-  encapsulated toward the peer's NBMA address, then protected by the
+* out: an overlay IPv4 packet leaving ``Tunnel0`` (a ping, a probe) is
+  looked up in the routing table (:mod:`dmvpn.node.routing`) for its next
+  hop on the tunnel (the destination itself on the tunnel's subnet; no
+  route out of that tunnel: dropped and counted), GRE encapsulated toward
+  the next hop's NBMA address (the tunnel's map), then protected by the
   outbound SA for (peer, local NBMA <-> peer NBMA, GRE). No SA: the packet
   is dropped and counted, IKE is asked to negotiate one; nothing is ever
   sent in clear.
@@ -44,10 +47,11 @@ from dmvpn.ipsec.ledger import record_of
 from dmvpn.ipsec.sa import EspMode, SecurityAssociation, Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
 from dmvpn.node import show_adapter
-from dmvpn.node.crypto_map import CryptoMapPath, EgressTable, kernel_iface
+from dmvpn.node.crypto_map import CryptoMapPath, kernel_iface
 from dmvpn.node.explain import explain_sas
 from dmvpn.node.icmp_echo import IcmpEchoEngine
 from dmvpn.node.policies import GRE_PROTOCOL, child_policies
+from dmvpn.node.routing import RoutingTable
 from dmvpn.sansio import LogEvent, RandomSource, Transmit
 from dmvpn.tunnel.interface import TunnelInterface
 from dmvpn.wire.errors import DecodeError
@@ -90,6 +94,7 @@ class RouterCounters:
     not_for_us: int = 0
     malformed: int = 0
     tunnel_drops: int = 0
+    no_route_drops: int = 0
 
 
 class Router:
@@ -145,7 +150,8 @@ class Router:
         host_ifaces = {n: str(a) for n, a in self.physical.items()}
         host_ifaces.update({n: str(t.address) for n, t in self.tunnels.items()})
         self.crypto_map = CryptoMapPath(self.name, config, self.policies, self.sad, self.ike.acquire, self.last_out)
-        self.host = IcmpEchoEngine(self.name, host_ifaces, random, route=EgressTable(config).lookup)
+        self.routes = RoutingTable.from_config(config)
+        self.host = IcmpEchoEngine(self.name, host_ifaces, random, route=self._egress)
         self.fluids: list[FluidFlow] = []
         self._gre_selectors: dict[tuple[str, str], Selector] = {}
         self._tx: list[Transmit] = []
@@ -379,7 +385,11 @@ class Router:
         if len(overlay) < 20 or overlay[0] >> 4 != 4:
             self.counters.malformed += 1
             return
-        out = tunnel.encapsulate(overlay, format_ipv4_address(overlay[16:20]))
+        hop = self.routes.lookup_packed(overlay[16:20])
+        if hop is None or hop.interface != name:
+            self.counters.no_route_drops += 1
+            return
+        out = tunnel.encapsulate(overlay, hop.next_hop)
         if out is None:
             self.counters.tunnel_drops += 1
             return
@@ -446,6 +456,11 @@ class Router:
         self._events.extend(self.ike.poll_events())
         self._events.extend(self.host.poll_events())
         self._events.extend(self.crypto_map.poll_events())
+
+    def _egress(self, destination: ipaddress.IPv4Address) -> str | None:
+        """The interface the host's packets to ``destination`` leave by."""
+        hop = self.routes.lookup(destination)
+        return hop.interface if hop is not None else None
 
     # ================================================================== DPD and lab hooks
     def _traffic(self, peer: str) -> tuple[float | None, float | None]:

@@ -21,16 +21,19 @@ from dmvpn.ike.isakmp_sa import ChildSa, IsakmpSa
 from dmvpn.ike.states import Phase1State
 from dmvpn.ipsec.sa import EspMode, SaDirection, SaState, SecurityAssociation, Selector
 from dmvpn.node.policies import child_policies
+from dmvpn.node.routing import RouteSource, RoutingTable
 from dmvpn.show.commands import run_show
 from dmvpn.show.views import (
     CryptoSessionView,
     IdentView,
+    IpRouteView,
     IpsecFlowCounters,
     IpsecFlowView,
     IpsecInterfaceView,
     IpsecSaView,
     IsakmpSaState,
     IsakmpSaView,
+    RouteView,
     SaHistoryView,
     SessionFlowView,
     SessionIkeSaView,
@@ -324,3 +327,43 @@ class RouterShowState:
 
     def running_config(self) -> RouterConfig:
         return self.router.config
+
+    def ip_route_view(self) -> IpRouteView:
+        """The routing table's installed routes, as ``show ip route`` lists them."""
+        return route_view(self.router.routes, self.now)
+
+
+def route_view(table: RoutingTable, now: float) -> IpRouteView:
+    """The view of ``table``'s installed routes at ``now``: static routes
+    show the interface only when configured with one; NHRP routes their
+    resolved interface and age."""
+    views = []
+    gateway = None
+    for route in table.installed():
+        interface, _hop = table.forwarding_for(route)
+        override = table.override_for(route.prefix)
+        default = route.prefix.prefixlen == 0 and route.source is not RouteSource.CONNECTED
+        if default:  # IOS: "to network 0.0.0.0" via the next hop, or 0.0.0.0 for an interface route
+            gateway = str(route.next_hop) if route.next_hop is not None else "0.0.0.0"
+        shown_interface = interface if route.source is not RouteSource.STATIC or route.interface else None
+        views.append(RouteView(
+            network=str(route.prefix.network_address),
+            prefix_length=route.prefix.prefixlen,
+            code=route.source.value,
+            source_protocol=_SOURCE_PROTOCOL[route.source],
+            distance=route.distance,
+            metric=route.metric,
+            next_hop=str(route.next_hop) if route.next_hop is not None else None,
+            interface=shown_interface if route.next_hop is not None else interface,
+            candidate_default=default,
+            override=override is not None,
+            override_next_hop=str(override.next_hop) if override is not None else None,
+            override_interface=override.interface if override is not None else None,
+            age_sec=int(now - route.installed_at) if route.installed_at is not None else None,
+        ))
+    return IpRouteView(tuple(views), gateway)
+
+
+#: genieparser's ``source_protocol`` names.
+_SOURCE_PROTOCOL = {RouteSource.CONNECTED: "connected", RouteSource.LOCAL: "local",
+                    RouteSource.STATIC: "static", RouteSource.NHRP: "nhrp"}
