@@ -204,3 +204,16 @@ def test_tunnel_next_hop_is_the_destination_on_the_tunnel_subnet(dst: str) -> No
     _sim, hub, _spoke, _ = routers_with_lans()
     found = hub.routes.lookup(dst)
     assert found is not None and (found.interface, found.next_hop) == ("Tunnel0", dst)
+
+
+def test_fluid_to_the_peers_lan_follows_the_static_route() -> None:
+    from dmvpn.lab.fluid import FluidFlow
+    sim, hub, spoke, _ = routers_with_lans()
+    path = hub.tunnel_path(SPOKE_LAN)
+    assert (path.interface, path.peer, path.local, path.gre_bytes) == ("Tunnel0", SPOKE_NBMA, HUB_NBMA, 8)
+    flow = FluidFlow(hub, spoke, SPOKE_LAN, 8e6, 1000, start=5.0, stop=25.0)
+    sim.run(30.0)
+    assert flow.stats.received_bytes == flow.stats.sent_bytes > 0.9 * flow.stats.offered_bytes
+    assert hub.sad.outbound_for(SPOKE_NBMA).bytes == flow.stats.sent_bytes
+    with pytest.raises(ValueError, match=r"HUB has no tunnel toward 172\.31\.0\.1"):
+        hub.tunnel_path("172.31.0.1")

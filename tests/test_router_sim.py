@@ -92,7 +92,7 @@ def test_volume_rekeys_every_35_to_45_s_at_850_mbit():
     sim, hub, spoke, _ = build()
     sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 1")
     sim.run(5.0)
-    flow = FluidFlow(sim, hub, spoke, SPOKE_TUN, 0.85e9, 1400, start=10.0, stop=610.0)
+    flow = FluidFlow(hub, spoke, SPOKE_TUN, 0.85e9, 1400, start=10.0, stop=610.0)
     sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 600 interval 1 timeout 2")
     pairs = []
     for t in range(15, 610, 5):
@@ -192,8 +192,8 @@ def _both_ways_traffic(sim, hub, spoke, until):
     sim.run(5.0)
     sim.admin("SPOKE1", f"ping {HUB_TUN} repeat {int((until - 10) / 0.1)} interval 0.1 timeout 2")
     sim.admin("HUB", f"ping {SPOKE_TUN} repeat {int((until - 10) / 0.1)} interval 0.1 timeout 2")
-    a = FluidFlow(sim, hub, spoke, SPOKE_TUN, 100e6, 1400, start=5.0, stop=until - 5)
-    b = FluidFlow(sim, spoke, hub, HUB_TUN, 50e6, 1400, start=5.0, stop=until - 5)
+    a = FluidFlow(hub, spoke, SPOKE_TUN, 100e6, 1400, start=5.0, stop=until - 5)
+    b = FluidFlow(spoke, hub, HUB_TUN, 50e6, 1400, start=5.0, stop=until - 5)
     return a, b
 
 
@@ -304,7 +304,7 @@ def test_hub_with_three_spokes_on_a_segment():
     for i in (2, 3, 4):
         sim.admin(f"S{i}", f"ping {HUB_TUN} repeat 1")
     sim.run(5.0)
-    flows = [FluidFlow(sim, routers["HUB"], routers[f"S{i}"], f"10.2.2.{i}", 400e6, 1400, 10, 250) for i in (2, 3, 4)]
+    flows = [FluidFlow(routers["HUB"], routers[f"S{i}"], f"10.2.2.{i}", 400e6, 1400, 10, 250) for i in (2, 3, 4)]
     for name in ("S2", "S3", "S4"):
         sim.admin(name, f"ping {HUB_TUN} repeat 240 interval 1 timeout 2")
     sim.admin("HUB", "ping 10.2.2.3 repeat 240 interval 1 timeout 2")

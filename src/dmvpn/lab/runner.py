@@ -137,7 +137,7 @@ class LabRun:
         for flow in sc.flows:
             dst = self._owner_of_overlay(flow.dst)
             stop = self.duration if flow.stop is None else min(flow.stop, self.duration)
-            self.flows.append(FluidFlow(sim, self.routers[flow.src], dst, str(flow.dst),
+            self.flows.append(FluidFlow(self.routers[flow.src], dst, str(flow.dst),
                                         flow.rate_mbps * 1e6, flow.packet_bytes, flow.start, stop))
         for name in self.routers:  # flows added wake-ups: make the sim re-read deadlines
             sim.admin(name, "")

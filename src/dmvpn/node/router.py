@@ -28,15 +28,15 @@ The ICMP host stack (echo responder and ``ping`` sessions) is the sim's
 :class:`~dmvpn.node.icmp_echo.IcmpEchoEngine`, given the tunnel and physical
 addresses: its transmits on the tunnel interface are fed to the tunnel path.
 
-Lab hook: :meth:`Router.add_fluid` registers bulk traffic (:mod:`dmvpn.lab.fluid`)
-that is credited to SAs instead of being packetised.
+Bulk traffic (:mod:`dmvpn.lab.fluid`) is credited to SAs instead of being
+packetised; it talks to the router through :class:`~dmvpn.node.bulk.BulkPort`
+(:meth:`Router.tunnel_path`, :meth:`Router.credit_sent` ...).
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from dmvpn.config import RouterConfig
 from dmvpn.ike.debug import IosClock, render_line
@@ -47,6 +47,7 @@ from dmvpn.ipsec.ledger import record_of
 from dmvpn.ipsec.sa import EspMode, SecurityAssociation, Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
 from dmvpn.node import show_adapter
+from dmvpn.node.bulk import BulkFlow, TunnelPath
 from dmvpn.node.crypto_map import CryptoMapPath, kernel_iface
 from dmvpn.node.explain import explain_sas
 from dmvpn.node.icmp_echo import IcmpEchoEngine
@@ -55,13 +56,10 @@ from dmvpn.node.routing import RoutingTable
 from dmvpn.sansio import LogEvent, RandomSource, Transmit
 from dmvpn.tunnel.interface import TunnelInterface
 from dmvpn.wire.errors import DecodeError
-from dmvpn.wire.gre import GRE_PROTO_IPV4
+from dmvpn.wire.gre import GRE_PROTO_IPV4, encode_gre
 from dmvpn.wire.ipv4 import IpProto, IPv4Header, decode_ipv4, format_ipv4_address, header_template, rewrite_header
 from dmvpn.wire.isakmp import Udp4500Kind, add_non_esp_marker, classify_udp4500, strip_non_esp_marker
 from dmvpn.wire.udp import decode_udp, encode_udp
-
-if TYPE_CHECKING:
-    from dmvpn.lab.fluid import FluidFlow
 
 IKE_PORT = 500
 NAT_T_PORT = 4500
@@ -152,7 +150,7 @@ class Router:
         self.crypto_map = CryptoMapPath(self.name, config, self.policies, self.sad, self.ike.acquire, self.last_out)
         self.routes = RoutingTable.from_config(config)
         self.host = IcmpEchoEngine(self.name, host_ifaces, random, route=self._egress)
-        self.fluids: list[FluidFlow] = []
+        self.fluids: list[BulkFlow] = []
         self._gre_selectors: dict[tuple[str, str], Selector] = {}
         self._tx: list[Transmit] = []
         self._events: list[LogEvent] = []
@@ -400,8 +398,8 @@ class Router:
             self._send_physical(now, header_template(local, peer, GRE_PROTOCOL, 255).encode(gre), local)
             return
         selector = self._gre_selectors.get((local, peer))
-        if selector is None:  # built once per peer: ipaddress objects are slow per packet
-            selector = self._gre_selectors[(local, peer)] = Selector.hosts(local, peer, GRE_PROTOCOL)
+        if selector is None:
+            selector = self._gre_selector(local, peer)
         sa = self.sad.outbound_for(peer, selector)
         if sa is None:
             self.counters.no_sa_drops += 1
@@ -415,6 +413,14 @@ class Router:
             return
         self.last_out[peer] = now
         self._send_physical(now, packet, local)
+
+    def _gre_selector(self, local: str, peer: str) -> Selector:
+        """The GRE host pair's selector, built once per peer (ipaddress
+        objects are slow per packet)."""
+        selector = self._gre_selectors.get((local, peer))
+        if selector is None:
+            selector = self._gre_selectors[(local, peer)] = Selector.hosts(local, peer, GRE_PROTOCOL)
+        return selector
 
     def _send_physical(self, now: float, packet: bytes, source: str) -> None:
         name = self._iface_by_address.get(source)
@@ -466,13 +472,54 @@ class Router:
     def _traffic(self, peer: str) -> tuple[float | None, float | None]:
         return self.last_in.get(peer), self.last_out.get(peer)
 
-    def add_fluid(self, flow: FluidFlow) -> None:
-        """Register a fluid flow that this router sends or receives."""
-        self.fluids.append(flow)
-
     def _sync_fluids(self, now: float) -> None:
         for flow in self.fluids:
             flow.sync(self, now)
+
+    # ================================================================== bulk traffic (BulkPort)
+    def add_fluid(self, flow: BulkFlow) -> None:
+        """Register a fluid flow that this router sends or receives."""
+        self.fluids.append(flow)
+
+    def tunnel_path(self, overlay_destination: str) -> TunnelPath:
+        """The path :meth:`_tunnel_out` would send ``overlay_destination``
+        by: the routing table's next hop on a tunnel, the tunnel's NBMA
+        address for it, the GRE selector and the tunnel's IPsec policy."""
+        hop = self.routes.lookup(overlay_destination)
+        tunnel = self.tunnels.get(hop.interface) if hop is not None else None
+        if hop is None or tunnel is None:
+            raise ValueError(f"FluidFlow: {self.name} has no tunnel toward {overlay_destination}")
+        nbma = tunnel.resolve(hop.next_hop)
+        if nbma is None:
+            raise ValueError(f"FluidFlow: {self.name} has no NBMA mapping for {hop.next_hop}")
+        gre_bytes = len(encode_gre(GRE_PROTO_IPV4, b"", key=tunnel.key, sequence=0 if tunnel.sequence else None,
+                                   checksum=tunnel.checksum))
+        return TunnelPath(hop.interface, nbma, tunnel.source, self._gre_selector(tunnel.source, nbma),
+                          self.policy_by_interface.get(hop.interface), gre_bytes)
+
+    def outbound_sa(self, path: TunnelPath) -> SecurityAssociation | None:
+        return self.sad.outbound_for(path.peer, path.selector)
+
+    def inbound_sa(self, spi: int) -> SecurityAssociation | None:
+        return self.sad.lookup_inbound(spi)
+
+    def request_sa(self, now: float, path: TunnelPath) -> None:
+        if path.policy is not None:
+            self.ike.acquire(now, path.policy, path.peer, path.local, path.selector)
+
+    def credit_sent(self, now: float, sa: SecurityAssociation, peer: str, nbytes: int, packets: int) -> bool:
+        if sa.sad is None:  # deleted since it was chosen
+            return False
+        self.sad.credit(now, sa, nbytes, packets)
+        self.last_out[peer] = now
+        return True
+
+    def credit_received(self, now: float, sa: SecurityAssociation, peer: str, nbytes: int, packets: int) -> None:
+        self.sad.credit(now, sa, nbytes, packets)
+        self.last_in[peer] = now
+
+    def next_volume_crossing(self, now: float, sa: SecurityAssociation, byte_rate: float) -> float | None:
+        return self.sad.next_volume_crossing(now, sa, byte_rate)
 
     def render_debug(self, events: list[LogEvent]) -> str:
         """``debug crypto isakmp`` lines of this router, IOS formatted."""
