@@ -66,13 +66,6 @@ class LabResult:
     records: list[SaRecord] = field(default_factory=list)
     wall_seconds: float = 0.0
 
-    def router_by_address(self, address: str) -> Router | None:
-        """The router that owns physical (NBMA) ``address``."""
-        for router in self.routers.values():
-            if address in router.local_addresses:
-                return router
-        return None
-
 
 def _split(end_to_end: float, loss: bool = False) -> float:
     """Half of an end-to-end figure for each of the two channels a segment

@@ -56,7 +56,7 @@ from dmvpn.ipsec.esp import EspDrop, protect
 from dmvpn.ipsec.sa import SecurityAssociation, Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
 from dmvpn.sansio import LogEvent
-from dmvpn.wire.ipv4 import format_ipv4_address
+from dmvpn.wire.ipv4 import IpProto, format_ipv4_address
 
 #: Engine-side names of the TUN devices that carry crypto-map traffic.
 KERNEL_PREFIX = "kernel:"
@@ -69,7 +69,7 @@ VERDICT_CACHE_SIZE = 65536
 _UNKNOWN = object()
 #: At most one syslog line of each kind per this many seconds (IOS rate-limits them too).
 SYSLOG_INTERVAL = 60.0
-_TCP, _UDP = 6, 17
+_TCP, _UDP = int(IpProto.TCP), int(IpProto.UDP)
 
 
 def kernel_iface(interface: str) -> str:

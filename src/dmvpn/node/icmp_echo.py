@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dmvpn.sansio import LogEvent, RandomSource, Transmit
+from dmvpn.show.commands import INVALID_INPUT
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.icmp import IcmpMessage, IcmpType, decode_icmp
 from dmvpn.wire.ipv4 import IPV4_MIN_HEADER, IpProto, IPv4Header, decode_ipv4
@@ -38,7 +39,6 @@ ICMP_ECHO_OVERHEAD = IPV4_MIN_HEADER + 8
 _PROTO_ICMP = int(IpProto.ICMP)
 _ECHO_REQUEST = int(IcmpType.ECHO_REQUEST)
 _ECHO_REPLY = int(IcmpType.ECHO_REPLY)
-INVALID_INPUT = "% Invalid input detected at '^' marker."
 
 
 @dataclass(slots=True)

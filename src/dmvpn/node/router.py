@@ -54,6 +54,7 @@ from dmvpn.node.icmp_echo import IcmpEchoEngine
 from dmvpn.node.policies import GRE_PROTOCOL, child_policies
 from dmvpn.node.routing import RoutingTable
 from dmvpn.sansio import LogEvent, RandomSource, Transmit
+from dmvpn.show.commands import INVALID_INPUT
 from dmvpn.tunnel.interface import TunnelInterface
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.gre import GRE_PROTO_IPV4, encode_gre
@@ -63,7 +64,6 @@ from dmvpn.wire.udp import decode_udp, encode_udp
 
 IKE_PORT = 500
 NAT_T_PORT = 4500
-INVALID_INPUT = "% Invalid input detected at '^' marker."
 # Plain values for the per-packet comparisons (an Enum member read off its
 # class costs ~0.2 us on Python 3.11).
 _ESP, _ICMP, _TUNNEL = int(IpProto.ESP), int(IpProto.ICMP), EspMode.TUNNEL

@@ -38,6 +38,9 @@ from dmvpn.show.views import (
     SessionFlowView,
     SessionIkeSaView,
 )
+from dmvpn.wire.esp import ESP_HEADER_BYTES
+from dmvpn.wire.ipv4 import IPV4_MIN_HEADER
+from dmvpn.wire.udp import UDP_HEADER
 
 if TYPE_CHECKING:
     from dmvpn.node.router import Router
@@ -53,10 +56,8 @@ SIBLING_TUNNEL = 0x40
 SIBLING_REKEYED = 0x40000000
 #: Underlay MTU when the config does not set one.
 DEFAULT_MTU = 1500
-ESP_HEADER_BYTES = 8
+#: ESP trailer: Pad Length and Next Header (RFC 4303 section 2).
 ESP_TRAILER_BYTES = 2
-OUTER_IPV4_BYTES = 20
-UDP_HEADER_BYTES = 8
 
 _ENCRYPTION = {EncryptionAlgorithm.AES_CBC: "aes", EncryptionAlgorithm.DES3_CBC: "3des", EncryptionAlgorithm.DES_CBC: "des"}
 _HASH = {
@@ -197,9 +198,9 @@ class RouterShowState:
         first = (outbound or inbound)[0]
         overhead = ESP_HEADER_BYTES + first.iv_size + ESP_TRAILER_BYTES + first.icv_size
         if first.mode is EspMode.TUNNEL:
-            overhead += OUTER_IPV4_BYTES
+            overhead += IPV4_MIN_HEADER
         if first.udp_encap:
-            overhead += UDP_HEADER_BYTES
+            overhead += UDP_HEADER
         idb, mtu = self._idb(interface)
         return IpsecFlowView(
             local_ident=_ident(selector.local, selector.protocol),

@@ -186,10 +186,6 @@ class Simulator:
             raise ValueError(f"call_at({time}) is in the past (now is {self.now})")
         self.schedule(time, lambda _arg: fn())
 
-    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
-        """Run ``fn()`` ``delay`` seconds from now."""
-        self.call_at(self.now + delay, fn)
-
     def run(self, until: float) -> None:
         """Process every event up to and including virtual time ``until``,
         then leave the clock at ``until``."""
