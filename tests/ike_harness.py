@@ -9,7 +9,8 @@ import random
 from dataclasses import dataclass, replace
 
 from dmvpn.config import parse_config
-from dmvpn.ike.engine import Datagram, Ikev1Engine
+from dmvpn.ike.engine import Ikev1Engine
+from dmvpn.ike.manager import Datagram
 from dmvpn.ike.profiles import get_profile
 from dmvpn.ipsec.sa import Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase

@@ -62,7 +62,7 @@ def simultaneous(profile: str, seed: int = 1) -> IkeNet:
     net = net_for(profile, seed)
     net.run(5.0, probe_every=1.0)
     hub, spoke = net.engines[HUB], net.engines[SPOKE]
-    assert hub.rekey_now(net.now) == 1 and spoke.rekey_now(net.now) == 1
+    assert hub.rekey(net.now) == 1 and spoke.rekey(net.now) == 1
     net.run(200.0, probe_every=0.5)
     return net
 

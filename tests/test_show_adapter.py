@@ -58,7 +58,7 @@ def test_ipsec_sa_values_are_the_sads() -> None:
 
 def test_rekey_shows_both_pairs_and_marks_the_old_one() -> None:
     net = _net()
-    assert net.engines[SPOKE].rekey_now(net.now) == 1
+    assert net.engines[SPOKE].rekey(net.now) == 1
     net.run(net.now + 5.0, probe_every=1.0)
     hub = _router(net, HUB)
     out = json.loads(run_router_show(hub, net.now, "show crypto ipsec sa | json"))

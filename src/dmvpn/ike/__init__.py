@@ -12,8 +12,10 @@ Public API::
     engine.poll_datagrams(); engine.poll_events()      # UDP to send, LogEvents
 """
 
-from dmvpn.ike.engine import Datagram, Ikev1Engine
+from dmvpn.ike.engine import Ikev1Engine
+from dmvpn.ike.manager import Datagram, KeyManager, ike_major_version
 from dmvpn.ike.profiles import PROFILES, BehaviourProfile, UnknownProfile, get_profile
 from dmvpn.ike.proposals import ChildPolicy
 
-__all__ = ["PROFILES", "BehaviourProfile", "ChildPolicy", "Datagram", "Ikev1Engine", "UnknownProfile", "get_profile"]
+__all__ = ["PROFILES", "BehaviourProfile", "ChildPolicy", "Datagram", "Ikev1Engine", "KeyManager", "UnknownProfile",
+           "get_profile", "ike_major_version"]

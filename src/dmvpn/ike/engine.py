@@ -18,9 +18,7 @@ retransmission, ISAKMP SA bookkeeping and the Quick Mode plumbing.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import count
 
 from dmvpn.config import RouterConfig
@@ -32,18 +30,21 @@ from dmvpn.ike.isakmp_sa import (
     ChildState,
     IsakmpSa,
     QuickModeExchange,
-    Retransmit,
 )
 from dmvpn.ike.main_mode import MainMode
+from dmvpn.ike.manager import IKEV1_MAJOR, ChildSaView, Datagram
 from dmvpn.ike.profiles import BehaviourProfile
 from dmvpn.ike.proposals import ChildPolicy
 from dmvpn.ike.quick_mode import QuickMode
 from dmvpn.ike.rekey import Rekeying
 from dmvpn.ike.states import IkeEvent, IllegalTransition, MessageSource, Phase1State, QuickModeState
+from dmvpn.ike.transport import IkeTransport, Retransmit, RetransmitTimers
+from dmvpn.ike.views import child_sa_views, isakmp_sa_view, session_views
 from dmvpn.ipsec.events import HardExpired, SadEvent, SoftExpired
 from dmvpn.ipsec.sa import Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
 from dmvpn.sansio import LogEvent, RandomSource
+from dmvpn.show.views import CryptoSessionView, IsakmpSaView
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.isakmp import IsakmpMessage, decode_header, decode_message, decrypt_message
 from dmvpn.wire.isakmp_payloads import DeletePayload
@@ -56,21 +57,11 @@ FIRST_CONN_ID = 1001
 TrafficProbe = Callable[[str], "tuple[float | None, float | None]"]
 
 
-@dataclass(frozen=True, slots=True)
-class Datagram:
-    """A UDP datagram the engine wants sent."""
-
-    src: str
-    sport: int
-    dst: str
-    dport: int
-    payload: bytes
-    #: True for a NAT keepalive: sent as is, without the non-ESP marker.
-    raw: bool = False
-
-
 class Ikev1Engine(MainMode, QuickMode, Informational, Rekeying):
-    """IKEv1 for one router (or one shared tunnel-protection SAD)."""
+    """IKEv1 for one router (or one shared tunnel-protection SAD): a
+    :class:`~dmvpn.ike.manager.KeyManager`."""
+
+    ike_version = IKEV1_MAJOR
 
     def __init__(
         self,
@@ -96,17 +87,14 @@ class Ikev1Engine(MainMode, QuickMode, Informational, Rekeying):
         self.profile = profile
         self.child_policies = child_policies
         self.traffic: TrafficProbe = traffic or (lambda peer: (None, None))
-        self.debug = False
+        self.transport = IkeTransport(name, RetransmitTimers(profile.retransmit_initial, profile.retransmit_backoff,
+                                                             profile.retransmit_max_interval, profile.retransmit_limit))
         self.sas: list[IsakmpSa] = []
         self.children: list[ChildSa] = []
         self._by_spi_in: dict[int, ChildSa] = {}
         self._by_spi_out: dict[int, ChildSa] = {}
         self._spis_reserved: set[int] = set()
         self._conn_ids = count(FIRST_CONN_ID)
-        self._timers: list[tuple[float, int, Callable[[float], None]]] = []
-        self._tie = count()
-        self._out: list[Datagram] = []
-        self._events: list[LogEvent] = []
         self._holdoff: dict[tuple[str, Selector], float] = {}
         self._last_heard: dict[str, float] = {}
         self._dpd_sent_at: dict[str, float] = {}
@@ -187,26 +175,30 @@ class Ikev1Engine(MainMode, QuickMode, Informational, Rekeying):
 
     def handle_timer(self, now: float) -> None:
         self.sad_events(now, self.sad.handle_timer(now))
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            _t, _seq, fn = heapq.heappop(timers)
-            fn(now)
+        self.transport.run_due(now)
         self.sad_events(now)
 
     def next_deadline(self) -> float | None:
-        mine = self._timers[0][0] if self._timers else None
+        mine = self.transport.next_deadline()
         sad = self.sad.next_deadline()
         if mine is None:
             return sad
         return mine if sad is None else min(mine, sad)
 
     def poll_datagrams(self) -> list[Datagram]:
-        out, self._out = self._out, []
-        return out
+        return self.transport.poll_datagrams()
 
     def poll_events(self) -> list[LogEvent]:
-        out, self._events = self._events, []
-        return out
+        return self.transport.poll_events()
+
+    @property
+    def debug(self) -> bool:
+        """``debug crypto isakmp`` (the transport keeps the switch)."""
+        return self.transport.debug
+
+    @debug.setter
+    def debug(self, on: bool) -> None:
+        self.transport.debug = on
 
     def clear(self, now: float, peer: str | None = None) -> int:
         """``clear crypto sa [peer A]``: send DELETE for and remove the IPsec
@@ -216,62 +208,52 @@ class Ikev1Engine(MainMode, QuickMode, Informational, Rekeying):
             self._delete_child(now, child, send=True, why="clear crypto sa")
         return len(victims)
 
-    def isakmp_sas(self) -> list[IsakmpSa]:
-        return list(self.sas)
+    # ================================================================== views (KeyManager)
+    def isakmp_sa_views(self, now: float) -> list[IsakmpSaView]:
+        dpd = self.config.isakmp_keepalive is not None
+        return [isakmp_sa_view(sa, now, dpd) for sa in self.sas]
+
+    def session_views(self, now: float) -> list[CryptoSessionView]:
+        return session_views(self.sas, self.children, now, self.config.isakmp_keepalive is not None)
+
+    def child_sa_views(self) -> list[ChildSaView]:
+        return child_sa_views(self.children)
 
     # ================================================================== logging
     def log(self, now: float, conn_id: int, text: str, facility: str = "ISAKMP", **fields) -> None:
         """A ``debug crypto isakmp`` line (only when debugging is on)."""
-        if self.debug:
+        if self.transport.debug:
             fields["facility"] = facility
             fields["conn_id"] = conn_id
-            self._events.append(LogEvent(now, self.name, "isakmp", f"({conn_id}):{text}", fields))
+            self.transport.debug_line(now, f"({conn_id}):{text}", fields)
 
     def syslog(self, now: float, tag: str, text: str, **fields) -> None:
         """A syslog message (always logged, like IOS's %CRYPTO-... lines)."""
         fields["facility"] = tag
-        self._events.append(LogEvent(now, self.name, "isakmp", text, fields))
+        self.transport.event(now, text, fields)
 
     def events_sa(self, now: float, what: str, child: ChildSa) -> None:
         """A machine-readable SA lifecycle event (category ``ipsec``) for the lab."""
-        self._events.append(LogEvent(now, self.name, "ipsec", f"IPsec SA pair {what}: in 0x{child.sa_in.spi:X} "
-                                     f"out 0x{child.sa_out.spi:X} peer {child.peer} ({child.reason.value})",
-                                     {"what": what, "spi_in": child.sa_in.spi, "spi_out": child.sa_out.spi,
-                                      "peer": child.peer, "initiator": child.initiator,
-                                      "reason": child.reason.value, "loser": child.loser}))
+        self.transport.event(now, f"IPsec SA pair {what}: in 0x{child.sa_in.spi:X} "
+                                  f"out 0x{child.sa_out.spi:X} peer {child.peer} ({child.reason.value})",
+                             {"what": what, "spi_in": child.sa_in.spi, "spi_out": child.sa_out.spi,
+                              "peer": child.peer, "initiator": child.initiator,
+                              "reason": child.reason.value, "loser": child.loser}, category="ipsec")
 
     # ================================================================== timers
-    def _schedule(self, t: float, fn: Callable[[float], None]) -> list:
-        entry = [t, next(self._tie), fn]
-        heapq.heappush(self._timers, entry)  # type: ignore[arg-type]
-        return entry
+    def _schedule(self, t: float, fn: Callable[[float], None]) -> None:
+        self.transport.schedule(t, fn)
 
     def _cancel_retransmit(self, rt: Retransmit | None) -> None:
-        if rt is not None:
-            rt.next_at = None
+        self.transport.cancel_retransmit(rt)
 
     def _arm_retransmit(self, now: float, rt: Retransmit, resend: Callable[[float], None],
                         give_up: Callable[[float], None]) -> None:
-        p = self.profile
-        delay = min(p.retransmit_initial * p.retransmit_backoff ** rt.attempts, p.retransmit_max_interval)
-        rt.next_at = due = now + delay
-
-        def fire(t: float) -> None:
-            if rt.next_at != due:
-                return
-            if rt.attempts >= p.retransmit_limit:
-                rt.next_at = None
-                give_up(t)
-                return
-            rt.attempts += 1
-            resend(t)
-            self._arm_retransmit(t, rt, resend, give_up)
-
-        self._schedule(due, fire)
+        self.transport.arm_retransmit(now, rt, resend, give_up)
 
     # ================================================================== sending
     def _send_raw(self, now: float, sa: IsakmpSa, wire: bytes) -> None:
-        self._out.append(Datagram(sa.local, sa.local_port, sa.peer, sa.peer_port, wire))
+        self.transport.send(Datagram(sa.local, sa.local_port, sa.peer, sa.peer_port, wire))
         cid = sa.conn_id if sa.established else 0
         self.log(now, cid, f"sending packet to {sa.peer} my_port {sa.local_port} peer_port {sa.peer_port} "
                            f"({sa.role}) {sa.state.display}", facility="ISAKMP-PAK")
@@ -322,9 +304,7 @@ class Ikev1Engine(MainMode, QuickMode, Informational, Rekeying):
                       cky_r=bytes(8) if initiator else cookie, created=now)
         self.sas.append(sa)
         if not initiator:
-            timeout = sum(min(self.profile.retransmit_initial * self.profile.retransmit_backoff ** i,
-                              self.profile.retransmit_max_interval)
-                          for i in range(self.profile.retransmit_limit + 1))
+            timeout = self.transport.timers.give_up_after()
             self._schedule(now + timeout, lambda t, s=sa: (not s.established and s in self.sas)
                            and self._p1_failed(t, s, f"Main Mode with {s.peer} not completed in time"))
         return sa
@@ -362,11 +342,7 @@ class Ikev1Engine(MainMode, QuickMode, Informational, Rekeying):
         return hash_size(sa.choice.hash)
 
     def _new_message_id(self, sa: IsakmpSa) -> int:
-        while True:
-            mid = int.from_bytes(self.random.token_bytes(4), "big")
-            if mid and mid not in sa.used_message_ids and mid not in sa.nodes:
-                sa.used_message_ids.add(mid)
-                return mid
+        return sa.message_ids.allocate(self.random, sa.nodes)
 
     def _decode_clear(self, now: float, sa: IsakmpSa | None, data: bytes) -> IsakmpMessage | None:
         try:
@@ -425,7 +401,7 @@ class Ikev1Engine(MainMode, QuickMode, Informational, Rekeying):
             return
         last_out = self.traffic(sa.peer)[1]
         if last_out is None or now - last_out >= interval:
-            self._out.append(Datagram(sa.local, sa.local_port, sa.peer, sa.peer_port, b"\xff", raw=True))
+            self.transport.send(Datagram(sa.local, sa.local_port, sa.peer, sa.peer_port, b"\xff", raw=True))
         self._schedule(now + interval, lambda t, s=sa: self._nat_keepalive(t, s))
 
     def _p1_failed(self, now: float, sa: IsakmpSa, why: str) -> None:
@@ -496,7 +472,7 @@ class Ikev1Engine(MainMode, QuickMode, Informational, Rekeying):
                 self._send_raw(now, sa, node.retransmit.packet)
             return
         if node is None:
-            if mid in sa.used_message_ids:
+            if mid in sa.message_ids:
                 self.log(now, sa.conn_id, f"message ID {mid} already used, dropped")
                 return
             self._qm_responder_new(now, sa, mid, data)

@@ -72,10 +72,9 @@ class Informational:
         if not _consttime.compare_digest(expected, msg.payloads[0].data):
             self.log(now, sa.conn_id, f"hash of informational from {sa.peer} does not verify, dropped")
             return
-        if mid in sa.used_message_ids:
+        if not sa.message_ids.claim(mid):
             self.log(now, sa.conn_id, f"informational message ID {mid} seen before, dropped")
             return
-        sa.used_message_ids.add(mid)
         self._peer_alive(now, sa)
         cid = sa.conn_id
         self.log(now, cid, f"set new node {mid} to QM_IDLE")

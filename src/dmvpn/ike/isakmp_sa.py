@@ -24,18 +24,9 @@ from dmvpn.ike.states import (
     next_phase1,
     next_quick_mode,
 )
+from dmvpn.ike.transport import MessageIds, ReceivedMessages, Retransmit
 from dmvpn.ipsec.sa import SaOriginReason, SecurityAssociation, Selector
 from dmvpn.wire.isakmp import IsakmpMessage, decrypt_message, encrypt_message
-
-
-@dataclass(slots=True)
-class Retransmit:
-    """The last message an exchange sent and when to send it again
-    (RFC 2408 section 5: retransmission timers are implementation choices)."""
-
-    packet: bytes
-    attempts: int = 0
-    next_at: float | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -78,7 +69,7 @@ class IsakmpSa:
     nat_detected: bool = False
     pending: list[ChildRequest] = field(default_factory=list)
     nodes: dict[int, QuickModeExchange] = field(default_factory=dict)
-    used_message_ids: set[int] = field(default_factory=set)
+    message_ids: MessageIds = field(default_factory=MessageIds)
     dpd_seq: int = 0
     dpd_outstanding: int | None = None
     dpd_attempts: int = 0
@@ -164,7 +155,7 @@ class QuickModeExchange:
     g_qm: bytes | None = None
     choice: Phase2Choice | None = None
     retransmit: Retransmit | None = None
-    seen: set[bytes] = field(default_factory=set)
+    seen: ReceivedMessages = field(default_factory=ReceivedMessages)
     started: float = 0.0
     deleted_at: float | None = None
     child: ChildSa | None = None

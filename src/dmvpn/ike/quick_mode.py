@@ -185,9 +185,10 @@ class QuickMode:
         if not _consttime.compare_digest(expected, msg.payloads[0].data):
             self.log(now, cid, f"hash from {sa.peer} does not verify, message ID = {mid}")
             return
-        node = QuickModeExchange(mid, initiator=False, iv=iv, started=now, seen={data})
+        node = QuickModeExchange(mid, initiator=False, iv=iv, started=now)
+        node.seen.add(data)
         sa.nodes[mid] = node
-        sa.used_message_ids.add(mid)
+        sa.message_ids.claim(mid)
         self.log(now, cid, f"set new node {mid} to QM_IDLE")
         self.log(now, cid, f"processing HASH payload. message ID = {mid}")
         self.log(now, cid, f"processing SA payload. message ID = {mid}")

@@ -25,7 +25,7 @@ COLLISION_WINDOW = 5.0
 class Rekeying:
     """Lifetimes, rekeys and collisions (mixed into :class:`Ikev1Engine`)."""
 
-    def rekey_now(self, now: float, peer: str | None = None) -> int:
+    def rekey(self, now: float, peer: str | None = None) -> int:
         """Start a rekey of every current pair (with ``peer``) now, as if its
         soft limit had passed and the lifetime check had just run. Returns
         how many Quick Modes were started."""

@@ -257,7 +257,7 @@ class Router:
             # Lab extension (not an IOS command): rekey the current pairs now,
             # as the lifetime check would; two routers told at the same
             # instant make a simultaneous rekey.
-            return self._with_peer(words, 4, lambda peer: f"{self.ike.rekey_now(now, peer)} Quick Mode(s) started")
+            return self._with_peer(words, 4, lambda peer: f"{self.ike.rekey(now, peer)} Quick Mode(s) started")
         if head[:1] == ["show"]:
             if head[1:3] in (["ping"], ["ip", "traffic"]):
                 return self.host.admin(now, " ".join(head[:3]))

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from dmvpn.config import RouterConfig
-from dmvpn.crypto.ike_algorithms import EncryptionAlgorithm, HashAlgorithm
-from dmvpn.ike.isakmp_sa import ChildSa, IsakmpSa
-from dmvpn.ike.states import Phase1State
+from dmvpn.ike.manager import ChildSaView
 from dmvpn.ipsec.sa import EspMode, SaDirection, SaState, SecurityAssociation, Selector
 from dmvpn.node.policies import child_policies
 from dmvpn.node.routing import RouteSource, RoutingTable
@@ -31,12 +29,10 @@ from dmvpn.show.views import (
     IpsecFlowView,
     IpsecInterfaceView,
     IpsecSaView,
-    IsakmpSaState,
     IsakmpSaView,
     RouteView,
     SaHistoryView,
     SessionFlowView,
-    SessionIkeSaView,
 )
 from dmvpn.wire.esp import ESP_HEADER_BYTES
 from dmvpn.wire.ipv4 import IPV4_MIN_HEADER
@@ -59,15 +55,6 @@ DEFAULT_MTU = 1500
 #: ESP trailer: Pad Length and Next Header (RFC 4303 section 2).
 ESP_TRAILER_BYTES = 2
 
-_ENCRYPTION = {EncryptionAlgorithm.AES_CBC: "aes", EncryptionAlgorithm.DES3_CBC: "3des", EncryptionAlgorithm.DES_CBC: "des"}
-_HASH = {
-    HashAlgorithm.MD5: "md5",
-    HashAlgorithm.SHA: "sha",
-    HashAlgorithm.SHA2_256: "sha256",
-    HashAlgorithm.SHA2_384: "sha384",
-    HashAlgorithm.SHA2_512: "sha512",
-}
-
 
 def run_router_show(router: Router, now: float, command: str) -> str:
     """``Router.admin``'s entry point for ``show crypto ...``; errors put the
@@ -87,10 +74,10 @@ class RouterShowState:
     now: float
 
     # ------------------------------------------------------------ helpers
-    def _children(self) -> dict[int, ChildSa]:
+    def _children(self) -> dict[int, ChildSaView]:
         """The IKE pair each installed SA belongs to, by ``id(sa)``."""
-        out: dict[int, ChildSa] = {}
-        for child in self.router.ike.children:
+        out: dict[int, ChildSaView] = {}
+        for child in self.router.ike.child_sa_views():
             out[id(child.sa_in)] = child
             out[id(child.sa_out)] = child
         return out
@@ -145,11 +132,11 @@ class RouterShowState:
         pfs: dict[tuple[str, str, str, Selector | None], int | None] = {}
         for sa in self.router.sad.all():
             child = children.get(id(sa))
-            interface = child.policy.interface if child else "(unknown)"
-            crypto_map = child.policy.name if child else "(unknown)"
+            interface = child.interface if child else "(unknown)"
+            crypto_map = child.crypto_map if child else "(unknown)"
             key = (interface, crypto_map, sa.peer, sa.selector)
             flows.setdefault(key, []).append(sa)
-            pfs.setdefault(key, child.policy.pfs_group if child else None)
+            pfs.setdefault(key, child.pfs_group if child else None)
         by_iface: dict[str, list[IpsecFlowView]] = {}
         meta: dict[str, tuple[str, str]] = {}
         for key, sas in sorted(flows.items(), key=lambda kv: kv[0][:3]):
@@ -221,48 +208,28 @@ class RouterShowState:
             outbound_esp=tuple(self._sa_view(sa, crypto_map) for sa in outbound),
         )
 
-    def _isakmp_view(self, sa: IsakmpSa) -> IsakmpSaView:
-        choice = sa.choice
-        expires = sa.expires_at
-        caps = ("D" if sa.peer_dpd and self.router.config.isakmp_keepalive else "") + ("N" if sa.nat_detected else "")
-        return IsakmpSaView(
-            dst=sa.peer if sa.initiator else sa.local,
-            src=sa.local if sa.initiator else sa.peer,
-            local=sa.local,
-            remote=sa.peer,
-            state=IsakmpSaState(sa.state.display),
-            conn_id=sa.conn_id,
-            deleted=sa.state is Phase1State.IKE_DEST_SA,
-            encryption=_ENCRYPTION.get(EncryptionAlgorithm(choice.encryption), "aes") if choice else "aes",
-            hash=_HASH.get(HashAlgorithm(choice.hash), "sha") if choice else "sha",
-            dh_group=choice.group if choice else 0,
-            lifetime_sec=int(expires - self.now) if expires is not None else 0,
-            capabilities=caps,
-            engine_conn_id=sa.conn_id if sa.established else None,
-        )
-
     def isakmp_sa_views(self) -> Sequence[IsakmpSaView]:
-        return [self._isakmp_view(sa) for sa in self.router.ike.sas]
+        return self.router.ike.isakmp_sa_views(self.now)
 
     def crypto_session_views(self) -> Sequence[CryptoSessionView]:
-        """One session per (interface, peer) that has IKE or IPsec SAs."""
+        """One session per (interface, peer) that has IKE or IPsec SAs: the
+        key manager's view of the peer with the SAD's flows added."""
         children = self._children()
         peers: dict[tuple[str, str], list[SecurityAssociation]] = {}
         for sa in self.router.sad.all():
             child = children.get(id(sa))
-            peers.setdefault((child.policy.interface if child else "(unknown)", sa.peer), []).append(sa)
-        ike_by_peer: dict[str, list[IsakmpSa]] = {}
-        for isa in self.router.ike.sas:
-            ike_by_peer.setdefault(isa.peer, []).append(isa)
-            if not any(p == isa.peer for _, p in peers):
-                interface = next((c.policy.interface for c in self.router.ike.children if c.peer == isa.peer), None)
-                peers.setdefault((interface or "(unknown)", isa.peer), [])
-        return [self._session(interface, peer, sas, ike_by_peer.get(peer, [])) for (interface, peer), sas in sorted(peers.items())]
+            peers.setdefault((child.interface if child else "(unknown)", sa.peer), []).append(sa)
+        ike_by_peer = {view.peer: view for view in self.router.ike.session_views(self.now)}
+        for view in ike_by_peer.values():
+            if not any(p == view.peer for _, p in peers):
+                peers.setdefault((view.interface, view.peer), [])
+        return [self._session(interface, peer, sas, ike_by_peer.get(peer)) for (interface, peer), sas in sorted(peers.items())]
 
     def _session(
-        self, interface: str, peer: str, sas: list[SecurityAssociation], ike: list[IsakmpSa]
+        self, interface: str, peer: str, sas: list[SecurityAssociation], ike: CryptoSessionView | None
     ) -> CryptoSessionView:
-        up = [s for s in ike if s.established]
+        base = ike or CryptoSessionView(interface=interface, peer=peer, peer_port=500, phase1_id=peer)
+        up = any(s.active for s in base.ike_sas)
         if up and sas:
             status = "UP-ACTIVE"
         elif up:
@@ -271,35 +238,11 @@ class RouterShowState:
             status = "UP-NO-IKE"
         else:
             status = "DOWN-NEGOTIATING"
-        ike_views = tuple(
-            SessionIkeSaView(
-                local=s.local,
-                local_port=s.local_port,
-                remote=s.peer,
-                remote_port=s.peer_port,
-                active=s.established,
-                session_id=index,
-                capabilities=self._isakmp_view(s).capabilities,
-                conn_id=s.conn_id,
-                lifetime_sec=int(s.expires_at - self.now) if s.expires_at is not None else 0,
-            )
-            for index, s in enumerate(ike)
-        )
         flows: dict[Selector | None, list[SecurityAssociation]] = {}
         for sa in sas:
             flows.setdefault(sa.selector, []).append(sa)
         flow_views = tuple(self._session_flow(sa_list[0].local, peer, sel, sa_list) for sel, sa_list in flows.items())
-        starts = [s.established_at for s in up if s.established_at is not None]
-        return CryptoSessionView(
-            interface=interface,
-            peer=peer,
-            peer_port=ike[0].peer_port if ike else 500,
-            status=status,
-            uptime_sec=int(self.now - min(starts)) if starts else None,
-            phase1_id=peer,
-            ike_sas=ike_views,
-            flows=flow_views,
-        )
+        return replace(base, interface=interface, status=status, flows=flow_views)
 
     def _session_flow(
         self, local: str, peer: str, selector: Selector | None, sas: list[SecurityAssociation]

@@ -31,6 +31,13 @@ from dmvpn.wire.isakmp_registry import ExchangeType, HeaderFlags, PayloadType, e
 
 HEADER_LEN = 28
 IKEV1_VERSION = 0x10  # major 1, minor 0
+#: Offset of the Version octet (MjVer | MnVer) in the fixed header; IKEv2
+#: keeps the same layout (RFC 7296 section 3.1), so it tells the two apart.
+VERSION_OFFSET = 17
+#: UDP port of ISAKMP/IKE (assigned by IANA to RFC 2408) ...
+IKE_PORT = 500
+#: ... and of IKE after the NAT-T float, shared with ESP in UDP (RFC 3947 section 4, RFC 3948).
+NAT_T_PORT = 4500
 NON_ESP_MARKER = b"\x00\x00\x00\x00"
 NAT_KEEPALIVE = b"\xff"
 _HEADER = struct.Struct("!8s8sBBBBII")
