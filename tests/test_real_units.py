@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dmvpn.config import load_config, parse_config
-from dmvpn.ike.debug import IosClock
+from dmvpn.show.debug_log import IosClock
 from dmvpn.lab.netlab import linux_ifname
 from dmvpn.runtime.real.control import MAX_COMMAND, BadRequest, ControlClientError, ControlServer, Pending, send_command
 from dmvpn.runtime.real.daemon import DEFAULT_TUNNEL_MTU, router_spec, tun_names

@@ -4,7 +4,7 @@ holds over virtual hours (no sleeps)."""
 
 from __future__ import annotations
 
-from dmvpn.ike.debug import render
+from dmvpn.show.debug_log import render
 from dmvpn.ike.keylog import esp_sa_lines
 from dmvpn.lab.fluid import FluidFlow
 from dmvpn.runtime.sim import LinkParams
@@ -250,7 +250,7 @@ def test_transform_mismatch_in_the_sim():
 
 
 def test_lab_quick_mode_debug_matches_seed_sequences():
-    from dmvpn.ike.debug import render_line
+    from dmvpn.show.debug_log import render_line
     from test_ike_debug import block, normalize, seed_lines
     sim, hub, spoke, _ = build(debug=True)
     sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 3")

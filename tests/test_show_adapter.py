@@ -27,7 +27,7 @@ def _net() -> IkeNet:
 def _router(net: IkeNet, address: str) -> SimpleNamespace:
     """The attributes of dmvpn.node.router.Router the adapter reads."""
     engine = net.engines[address]
-    return SimpleNamespace(name=engine.name, config=engine.config, sad=engine.sad, ike=engine)
+    return SimpleNamespace(name=engine.name, config=engine.config, sad=engine.sad, ike=engine, key_managers=[engine])
 
 
 def test_ipsec_sa_values_are_the_sads() -> None:

@@ -77,7 +77,7 @@ class RouterShowState:
     def _children(self) -> dict[int, ChildSaView]:
         """The IKE pair each installed SA belongs to, by ``id(sa)``."""
         out: dict[int, ChildSaView] = {}
-        for child in self.router.ike.child_sa_views():
+        for child in (c for km in self.router.key_managers for c in km.child_sa_views()):
             out[id(child.sa_in)] = child
             out[id(child.sa_out)] = child
         return out
@@ -209,7 +209,7 @@ class RouterShowState:
         )
 
     def isakmp_sa_views(self) -> Sequence[IsakmpSaView]:
-        return self.router.ike.isakmp_sa_views(self.now)
+        return [v for km in self.router.key_managers for v in km.isakmp_sa_views(self.now)]
 
     def crypto_session_views(self) -> Sequence[CryptoSessionView]:
         """One session per (interface, peer) that has IKE or IPsec SAs: the
@@ -219,7 +219,7 @@ class RouterShowState:
         for sa in self.router.sad.all():
             child = children.get(id(sa))
             peers.setdefault((child.interface if child else "(unknown)", sa.peer), []).append(sa)
-        ike_by_peer = {view.peer: view for view in self.router.ike.session_views(self.now)}
+        ike_by_peer = {view.peer: view for km in self.router.key_managers for view in km.session_views(self.now)}
         for view in ike_by_peer.values():
             if not any(p == view.peer for _, p in peers):
                 peers.setdefault((view.interface, view.peer), [])

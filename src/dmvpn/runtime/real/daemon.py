@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TextIO
 
 from dmvpn.config import RouterConfig
-from dmvpn.ike.debug import IosClock
 from dmvpn.node.crypto_map import CRYPTO_MAP_TUN_MTU, build_maps, kernel_iface, kernel_routes
 from dmvpn.node.policies import PolicyError, child_policies
 from dmvpn.node.routing import RoutingTable
@@ -34,6 +33,7 @@ from dmvpn.runtime.real.loop import LogPrinter, RealRuntime
 from dmvpn.runtime.real.tun import TUN_CLONE_DEVICE, TunDevice, TunSpec, check_ifname
 from dmvpn.runtime.real.underlay import Underlay, UnderlaySpec
 from dmvpn.sansio import Engine
+from dmvpn.show.debug_log import IosClock
 
 #: Tunnel MTU when the config has no ``ip mtu``: what IOS DMVPN configs use,
 #: so that ESP + GRE stay under a 1500-byte underlay (REFERENCE.md).

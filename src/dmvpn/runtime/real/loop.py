@@ -28,11 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from dmvpn.ike.debug import IosClock
 from dmvpn.runtime.real.control import BadRequest, ControlServer
 from dmvpn.runtime.real.tun import TunDevice
 from dmvpn.runtime.real.underlay import Receiver, Underlay
 from dmvpn.sansio import Engine, LogEvent
+from dmvpn.show.debug_log import IosClock, render_line
 
 DEFAULT_BATCH = 64
 #: epoll_wait(2) takes milliseconds; a timer closer than this is polled for.
@@ -54,8 +54,7 @@ class LogPrinter:
     def __call__(self, event: LogEvent) -> None:
         if self.categories is not None and event.category not in self.categories:
             return
-        facility = event.fields.get("facility", event.category.upper())
-        self._write(f"{self.clock.timestamp(event.time)}: {facility}: {event.message}\n")
+        self._write(render_line(event, self.clock) + "\n")
 
     def note(self, now: float, text: str) -> None:
         """A line from the runtime itself (start, stop, send errors)."""
