@@ -72,7 +72,7 @@ def test_lan_to_lan_ping_is_protected_in_tunnel_mode_first_echo_triggers_ike():
 def test_traffic_outside_the_acl_goes_in_clear_and_deny_lines_bypass(tmp_path):
     tshark = shutil.which("tshark")
     assert tshark, "tshark is required for this test"
-    sim, a, b, wan = sites()
+    sim, a, _b, wan = sites()
     pcap = tmp_path / "wan.pcap"
     sim.capture(wan, pcap)
     assert ping(sim, a, "ping 10.2.0.1 source 10.1.0.1 repeat 3", 20.0) == ".!!"
@@ -141,7 +141,7 @@ def test_ping_source_and_routes():
 
 
 def test_port_lines_match_tcp_udp_ports_only():
-    sim, a, _, _ = sites()
+    _sim, a, _, _ = sites()
     dns = IPv4Header("10.1.1.1", "10.2.0.1", 17).encode(encode_udp("10.1.1.1", "10.2.0.1", 5353, 53, b"q"))
     other = IPv4Header("10.1.1.1", "10.2.0.1", 17).encode(encode_udp("10.1.1.1", "10.2.0.1", 5353, 54, b"q"))
     assert a.crypto_map.outbound(1.0, WAN, other) == other            # no line: in clear

@@ -95,5 +95,6 @@ def test_no_concrete_ike_engine_outside_the_factory() -> None:
     inside = {id(n) for n in ast.walk(factory)}
     assert users and all(id(n) in inside for n in users)
     for module in ("node/show_adapter.py", "runtime/real/daemon.py", "runtime/real/loop.py", "lab/fluid.py"):
-        ike = {n for n in _imports(SRC / module) if n.startswith("dmvpn.ike.") and not n.startswith("dmvpn.ike.manager")}
+        ike = {n for n in _imports(SRC / module)
+               if n.startswith("dmvpn.ike.") and not n.startswith("dmvpn.ike.manager")}
         assert not ike, (module, ike)

@@ -172,7 +172,8 @@ def test_incomplete_and_ambiguous() -> None:
 
 
 WORDS = st.sampled_from(
-    ["show", "sh", "crypto", "cry", "ipsec", "isakmp", "isa", "sa", "peer", "interface", "detail", "session", "remote", "policy", "profile", "transform-set", "|", "json", "172.17.3.2", "::1", "Tunnel0", "x"]
+    ["show", "sh", "crypto", "cry", "ipsec", "isakmp", "isa", "sa", "peer", "interface", "detail", "session",
+     "remote", "policy", "profile", "transform-set", "|", "json", "172.17.3.2", "::1", "Tunnel0", "x"]
 )
 
 

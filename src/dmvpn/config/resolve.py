@@ -149,7 +149,8 @@ def _transform_set_refs(p: _Parser, sa: SaSettings) -> tuple[str, ...]:
     return tuple(name for name, _ in sa.transform_sets)
 
 
-def _crypto_maps(p: _Parser, sa_default: SaLifetime, acls: dict[str, AccessList], interfaces: dict[str, Interface]) -> dict[str, CryptoMap]:
+def _crypto_maps(p: _Parser, sa_default: SaLifetime, acls: dict[str, AccessList],
+                 interfaces: dict[str, Interface]) -> dict[str, CryptoMap]:
     grouped: dict[str, list[CryptoMapEntry]] = {}
     for (name, seq), b in sorted(p.map_entries.items()):
         sets = _transform_set_refs(p, b.sa)
@@ -166,7 +167,8 @@ def _crypto_maps(p: _Parser, sa_default: SaLifetime, acls: dict[str, AccessList]
                 if ("acl", acl_name) not in p.broken:
                     p.error(line, f"match address: access-list '{acl_name}' is not defined")
             elif not acls[acl_name].extended:
-                p.error(line, f"match address: access-list '{acl_name}' is a standard list, crypto maps need an extended one")
+                p.error(line, f"match address: access-list '{acl_name}' is a standard list, "
+                              "crypto maps need an extended one")
         seconds, kilobytes = _lifetime(b.sa, sa_default)
         grouped.setdefault(name, []).append(
             CryptoMapEntry(name, seq, tuple(b.peers), sets, acl_name, seconds, kilobytes, b.sa.pfs_group, b.line)
@@ -261,7 +263,8 @@ def _interface(p: _Parser, b: InterfaceBuilder, profiles: dict[str, IpsecProfile
     nhrp = _nhrp(p, b) if b.has_nhrp_lines else None
     if tunnel is None and nhrp is not None:
         p.warn(b.line, f"{b.name} is not a Tunnel interface: its 'ip nhrp' lines are not used")
-    return Interface(b.name, b.address, b.mtu, b.shutdown, b.crypto_map[0] if b.crypto_map else None, tunnel, nhrp, b.line)
+    crypto_map = b.crypto_map[0] if b.crypto_map else None
+    return Interface(b.name, b.address, b.mtu, b.shutdown, crypto_map, tunnel, nhrp, b.line)
 
 
 def _check_overlaps(p: _Parser, interfaces: dict[str, Interface]) -> None:
@@ -274,7 +277,8 @@ def _check_overlaps(p: _Parser, interfaces: dict[str, Interface]) -> None:
         for other, name in seen:
             if iface.address.network.overlaps(other.network):
                 line = p.interfaces[iface.name].seen.lines.get("ip address", iface.line)
-                p.error(line, f"ip address {iface.address.with_netmask.replace('/', ' ')}: {iface.address.network} overlaps with {name} ({other})")
+                address = iface.address.with_netmask.replace("/", " ")
+                p.error(line, f"ip address {address}: {iface.address.network} overlaps with {name} ({other})")
                 break
         seen.append((iface.address, iface.name))
 

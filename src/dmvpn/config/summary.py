@@ -114,7 +114,8 @@ def summary_lines(c: RouterConfig) -> list[str]:
         out.append(f"  ISAKMP key {MASK} for {where}")
     ka = c.isakmp_keepalive
     out.append(
-        f"  ISAKMP keepalive (DPD): {ka.seconds} s, retry {ka.retry} s, {ka.mode.value}" if ka else "  ISAKMP keepalive (DPD): off"
+        f"  ISAKMP keepalive (DPD): {ka.seconds} s, retry {ka.retry} s, {ka.mode.value}"
+        if ka else "  ISAKMP keepalive (DPD): off"
     )
     if c.isakmp_nat_keepalive:
         out.append(f"  ISAKMP NAT keepalive: {c.isakmp_nat_keepalive} s")

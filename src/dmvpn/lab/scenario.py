@@ -331,7 +331,7 @@ def parse_scenario(text: str, source: str = "<scenario>", base: Path | None = No
             bandwidth_mbps=r.number("bandwidth_mbps", None, positive=True),
             mtu=r.integer("mtu", 1500, minimum=68),
         ))
-    link_names = {l.name for l in links}
+    link_names = {link.name for link in links}
 
     flows = []
     for i, t in enumerate(_tables(doc, "flow", source, lines)):

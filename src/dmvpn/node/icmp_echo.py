@@ -231,7 +231,7 @@ class IcmpEchoEngine:
         rest = args[1:]
         if len(rest) % 2:
             return "% Incomplete command."
-        for key, value in zip(rest[::2], rest[1::2]):
+        for key, value in zip(rest[::2], rest[1::2], strict=True):
             if key == "source":
                 source = self._source(value)
                 if source is None:

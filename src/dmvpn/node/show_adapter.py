@@ -223,7 +223,8 @@ class RouterShowState:
         for view in ike_by_peer.values():
             if not any(p == view.peer for _, p in peers):
                 peers.setdefault((view.interface, view.peer), [])
-        return [self._session(interface, peer, sas, ike_by_peer.get(peer)) for (interface, peer), sas in sorted(peers.items())]
+        return [self._session(interface, peer, sas, ike_by_peer.get(peer))
+                for (interface, peer), sas in sorted(peers.items())]
 
     def _session(
         self, interface: str, peer: str, sas: list[SecurityAssociation], ike: CryptoSessionView | None

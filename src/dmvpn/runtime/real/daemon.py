@@ -104,10 +104,10 @@ def router_spec(config: RouterConfig, *, control: Path | None, tun_name: str,
         check_ifname(name)
     tuns = [TunSpec(i.name, name, ipaddress.IPv4Interface(i.address), i.mtu or DEFAULT_TUNNEL_MTU,
                     tunnel_routes(config, i.name))
-            for i, name in zip(tunnels, names)]
+            for i, name in zip(tunnels, names, strict=False)]
     tuns += [TunSpec(kernel_iface(m.interface), name, None, CRYPTO_MAP_TUN_MTU,
                      tuple((net, None) for net in kernel_routes(m)))
-             for m, name in zip(maps, names[len(tunnels):])]
+             for m, name in zip(maps, names[len(tunnels):], strict=True)]
     return DaemonSpec(underlay, tuns, control, tun_clone, SHUTDOWN_COMMAND)
 
 

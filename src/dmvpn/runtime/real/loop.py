@@ -19,6 +19,7 @@ wake-up, and transmits are flushed once per batch.
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import signal
 import socket
@@ -126,10 +127,8 @@ class RealRuntime:
     def stop(self) -> None:
         """Ask the loop to finish (safe from another thread or a signal)."""
         self._stop = True
-        try:
+        with contextlib.suppress(OSError):  # the loop is already gone
             self._wake_w.send(b"\x00")
-        except OSError:
-            pass
 
     def run(self) -> None:
         """The loop; returns after :meth:`stop` and the shutdown, having

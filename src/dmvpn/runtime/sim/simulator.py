@@ -138,7 +138,8 @@ class Simulator:
         """Record every packet delivered over ``target`` into a pcap file
         (a path, or an open binary stream). Closed by :meth:`close`."""
         owned = isinstance(dest, (str, Path))
-        stream = open(dest, "wb") if owned else dest
+        # kept open past this call: closed by close() (so no ``with``)
+        stream = open(dest, "wb") if owned else dest  # noqa: SIM115
         writer = PcapWriter(stream, epoch=self.epoch)
         target.taps.append(writer)
         self._captures.append((writer, owned))
