@@ -66,9 +66,9 @@ def build(p: _Parser) -> RouterConfig:
     _check_overlaps(p, interfaces)
     _check_shared_sources(p, interfaces)
     crypto_maps = _crypto_maps(p, sa_default, acls, interfaces)
-    for b in p.interfaces.values():
-        if b.crypto_map and b.crypto_map[0] not in crypto_maps:
-            p.error(b.crypto_map[1], f"crypto map '{b.crypto_map[0]}' is not defined")
+    for ib in p.interfaces.values():
+        if ib.crypto_map and ib.crypto_map[0] not in crypto_maps:
+            p.error(ib.crypto_map[1], f"crypto map '{ib.crypto_map[0]}' is not defined")
     for r in p.routes:
         if r.interface and not r.interface.startswith("Null") and r.interface not in interfaces:
             p.error(r.line, f"ip route: interface {r.interface} is not defined")

@@ -50,7 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dmvpn.config import AclAction, RouterConfig
-from dmvpn.config.model import PortMatch
+from dmvpn.config.model import AclEntry, PortMatch
 from dmvpn.ike.proposals import ChildPolicy
 from dmvpn.ipsec.esp import EspDrop, protect
 from dmvpn.ipsec.sa import SecurityAssociation, Selector
@@ -66,7 +66,6 @@ KERNEL_PREFIX = "kernel:"
 CRYPTO_MAP_TUN_MTU = 1400
 #: Cached outbound verdicts per (interface, protocol, src, dst), at most.
 VERDICT_CACHE_SIZE = 65536
-_UNKNOWN = object()
 #: At most one syslog line of each kind per this many seconds (IOS rate-limits them too).
 SYSLOG_INTERVAL = 60.0
 _TCP, _UDP = int(IpProto.TCP), int(IpProto.UDP)
@@ -118,6 +117,20 @@ class MapLine:
         if match is None:
             return True
         return ports is not None and match.matches(ports[i])
+
+
+#: The verdict cache's "not cached yet" marker (never a real line).
+_UNKNOWN = MapLine(False, (0, 0), (0, 0), 0, None, None)
+
+
+def _map_line(acl_line: AclEntry, protocol: int, policy: ChildPolicy | None = None) -> MapLine:
+    """The packet path's form of one ACL line; ``policy`` for a permit line."""
+    src, dst = _net(acl_line.source), _net(acl_line.destination)
+    if policy is None:
+        return MapLine(False, src, dst, protocol, acl_line.source_ports, acl_line.destination_ports)
+    return MapLine(True, src, dst, protocol, acl_line.source_ports, acl_line.destination_ports, policy=policy,
+                   selector=Selector(acl_line.source, acl_line.destination, protocol),
+                   peers=tuple(str(p) for p in policy.peers))
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,18 +219,14 @@ def build_maps(config: RouterConfig, policies: list[ChildPolicy]) -> dict[str, I
             lines = []
             for acl_line in acl.entries:
                 protocol = acl_line.protocol or 0
-                common = dict(src=_net(acl_line.source), dst=_net(acl_line.destination), protocol=protocol,
-                              source_ports=acl_line.source_ports, destination_ports=acl_line.destination_ports)
                 if acl_line.action is not AclAction.PERMIT:
-                    lines.append(MapLine(False, **common))
+                    lines.append(_map_line(acl_line, protocol))
                     continue
                 policy = next(p for p in unused if p.interface == iface.name and p.name == cmap.name
                               and p.local == acl_line.source and p.remote == acl_line.destination
                               and p.protocol == protocol and p.peers == entry.peers)
                 unused.remove(policy)
-                lines.append(MapLine(True, **common, policy=policy,
-                                     selector=Selector(acl_line.source, acl_line.destination, protocol),
-                                     peers=tuple(str(p) for p in entry.peers)))
+                lines.append(_map_line(acl_line, protocol, policy))
             entries.append(tuple(lines))
         maps[iface.name] = InterfaceMap(iface.name, cmap.name, str(local_addr.ip), tuple(entries))
     return maps
@@ -275,7 +284,9 @@ class CryptoMapPath:
         key = (iface, packet[9:10] + packet[12:20]) if iface not in self._port_maps else None
         line = self._verdicts.get(key, _UNKNOWN) if key is not None else _UNKNOWN
         if line is _UNKNOWN:
-            line = self.maps[iface].classify(*packet_fields(packet))  # type: ignore[misc]
+            fields = packet_fields(packet)
+            assert fields is not None  # the length and version were checked above
+            line = self.maps[iface].classify(*fields)
             if key is not None:
                 if len(self._verdicts) >= VERDICT_CACHE_SIZE:
                     self._verdicts.clear()
@@ -294,8 +305,8 @@ class CryptoMapPath:
         try:
             out = protect(sa, now, packet)
         except EspDrop as drop:
-            key = drop.reason.value
-            self.counters.esp_drops[key] = self.counters.esp_drops.get(key, 0) + 1
+            reason = drop.reason.value
+            self.counters.esp_drops[reason] = self.counters.esp_drops.get(reason, 0) + 1
             return None
         self.last_out[sa.peer] = now
         return out

@@ -325,5 +325,5 @@ class IcmpEchoEngine:
         header = IPv4Header(src, dst, _PROTO_ICMP, 255, self._ip_id)
         self._tx.append(Transmit(iface, header.encode(message.encode())))
 
-    def _log(self, now: float, message: str, fields: dict) -> None:
+    def _log(self, now: float, message: str, fields: dict[str, object]) -> None:
         self._events.append(LogEvent(now, self.name, "icmp", message, fields))

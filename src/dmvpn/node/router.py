@@ -71,7 +71,7 @@ from dmvpn.wire.isakmp import (
     classify_udp4500,
     strip_non_esp_marker,
 )
-from dmvpn.wire.udp import decode_udp, encode_udp
+from dmvpn.wire.udp import UdpDatagram, decode_udp, encode_udp
 
 #: What the key managers ask about a peer for DPD: (last packet in, last out).
 TrafficProbe = Callable[[str], tuple[float | None, float | None]]
@@ -307,7 +307,7 @@ class Router:
         return "\n".join(line for p in peers for line in explain_sas(records, self.name, p, now, names))
 
     @staticmethod
-    def _with_peer(words: list[str], n: int, action) -> str:
+    def _with_peer(words: list[str], n: int, action: Callable[[str | None], str]) -> str:
         """``... [peer A.B.C.D]`` after ``n`` keywords."""
         if len(words) == n:
             return action(None)
@@ -371,7 +371,7 @@ class Router:
         if out is not None:
             self._tx.append(Transmit(iface, out))
 
-    def _udp4500_in(self, now: float, iface: str, header: IPv4Header, udp, packet: bytes) -> None:
+    def _udp4500_in(self, now: float, iface: str, header: IPv4Header, udp: UdpDatagram, packet: bytes) -> None:
         """UDP 4500 (RFC 3948 section 2): IKE behind the non-ESP marker, ESP,
         or a NAT keepalive."""
         try:

@@ -138,8 +138,12 @@ class Simulator:
         """Record every packet delivered over ``target`` into a pcap file
         (a path, or an open binary stream). Closed by :meth:`close`."""
         owned = isinstance(dest, (str, Path))
-        # kept open past this call: closed by close() (so no ``with``)
-        stream = open(dest, "wb") if owned else dest  # noqa: SIM115
+        stream: BinaryIO
+        if isinstance(dest, (str, Path)):
+            # kept open past this call: closed by close() (so no ``with``)
+            stream = open(dest, "wb")  # noqa: SIM115
+        else:
+            stream = dest
         writer = PcapWriter(stream, epoch=self.epoch)
         target.taps.append(writer)
         self._captures.append((writer, owned))
