@@ -85,7 +85,7 @@ class IkeNet:
         return d
 
     def pump(self) -> None:
-        for addr, e in self.engines.items():
+        for _addr, e in self.engines.items():
             for d in map(self._translate, e.poll_datagrams()):
                 self.sent.append((self.now, d))
                 if d.src in self.down or d.dst in self.down or self.rng.random() < self.wire.loss:

@@ -24,13 +24,13 @@ def normalize(line: str) -> str:
 
 def seed_lines(name: str) -> list[str]:
     with open(f"{SEED}/{name}") as f:
-        return [normalize(l.rstrip("\n")) for l in f if l.strip()]
+        return [normalize(line.rstrip("\n")) for line in f if line.strip()]
 
 
 def block(lines: list[str], first: str, last: str) -> list[str]:
-    start = next(i for i, l in enumerate(lines) if first in l)
+    start = next(i for i, line in enumerate(lines) if first in line)
     end = next(i for i in range(start, len(lines)) if last in lines[i])
-    return [l for l in lines[start:end + 1] if "purging node" not in l]
+    return [line for line in lines[start:end + 1] if "purging node" not in line]
 
 
 def hub_initiated_quick_mode() -> tuple[list[str], list[str]]:
@@ -46,7 +46,8 @@ def hub_initiated_quick_mode() -> tuple[list[str], list[str]]:
     net.run(20.0)
     clock = IosClock()
     hub_lines = [normalize(render_line(e, clock)) for e in net.events if e.node == "HUB" and e.category == "isakmp"]
-    spoke_lines = [normalize(render_line(e, clock)) for e in net.events if e.node == "SPOKE1" and e.category == "isakmp"]
+    spoke_lines = [normalize(render_line(e, clock)) for e in net.events
+                   if e.node == "SPOKE1" and e.category == "isakmp"]
     return hub_lines, spoke_lines
 
 
@@ -60,7 +61,7 @@ def test_initiator_quick_mode_matches_seed_hub():
 
 def test_responder_quick_mode_matches_seed_spoke():
     _, spoke_lines = hub_initiated_quick_mode()
-    expected = [l for l in seed_lines("spoke_debug_crypto_isakmp.txt") if "purging node" not in l]
+    expected = [line for line in seed_lines("spoke_debug_crypto_isakmp.txt") if "purging node" not in line]
     ours = block(spoke_lines, "received packet from", "New State = IKE_QM_PHASE2_COMPLETE")
     assert ours == expected
 
@@ -71,7 +72,7 @@ def test_responder_tail_and_delete_match_seed_hub():
     responder_tail = block(seed, "SA life type in kilobytes", "New State = IKE_QM_PHASE2_COMPLETE")
     _, spoke_lines = hub_initiated_quick_mode()
     ours = block(spoke_lines, "SA life type in kilobytes", "New State = IKE_QM_PHASE2_COMPLETE")
-    assert [l.replace("(I)", "(R)") for l in ours] == responder_tail
+    assert [line.replace("(I)", "(R)") for line in ours] == responder_tail
 
 
 def test_delete_processing_matches_seed_hub():

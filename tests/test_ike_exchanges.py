@@ -4,6 +4,7 @@ virtual time over an in-memory network (tests/ike_harness.py)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -183,7 +184,7 @@ def test_duplicate_quick_mode_message_is_answered_not_reprocessed():
     net.acquire(SPOKE, HUB)
     net.run(5.0)
     hub = net.engines[HUB]
-    qm1 = [d for _, d in net.sent if d.src == SPOKE and d.payload[18] == 32][0]
+    qm1 = next(d for _, d in net.sent if d.src == SPOKE and d.payload[18] == 32)
     before = len(hub.sad.all())
     hub.receive(net.now, qm1.src, qm1.sport, qm1.dst, qm1.dport, qm1.payload)
     net.pump()
@@ -216,8 +217,8 @@ def test_crypto_map_tunnel_mode_with_subnet_ids():
     from dmvpn.ipsec.sa import Selector
     from dmvpn.wire.ipv4 import IPv4Header
     net = IkeNet(11)
-    a = net.add("192.0.2.1", open("tests/data/ike/site_a.cfg").read())
-    b = net.add("192.0.2.2", open("tests/data/ike/site_b.cfg").read())
+    a = net.add("192.0.2.1", Path("tests/data/ike/site_a.cfg").read_text())
+    b = net.add("192.0.2.2", Path("tests/data/ike/site_b.cfg").read_text())
     policy = a.child_policies[0]
     a.acquire(0.0, policy, "192.0.2.2", "192.0.2.1",
               Selector(IPv4Network("10.1.0.0/24"), IPv4Network("10.2.0.0/24"), 0))
@@ -233,8 +234,9 @@ def test_crypto_map_tunnel_mode_with_subnet_ids():
 
 def test_crypto_map_mismatched_acl_is_refused():
     net = IkeNet(12)
-    a = net.add("192.0.2.1", open("tests/data/ike/site_a.cfg").read())
-    net.add("192.0.2.2", open("tests/data/ike/site_b.cfg").read().replace("10.1.0.0 0.0.0.255", "10.9.0.0 0.0.0.255"))
+    a = net.add("192.0.2.1", Path("tests/data/ike/site_a.cfg").read_text())
+    site_b = Path("tests/data/ike/site_b.cfg").read_text()
+    net.add("192.0.2.2", site_b.replace("10.1.0.0 0.0.0.255", "10.9.0.0 0.0.0.255"))
     from ipaddress import IPv4Network
 
     from dmvpn.ipsec.sa import Selector
@@ -274,7 +276,7 @@ def test_nat_detected_floats_to_4500_and_encapsulates_esp_in_udp():
     assert (hub.sas[0].local_port, hub.sas[0].peer_port) == (4500, 44500)   # the NAT's port for 4500
     hub_ports = [d.dport if d.dst == HUB else d.sport for _, d in net.sent]
     assert hub_ports[:4] == [500] * 4 and set(hub_ports[4:]) == {4500}   # MM5 on floats to 4500
-    qm1 = [d for _, d in net.sent if len(d.payload) > 18 and d.payload[18] == 32][0]
+    qm1 = next(d for _, d in net.sent if len(d.payload) > 18 and d.payload[18] == 32)
     assert qm1.dport == 4500
     sa = hub.sad.outbound_for("203.0.113.9")
     assert sa is not None and sa.udp_encap == (4500, 44500) and sa.mode.value == 2

@@ -157,7 +157,7 @@ def test_receiver_verifies_every_hash_from_received_bytes() -> None:
     idii_b = m5.raw_payloads[0][4:]
     assert m5.payloads[1].data == kdf.hash_i(HASH, keys.skeyid, dh_i.public_value, dh_r.public_value,
                                              CKY_I, CKY_R, c["sai_b"], idii_b)
-    m6, iv = decrypt_message(msgs[5][1], cipher, ka, iv)
+    _m6, iv = decrypt_message(msgs[5][1], cipher, ka, iv)
     assert iv == c["last_p1"]
     qiv = kdf.exchange_iv(HASH, iv, QM_ID, 16)
     q1, qiv = decrypt_message(msgs[6][1], cipher, ka, qiv)
@@ -199,7 +199,7 @@ def test_tshark_decrypts_our_exchange(tmp_path) -> None:
     assert len(rows) == len(msgs)
     ours = decode_capture(pcap, load_ikev1_keys(keyfile))
     assert len(ours) == len(msgs) and all(r.get("decrypted") for r in ours[4:])
-    for row, rec in zip(rows, ours):
+    for row, rec in zip(rows, ours, strict=False):
         _frame, types, hashes = row
         flat = []
         for p in rec["payloads"]:
@@ -209,6 +209,6 @@ def test_tshark_decrypts_our_exchange(tmp_path) -> None:
         assert [int(t) for t in types.split(",")] == flat
         assert (hashes.split(",") if hashes else []) == [p["data"] for p in rec["payloads"] if p["type_number"] == 8]
     assert rows[-1][1] == "8,12"
-    expert = subprocess.run(args[:5] + ["-Y", "_ws.malformed || _ws.expert.severity >= 6291456"],
+    expert = subprocess.run([*args[:5], "-Y", "_ws.malformed || _ws.expert.severity >= 6291456"],
                             capture_output=True, text=True, env=env, check=True).stdout.strip()
     assert expert == ""

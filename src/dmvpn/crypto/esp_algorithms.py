@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 try:  # cryptography >= 43 moved TripleDES to the "decrepit" package
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 except ImportError:  # pragma: no cover - older cryptography
-    TripleDES = algorithms.TripleDES  # type: ignore[misc,assignment]
+    from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
 
 
 class EspTransformId(IntEnum):

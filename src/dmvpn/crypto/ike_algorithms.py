@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 try:  # cryptography >= 43 moved TripleDES to the "decrepit" package
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 except ImportError:  # pragma: no cover - older cryptography
-    TripleDES = algorithms.TripleDES  # type: ignore[misc,assignment]
+    from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
 
 
 class EncryptionAlgorithm(IntEnum):
@@ -67,7 +67,7 @@ def _hash_class(alg: int) -> type[hashes.HashAlgorithm]:
 
 def hash_size(alg: int) -> int:
     """Output length in bytes of hash ``alg`` (and of its HMAC PRF)."""
-    return _hash_class(alg).digest_size
+    return _hash_class(alg)().digest_size
 
 
 def hash_bytes(alg: int, data: bytes) -> bytes:
@@ -97,7 +97,7 @@ class IkeCipher:
     key_sizes: tuple[int, ...]
     default_key_size: int
 
-    def _cipher(self, key: bytes, iv: bytes) -> Cipher:
+    def _cipher(self, key: bytes, iv: bytes) -> Cipher[modes.CBC]:
         if len(key) not in self.key_sizes:
             raise ValueError(f"{self.algorithm.name}: key of {len(key)} bytes, expected one of {self.key_sizes}")
         if len(iv) != self.block_size:

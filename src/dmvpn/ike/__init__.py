@@ -10,6 +10,10 @@ Public API::
     engine.acquire(now, policy, peer, local, selector)  # traffic found no SA
     engine.handle_timer(now); engine.next_deadline()
     engine.poll_datagrams(); engine.poll_events()      # UDP to send, LogEvents
+
+The router sees any IKE version through :class:`~dmvpn.ike.manager.KeyManager`
+(``ike_major_version(payload)`` picks the manager for a UDP 500/4500 payload);
+exchanges are task objects over :class:`~dmvpn.ike.transport.IkeTransport`.
 """
 
 from dmvpn.ike.engine import Ikev1Engine

@@ -10,23 +10,25 @@ CBC block | M-ID) and chains within itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 
 from dmvpn.crypto.dh_groups import DhKeyPair
 from dmvpn.crypto.ike_algorithms import IkeCipher, cipher_key_size, ike_cipher
 from dmvpn.crypto.ikev1_kdf import Ikev1Keys, encryption_key, exchange_iv, phase1_iv
 from dmvpn.ike.proposals import ChildPolicy, Phase1Choice, Phase2Choice
 from dmvpn.ike.states import (
+    ChildEvent,
+    ChildState,
     IkeEvent,
     MessageSource,
     Phase1State,
     QuickModeState,
+    next_child,
     next_phase1,
     next_quick_mode,
 )
 from dmvpn.ike.transport import MessageIds, ReceivedMessages, Retransmit
 from dmvpn.ipsec.sa import SaOriginReason, SecurityAssociation, Selector
-from dmvpn.wire.isakmp import IsakmpMessage, decrypt_message, encrypt_message
+from dmvpn.wire.isakmp import IKE_PORT, IsakmpMessage, decrypt_message, encrypt_message
 
 
 @dataclass(eq=False, slots=True)
@@ -39,8 +41,8 @@ class IsakmpSa:
     peer: str
     cky_i: bytes
     cky_r: bytes = bytes(8)
-    local_port: int = 500
-    peer_port: int = 500
+    local_port: int = IKE_PORT
+    peer_port: int = IKE_PORT
     state: Phase1State = Phase1State.IKE_READY
     created: float = 0.0
     psk: bytes = b""
@@ -167,14 +169,9 @@ class QuickModeExchange:
         self.state = next_quick_mode(old, source, event, responder=not self.initiator)
         return old, self.state
 
-
-class ChildState(Enum):
-    """An IPsec SA pair as the IKE engine sees it."""
-
-    ACTIVE = "active"
-    REKEYING = "rekeying"
-    REPLACED = "replaced"
-    DELETED = "deleted"
+    def give_up(self) -> None:
+        """The exchange failed (IKE_PHASE2_DEL: no debug line, as on IOS)."""
+        self.transition(MessageSource.IKE_MESG_INTERNAL, IkeEvent.IKE_PHASE2_DEL)
 
 
 @dataclass(eq=False, slots=True)
@@ -198,6 +195,15 @@ class ChildSa:
     loser: bool = False
     delete_scheduled: bool = False
     keys: tuple[bytes, bytes, bytes, bytes] = (b"", b"", b"", b"")
+
+    def transition(self, event: ChildEvent) -> ChildState:
+        """Apply one lifecycle event (through :data:`~dmvpn.ike.states.CHILD_TRANSITIONS`)."""
+        self.state = next_child(self.state, event)
+        return self.state
+
+    @property
+    def rekeying(self) -> bool:
+        return self.state is ChildState.REKEYING
 
     @property
     def flow(self) -> tuple[str, Selector]:

@@ -37,15 +37,15 @@ from dmvpn.wire.isakmp_registry import (
     ProtocolId,
 )
 
-_ENC_NAMES = {EncryptionAlgorithm.AES_CBC: "AES-CBC", EncryptionAlgorithm.DES3_CBC: "3DES-CBC"}
-_HASH_NAMES = {
+_ENC_NAMES: dict[int, str] = {EncryptionAlgorithm.AES_CBC: "AES-CBC", EncryptionAlgorithm.DES3_CBC: "3DES-CBC"}
+_HASH_NAMES: dict[int, str] = {
     HashAlgorithm.MD5: "MD5",
     HashAlgorithm.SHA: "SHA",
     HashAlgorithm.SHA2_256: "SHA256",
     HashAlgorithm.SHA2_384: "SHA384",
     HashAlgorithm.SHA2_512: "SHA512",
 }
-_ESP_NAMES = {
+_ESP_NAMES: dict[int, str] = {
     EspTransformId.ESP_AES_CBC: "ESP_AES",
     EspTransformId.ESP_3DES: "ESP_3DES",
     EspTransformId.ESP_NULL: "ESP_NULL",
@@ -53,7 +53,7 @@ _ESP_NAMES = {
     EspTransformId.ESP_DES: "ESP_DES",
     EspTransformId.ESP_NULL_AUTH_AES_GMAC: "ESP_GMAC",
 }
-_AUTH_NAMES = {
+_AUTH_NAMES: dict[int, str] = {
     EspAuthAlgorithm.HMAC_MD5: "HMAC-MD5",
     EspAuthAlgorithm.HMAC_SHA: "HMAC-SHA",
     EspAuthAlgorithm.HMAC_SHA2_256: "HMAC-SHA256",
@@ -147,7 +147,8 @@ def phase1_mismatch(t: Transform, policy: IsakmpPolicy) -> str | None:
         return "Transform ID offered is not KEY_IKE!"
     if _attr_int(t, Phase1Attribute.ENCRYPTION_ALGORITHM) != int(policy.encryption):
         return "Encryption algorithm offered does not match policy!"
-    if policy.encryption is EncryptionAlgorithm.AES_CBC and _attr_int(t, Phase1Attribute.KEY_LENGTH) != (policy.key_bits or 128):
+    key_length = _attr_int(t, Phase1Attribute.KEY_LENGTH)
+    if policy.encryption is EncryptionAlgorithm.AES_CBC and key_length != (policy.key_bits or 128):
         return "Key length offered does not match policy!"
     if _attr_int(t, Phase1Attribute.HASH_ALGORITHM) != int(policy.hash):
         return "Hash algorithm offered does not match policy!"
@@ -268,11 +269,6 @@ def phase2_sa_payload(policy: ChildPolicy, spi: int, udp: bool = False) -> SaPay
     return SaPayload(proposals)
 
 
-def phase2_reply_payload(choice: Phase2Choice, proposal_number: int, spi: int, offered: Transform) -> SaPayload:
-    """The responder's SA payload: the accepted transform as offered, with our SPI."""
-    return SaPayload([Proposal(proposal_number, ProtocolId.IPSEC_ESP, spi.to_bytes(4, "big"), [offered])])
-
-
 @dataclass(frozen=True, slots=True)
 class OfferedTransform:
     """The decoded attributes of one offered ESP transform."""
@@ -355,7 +351,9 @@ def agreed_lifetimes(offer: OfferedTransform, policy: ChildPolicy) -> tuple[int,
     if offer.lifetime_seconds == 0 or offer.lifetime_kilobytes == 0:
         offer = OfferedTransform(offer.cipher, offer.key_bits, offer.auth, offer.mode,
                                  offer.lifetime_seconds or None, offer.lifetime_kilobytes or None, offer.group)
-    secs = policy.lifetime_seconds if offer.lifetime_seconds is None else min(offer.lifetime_seconds, policy.lifetime_seconds)
+    secs = policy.lifetime_seconds
+    if offer.lifetime_seconds is not None:
+        secs = min(offer.lifetime_seconds, policy.lifetime_seconds)
     kbs = [k for k in (offer.lifetime_kilobytes, policy.lifetime_kilobytes) if k is not None]
     kb = min(kbs) if kbs else None
     shorter = (offer.lifetime_seconds is not None and policy.lifetime_seconds < offer.lifetime_seconds) or (

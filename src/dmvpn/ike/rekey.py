@@ -8,41 +8,55 @@ never rekeys an idle pair, has no collision rule and lets the rekey's
 initiator delete the replaced pair tens of seconds later; ``improved`` acts
 at once on jittered, role-asymmetric limits, skips rekeys a newer or
 negotiating pair makes redundant, and resolves simultaneous Quick Modes by
-the lower initiator nonce. A mixin of :class:`~dmvpn.ike.engine.Ikev1Engine`.
+the lower initiator nonce. A task of :class:`~dmvpn.ike.engine.Ikev1Engine`.
 """
 
 from __future__ import annotations
 
-from dmvpn.ike.isakmp_sa import ChildRequest, ChildSa, ChildState, IsakmpSa, QuickModeExchange
-from dmvpn.ike.states import QuickModeState
+from typing import Protocol
+
+from dmvpn.ike.context import Flow, Ikev1Context
+from dmvpn.ike.informational import Informational
+from dmvpn.ike.isakmp_sa import ChildRequest, ChildSa, IsakmpSa, QuickModeExchange
+from dmvpn.ike.states import ChildEvent, ChildState, QuickModeState
 from dmvpn.ipsec.events import HardExpired, SoftExpired
-from dmvpn.ipsec.sa import SaDirection, SaOriginReason, Selector
+from dmvpn.ipsec.sa import SaDirection, SaOriginReason, SecurityAssociation
 
 #: A Quick Mode finished this many seconds before another started still counts as its rival.
 COLLISION_WINDOW = 5.0
 
 
-class Rekeying:
-    """Lifetimes, rekeys and collisions (mixed into :class:`Ikev1Engine`)."""
+class RekeyOwner(Protocol):
+    """What rekeying asks of the engine: start a negotiation for a request."""
 
+    def request(self, now: float, request: ChildRequest) -> None: ...
+
+
+class Rekeying:
+    """Lifetimes, rekeys and collisions of one engine's IPsec SA pairs."""
+
+    def __init__(self, ctx: Ikev1Context, informational: Informational, owner: RekeyOwner) -> None:
+        self.ctx = ctx
+        self.informational = informational
+        self.owner = owner
     def rekey(self, now: float, peer: str | None = None) -> int:
         """Start a rekey of every current pair (with ``peer``) now, as if its
         soft limit had passed and the lifetime check had just run. Returns
         how many Quick Modes were started."""
         started = 0
-        for child in list(self.children):
+        for child in list(self.ctx.children.pairs):
             if (peer is None or child.peer == peer) and child.state is ChildState.ACTIVE:
                 child.soft_reason = child.soft_reason or "time"
-                self._consider_rekey(now, child)
-                started += child.state is ChildState.REKEYING
+                self.consider_rekey(now, child)
+                started += child.rekeying
         return started
 
-    def _rival(self, node: QuickModeExchange, flow: tuple[str, Selector]) -> QuickModeExchange | None:
+    def _rival(self, node: QuickModeExchange, flow: Flow) -> QuickModeExchange | None:
         """A Quick Mode for the same flow in the other role that overlaps
         ``node``: still running, or finished within :data:`COLLISION_WINDOW`
         seconds of ``node``'s start (IKEv1 has no collision rule, RFC 2409)."""
         rival = None
-        for sa in self.sas:
+        for sa in self.ctx.sas:
             for other in sa.nodes.values():
                 if other is node or other.request is None or other.initiator == node.initiator:
                     continue
@@ -53,7 +67,7 @@ class Rekeying:
                 rival = other
         return rival
 
-    def _collision(self, now: float, sa: IsakmpSa, node: QuickModeExchange, flow: tuple[str, Selector]) -> tuple[bool, bool]:
+    def collision(self, now: float, sa: IsakmpSa, node: QuickModeExchange, flow: Flow) -> tuple[bool, bool]:
         """(collided, ``node`` loses). With the profile's tie-break the
         exchange with the higher initiator nonce loses on both sides alike;
         a rival pair already installed as the winner is demoted."""
@@ -61,101 +75,95 @@ class Rekeying:
         if rival is None:
             return False, False
         if node.initiator:
-            self.stats["collisions"] += 1
-        if not self.profile.collision_tiebreak:
+            self.ctx.stats["collisions"] += 1
+        if not self.ctx.profile.collision_tiebreak:
             return True, False
         loses = node.ni > rival.ni
-        self.log(now, sa.conn_id, f"Quick Mode collision for {flow[0]}: node {node.message_id} "
+        self.ctx.log(now, sa.conn_id, f"Quick Mode collision for {flow[0]}: node {node.message_id} "
                                   f"{'loses' if loses else 'wins'} against node {rival.message_id} (lower nonce wins)")
         if not loses and rival.child is not None and not rival.child.loser:
             rival.child.loser = True
             if rival.initiator:
-                self._schedule_loser_delete(now, rival.child)
+                self.schedule_loser_delete(now, rival.child)
         return True, loses
 
-    def _add_child(self, child: ChildSa) -> None:
-        self.children.append(child)
-        self._by_spi_in[child.sa_in.spi] = child
-        self._by_spi_out[child.sa_out.spi] = child
-
-    def _current_child(self, flow: tuple[str, Selector]) -> ChildSa | None:
-        """The newest live pair for ``flow`` that is not a collision loser."""
-        best = None
-        for child in self.children:
-            if child.flow == flow and child.state in (ChildState.ACTIVE, ChildState.REKEYING) and not child.loser:
-                best = child
-        return best
-
-    def _delete_child(self, now: float, child: ChildSa, *, send: bool, why: str) -> None:
+    def delete_child(self, now: float, child: ChildSa, *, send: bool, why: str) -> None:
         if child.state is ChildState.DELETED:
             return
-        child.state = ChildState.DELETED
-        self.sad.delete(child.sa_in, now)
-        self.sad.delete(child.sa_out, now)
-        self.children.remove(child)
-        self._by_spi_in.pop(child.sa_in.spi, None)
-        self._by_spi_out.pop(child.sa_out.spi, None)
-        self.events_sa(now, f"deleted ({why})", child)
+        child.transition(ChildEvent.DELETED)
+        self.ctx.sad.delete(child.sa_in, now)
+        self.ctx.sad.delete(child.sa_out, now)
+        self.ctx.children.remove(child)
+        self.ctx.events_sa(now, f"deleted ({why})", child)
         if send:
-            self.send_delete(now, self._isakmp_for(child.peer), [child.sa_in.spi])
+            self.informational.send_delete(now, self.ctx.isakmp_for(child.peer), [child.sa_in.spi])
 
-    def _schedule_replaced_delete(self, now: float, old: ChildSa) -> None:
-        window = self.profile.delete_replaced_after
+    def schedule_replaced_delete(self, now: float, old: ChildSa) -> None:
+        window = self.ctx.profile.delete_replaced_after
         if window is None or old.delete_scheduled:
             return
         old.delete_scheduled = True
-        delay = self.random.uniform(*window) if window[0] != window[1] else window[0]
-        self._schedule(now + delay, lambda t, c=old: self._delete_child(t, c, send=True, why="replaced"))
+        delay = self.ctx.random.uniform(*window) if window[0] != window[1] else window[0]
+        self.ctx.call_at(now + delay, self._delete_replaced, old)
 
-    def _schedule_loser_delete(self, now: float, child: ChildSa) -> None:
-        self._schedule(now + (self.profile.delete_replaced_after or (5.0, 5.0))[0],
-                       lambda t, c=child: self._delete_child(t, c, send=True, why="lost a rekey collision"))
+    def schedule_loser_delete(self, now: float, child: ChildSa) -> None:
+        self.ctx.call_at(now + (self.ctx.profile.delete_replaced_after or (5.0, 5.0))[0], self._delete_loser, child)
 
-    def _on_soft(self, now: float, ev: SoftExpired) -> None:
-        child = self._by_spi_in.get(ev.sa.spi) if ev.sa.direction is SaDirection.INBOUND else self._by_spi_out.get(ev.sa.spi)
+    def _delete_replaced(self, now: float, child: ChildSa) -> None:
+        self.delete_child(now, child, send=True, why="replaced")
+
+    def _delete_loser(self, now: float, child: ChildSa) -> None:
+        self.delete_child(now, child, send=True, why="lost a rekey collision")
+
+    def _pair_of(self, sa: SecurityAssociation) -> ChildSa | None:
+        table = self.ctx.children
+        return (table.by_spi_in if sa.direction is SaDirection.INBOUND else table.by_spi_out).get(sa.spi)
+
+    def on_soft(self, now: float, ev: SoftExpired) -> None:
+        child = self._pair_of(ev.sa)
         if child is None or child.state is not ChildState.ACTIVE:
             return
         child.soft_reason = child.soft_reason or ev.reason
-        if self.profile.lifetime_check_period is None:
-            self._consider_rekey(now, child)
+        if self.ctx.profile.lifetime_check_period is None:
+            self.consider_rekey(now, child)
 
-    def _lifetime_check(self, now: float) -> None:
+    def lifetime_check(self, now: float) -> None:
         """IOS's periodic SA lifetime check, at this router's own phase."""
-        for child in list(self.children):
+        for child in list(self.ctx.children.pairs):
             if child.soft_reason is not None and child.state is ChildState.ACTIVE:
-                self._consider_rekey(now, child)
-        p = self.profile
+                self.consider_rekey(now, child)
+        p = self.ctx.profile
         assert p.lifetime_check_period is not None
         jitter = p.lifetime_check_jitter
-        period = p.lifetime_check_period * (1.0 + self.random.uniform(-jitter, jitter))
-        self._schedule(now + period, self._lifetime_check)
+        period = p.lifetime_check_period * (1.0 + self.ctx.random.uniform(-jitter, jitter))
+        self.ctx.schedule(now + period, self.lifetime_check)
 
-    def _consider_rekey(self, now: float, child: ChildSa) -> None:
+    def consider_rekey(self, now: float, child: ChildSa) -> None:
         """Rekey ``child`` if the profile's rules allow (REFERENCE.md: never
         an idle SA, not one a newer pair replaced)."""
-        p = self.profile
+        p = self.ctx.profile
         if child.state is not ChildState.ACTIVE or child.loser:
             return
         if child.idle and not p.rekey_idle:
             return
         flow = child.flow
-        newest = self._current_child(flow)
+        newest = self.ctx.children.current(flow)
         if p.skip_rekey_if_newer and newest is not None and newest is not child and newest.created > child.created:
-            child.state = ChildState.REPLACED
+            child.transition(ChildEvent.REPLACED)
             child.replaced_by = newest
             return
-        if p.skip_rekey_if_negotiating and self._negotiating(flow, as_initiator=False):
+        if p.skip_rekey_if_negotiating and self.ctx.negotiating(flow, as_initiator=False):
             return
-        if self._negotiating(flow, as_initiator=True):
+        if self.ctx.negotiating(flow, as_initiator=True):
             return
-        child.state = ChildState.REKEYING
+        child.transition(ChildEvent.REKEY_STARTED)
         reason = SaOriginReason.VOLUME_REKEY if child.soft_reason == "volume" else SaOriginReason.TIME_REKEY
-        self._request(now, ChildRequest(child.policy, child.peer, child.local, child.selector, reason, child))
+        self.owner.request(now, ChildRequest(child.policy, child.peer, child.local, child.selector, reason, child))
 
-    def _on_hard(self, now: float, ev: HardExpired) -> None:
+    def on_hard(self, now: float, ev: HardExpired) -> None:
         sa = ev.sa
-        child = self._by_spi_in.get(sa.spi) if sa.direction is SaDirection.INBOUND else self._by_spi_out.get(sa.spi)
+        child = self._pair_of(sa)
         if child is None:
             return
-        self.log(now, 0, f"IPSEC SA (SPI:0x{sa.spi:X}) reached its {ev.reason} lifetime")
-        self._delete_child(now, child, send=True, why=f"{ev.reason} lifetime expired")
+        self.ctx.log(now, 0, f"IPSEC SA (SPI:0x{sa.spi:X}) reached its {ev.reason} lifetime")
+        self.delete_child(now, child, send=True, why=f"{ev.reason} lifetime expired")

@@ -37,6 +37,8 @@ class IkeEvent(Enum):
     IPSEC_INSTALL_DONE = "IPSEC_INSTALL_DONE"
     IKE_TIMER_EXPIRED = "IKE_TIMER_EXPIRED"
     IKE_PHASE1_DEL = "IKE_PHASE1_DEL"
+    #: A Quick Mode is given up: a bad reply, NO-PROPOSAL-CHOSEN, retries spent, its ISAKMP SA gone.
+    IKE_PHASE2_DEL = "IKE_PHASE2_DEL"
 
 
 class Phase1State(Enum):
@@ -93,11 +95,31 @@ class QuickModeState(Enum):
     IKE_QM_FAILED = "IKE_QM_FAILED"
 
 
+class ChildState(Enum):
+    """An IPsec SA pair as the IKE engine sees it."""
+
+    ACTIVE = "active"
+    REKEYING = "rekeying"
+    REPLACED = "replaced"
+    DELETED = "deleted"
+
+
+class ChildEvent(Enum):
+    """What happens to an IPsec SA pair over its life (RFC 2409 leaves the
+    rekey policy to the implementation; REFERENCE.md describes IOS's)."""
+
+    REKEY_STARTED = "rekey started"
+    REKEY_FAILED = "rekey failed"
+    REPLACED = "replaced"
+    DELETED = "deleted"
+
+
 class IllegalTransition(Exception):
     """An event arrived that the state machine has no transition for."""
 
-    def __init__(self, machine: str, state: Enum, source: MessageSource, event: IkeEvent) -> None:
-        super().__init__(f"{machine}: no transition from {state.value} on {source.value}, {event.value}")
+    def __init__(self, machine: str, state: Enum, source: MessageSource | None, event: Enum) -> None:
+        on = f"{source.value}, {event.value}" if source is not None else str(event.value)
+        super().__init__(f"{machine}: no transition from {state.value} on {on}")
         self.machine = machine
         self.state = state
         self.source = source
@@ -141,9 +163,24 @@ QM_TRANSITIONS: dict[tuple[QuickModeState, MessageSource, IkeEvent], QuickModeSt
     (Q.IKE_QM_SPI_STARVE, S.IKE_MESG_INTERNAL, E.IKE_GOT_SPI): Q.IKE_QM_IPSEC_INSTALL_AWAIT,
     (Q.IKE_QM_R_QM2, S.IKE_MESG_FROM_PEER, E.IKE_QM_EXCH): Q.IKE_QM_PHASE2_COMPLETE,
 }
-for _state in (Q.IKE_QM_READY, Q.IKE_QM_I_QM1, Q.IKE_QM_SPI_STARVE, Q.IKE_QM_IPSEC_INSTALL_AWAIT, Q.IKE_QM_R_QM2):
-    QM_TRANSITIONS[(_state, S.IKE_MESG_FROM_TIMER, E.IKE_TIMER_EXPIRED)] = Q.IKE_QM_FAILED
-del _state
+for _qstate in (Q.IKE_QM_READY, Q.IKE_QM_I_QM1, Q.IKE_QM_SPI_STARVE, Q.IKE_QM_IPSEC_INSTALL_AWAIT, Q.IKE_QM_R_QM2):
+    QM_TRANSITIONS[(_qstate, S.IKE_MESG_FROM_TIMER, E.IKE_TIMER_EXPIRED)] = Q.IKE_QM_FAILED
+    QM_TRANSITIONS[(_qstate, S.IKE_MESG_INTERNAL, E.IKE_PHASE2_DEL)] = Q.IKE_QM_FAILED
+del _state, _qstate
+
+C = ChildState
+CE = ChildEvent
+#: An IPsec SA pair: a rekey starts from (and on failure returns to) ACTIVE;
+#: a pair is replaced by a newer one or deleted, never revived.
+CHILD_TRANSITIONS: dict[tuple[ChildState, ChildEvent], ChildState] = {
+    (C.ACTIVE, CE.REKEY_STARTED): C.REKEYING,
+    (C.REKEYING, CE.REKEY_FAILED): C.ACTIVE,
+    (C.ACTIVE, CE.REPLACED): C.REPLACED,
+    (C.REKEYING, CE.REPLACED): C.REPLACED,
+    (C.ACTIVE, CE.DELETED): C.DELETED,
+    (C.REKEYING, CE.DELETED): C.DELETED,
+    (C.REPLACED, CE.DELETED): C.DELETED,
+}
 
 # The responder's install callback leads to R_QM2, the initiator's to PHASE2_COMPLETE:
 # the table is keyed by role for that one input.
@@ -158,7 +195,8 @@ def next_phase1(state: Phase1State, source: MessageSource, event: IkeEvent) -> P
         raise IllegalTransition("Main Mode", state, source, event) from None
 
 
-def next_quick_mode(state: QuickModeState, source: MessageSource, event: IkeEvent, *, responder: bool) -> QuickModeState:
+def next_quick_mode(state: QuickModeState, source: MessageSource, event: IkeEvent, *,
+                    responder: bool) -> QuickModeState:
     """The Quick Mode state after ``event``; :class:`IllegalTransition` if none."""
     if responder and state is Q.IKE_QM_IPSEC_INSTALL_AWAIT and event is E.IPSEC_INSTALL_DONE:
         return QM_RESPONDER_INSTALL_DONE
@@ -166,3 +204,11 @@ def next_quick_mode(state: QuickModeState, source: MessageSource, event: IkeEven
         return QM_TRANSITIONS[(state, source, event)]
     except KeyError:
         raise IllegalTransition("Quick Mode", state, source, event) from None
+
+
+def next_child(state: ChildState, event: ChildEvent) -> ChildState:
+    """The IPsec SA pair's state after ``event``; :class:`IllegalTransition` if none."""
+    try:
+        return CHILD_TRANSITIONS[(state, event)]
+    except KeyError:
+        raise IllegalTransition("IPsec SA pair", state, None, event) from None

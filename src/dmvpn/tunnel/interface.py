@@ -239,12 +239,14 @@ class TunnelInterface:
         self.counters.input_bytes += len(payload)
         return GreDelivery(header.protocol, payload, nbma_source)
 
-    def _in_drop(self, reason: TunnelDrop) -> None:
+    def _in_drop(self, reason: TunnelDrop) -> GreDelivery | None:
+        """Count an input drop; the None a failed :meth:`decapsulate` returns."""
         self.counters.input_drops += 1
         self.last_drop = reason
         return None
 
-    def _out_drop(self, reason: TunnelDrop) -> None:
+    def _out_drop(self, reason: TunnelDrop) -> tuple[str, bytes] | None:
+        """Count an output drop; the None a failed :meth:`encapsulate` returns."""
         self.counters.output_drops += 1
         self.last_drop = reason
         return None

@@ -23,6 +23,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import TypeVar
 
 from dmvpn.crypto.ike_algorithms import IkeCipher
 from dmvpn.wire.errors import DecodeError
@@ -41,6 +42,7 @@ NAT_T_PORT = 4500
 NON_ESP_MARKER = b"\x00\x00\x00\x00"
 NAT_KEEPALIVE = b"\xff"
 _HEADER = struct.Struct("!8s8sBBBBII")
+_P = TypeVar("_P")
 
 
 @dataclass(slots=True)
@@ -72,7 +74,7 @@ class IsakmpMessage:
         """True if the header's Encryption flag is set."""
         return bool(self.flags & HeaderFlags.ENCRYPTION)
 
-    def find(self, payload_class: type) -> list[Payload]:
+    def find(self, payload_class: type[_P]) -> list[_P]:
         """Payloads of a given class, in order."""
         return [p for p in self.payloads if isinstance(p, payload_class)]
 

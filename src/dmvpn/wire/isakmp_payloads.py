@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import ClassVar, Union
+from typing import ClassVar, Self, Union
 
 from dmvpn.crypto.dh_groups import DhGroup
 from dmvpn.crypto.ike_algorithms import EncryptionAlgorithm, HashAlgorithm
@@ -255,7 +256,7 @@ class _DataPayload:
         return self.data
 
     @classmethod
-    def decode_body(cls, buf: bytes, start: int, end: int) -> _DataPayload:
+    def decode_body(cls, buf: bytes, start: int, end: int) -> Self:
         return cls(bytes(buf[start:end]))
 
 
@@ -488,18 +489,19 @@ Payload = Union[
     UnknownPayload,
 ]
 
-_SIMPLE: dict[int, type] = {
-    PayloadType.SA: SaPayload,
-    PayloadType.KE: KePayload,
-    PayloadType.ID: IdPayload,
-    PayloadType.CERT: CertPayload,
-    PayloadType.CR: CertRequestPayload,
-    PayloadType.HASH: HashPayload,
-    PayloadType.SIG: SignaturePayload,
-    PayloadType.NONCE: NoncePayload,
-    PayloadType.NOTIFY: NotifyPayload,
-    PayloadType.DELETE: DeletePayload,
-    PayloadType.VENDOR_ID: VendorIdPayload,
+#: Body decoders of the payloads that need no more than their bytes.
+_SIMPLE: dict[int, Callable[[bytes, int, int], Payload]] = {
+    PayloadType.SA: SaPayload.decode_body,
+    PayloadType.KE: KePayload.decode_body,
+    PayloadType.ID: IdPayload.decode_body,
+    PayloadType.CERT: CertPayload.decode_body,
+    PayloadType.CR: CertRequestPayload.decode_body,
+    PayloadType.HASH: HashPayload.decode_body,
+    PayloadType.SIG: SignaturePayload.decode_body,
+    PayloadType.NONCE: NoncePayload.decode_body,
+    PayloadType.NOTIFY: NotifyPayload.decode_body,
+    PayloadType.DELETE: DeletePayload.decode_body,
+    PayloadType.VENDOR_ID: VendorIdPayload.decode_body,
 }
 
 
@@ -509,7 +511,7 @@ def decode_payload_body(payload_type: int, buf: bytes, start: int, end: int) -> 
         return NatDPayload(bytes(buf[start:end]), PayloadType(payload_type))
     if payload_type in (PayloadType.NAT_OA, PayloadType.NAT_OA_DRAFT):
         return NatOaPayload.decode_body(buf, start, end, PayloadType(payload_type))
-    cls = _SIMPLE.get(payload_type)
-    if cls is None:
+    decode = _SIMPLE.get(payload_type)
+    if decode is None:
         return UnknownPayload(enum_or_int(PayloadType, payload_type), bytes(buf[start:end]))
-    return cls.decode_body(buf, start, end)
+    return decode(buf, start, end)
