@@ -61,6 +61,7 @@ class FluidFlow:
         self.packet_bytes = packet_bytes
         self.path = src_router.tunnel_path(dst_overlay_ip)
         self.peer, self.local = self.path.peer, self.path.local
+        self.policy = self.path.policy  # None: the tunnel is not protected, no SA to ask for
         overhead = self.path.gre_bytes
         #: Protected payload bytes per second (ESP counts the GRE packet).
         self.byte_rate = rate_bps / 8.0 * (packet_bytes + overhead) / packet_bytes
@@ -131,7 +132,7 @@ class FluidFlow:
                     self.stats.received_bytes += nbytes
                     router.credit_received(seg_end, inbound, self.local, nbytes, npkts)
         self.credited_until[key] = max(last, now)
-        if router is self.src and self.start <= now < self.stop and self.history[-1].sa is None:
+        if router is self.src and self.start <= now < self.stop and self.history[-1].sa is None and self.policy:
             router.request_sa(now, self.path)
 
     def after_interaction(self, router: BulkPort, now: float) -> None:
