@@ -98,3 +98,22 @@ def test_no_concrete_ike_engine_outside_the_factory() -> None:
         ike = {n for n in _imports(SRC / module)
                if n.startswith("dmvpn.ike.") and not n.startswith("dmvpn.ike.manager")}
         assert not ike, (module, ike)
+
+
+def test_fluid_touches_only_the_bulk_port_of_a_router() -> None:
+    """lab/fluid.py reads no router attribute starting with ``_`` and not its
+    SAD: everything it uses is on node/bulk.py's BulkPort."""
+    from dmvpn.node.bulk import BulkPort
+    tree = ast.parse((SRC / "lab" / "fluid.py").read_text())
+    routers = {"router", "src_router", "dst_router", "old", "new"}
+    used = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        base = node.value
+        if (isinstance(base, ast.Name) and base.id in routers) or (
+                isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name) and base.value.id == "self"
+                and base.attr in ("src", "dst")):
+            used.add(node.attr)
+    port = {name for name in dir(BulkPort) if not name.startswith("_")} | set(BulkPort.__annotations__)
+    assert used and used <= port, used - port
