@@ -142,6 +142,7 @@ class Ikev1Engine:
         self.request(now, ChildRequest(policy, peer, local, selector))
 
     def invalid_spi(self, now: float, src: str, dst: str, spi: int, iface: str) -> None:
+        """ESP for an unknown SPI: logged, and with invalid-spi-recovery an INVALID-SPI notify."""
         self.informational.invalid_spi(now, src, dst, spi, iface)
 
     def sad_events(self, now: float, events: list[SadEvent] | None = None) -> None:
@@ -153,6 +154,7 @@ class Ikev1Engine:
                 self.rekeying.on_hard(ev.time, ev)
 
     def handle_timer(self, now: float) -> None:
+        """SAD lifetimes first, then the transport's due timers, then the events they caused."""
         self.sad_events(now, self.sad.handle_timer(now))
         self.transport.run_due(now)
         self.sad_events(now)
@@ -188,6 +190,7 @@ class Ikev1Engine:
         return len(victims)
 
     def rekey(self, now: float, peer: str | None = None) -> int:
+        """Rekey the current pairs (with ``peer``) now; how many Quick Modes started."""
         return self.rekeying.rekey(now, peer)
 
     def isakmp_sa_views(self, now: float) -> list[IsakmpSaView]:
