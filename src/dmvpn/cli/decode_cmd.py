@@ -24,6 +24,8 @@ from dmvpn.crypto.ike_algorithms import UnsupportedAlgorithm, cipher_key_size, h
 from dmvpn.crypto.ikev1_kdf import exchange_iv, phase1_iv
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.isakmp import (
+    IKE_PORT,
+    NAT_T_PORT,
     IsakmpMessage,
     Udp4500Kind,
     classify_udp4500,
@@ -51,9 +53,6 @@ from dmvpn.wire.isakmp_registry import (
     name_of,
 )
 from dmvpn.wire.pcap_reader import CaptureError, UdpDatagram, read_frames, udp_datagram
-
-ISAKMP_PORT = 500
-NAT_T_PORT = 4500
 
 
 class KeysFileError(ValueError):
@@ -255,7 +254,7 @@ def decode_datagram(dgram: UdpDatagram, decryptor: CaptureDecryptor | None) -> d
             if classify_udp4500(data) is not Udp4500Kind.IKE:
                 return None
             data = data[4:]
-        elif ISAKMP_PORT not in ports:
+        elif IKE_PORT not in ports:
             return None
         msg = decode_message(data)
         if msg.encrypted and decryptor is not None and decryptor.keys:
