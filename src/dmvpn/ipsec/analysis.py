@@ -22,6 +22,7 @@ Definitions (they are what the seed question needs, and the lab prints them):
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -90,7 +91,7 @@ class PeerAnalysis:
             if x.collision_with is not None:
                 seen.add(id(x.collision_with))
             times.append(x.at)
-        return [b - a for a, b in zip(times, times[1:])]
+        return [b - a for a, b in itertools.pairwise(times)]
 
     @property
     def median_rekey_interval(self) -> float | None:

@@ -38,7 +38,8 @@ KILOBYTE = 1024
 # Which ESP code path an SA takes (see dmvpn.ipsec.esp).
 KIND_GENERIC = 0  # ESN, NULL cipher, no integrity, truncated GCM ICVs
 KIND_CBC_HMAC = 1  # AES/3DES-CBC with HMAC, 32-bit sequence numbers
-KIND_GCM16 = 2  # AES-GCM with a 16-byte ICV, 32-bit sequence numbers  # IOS "kilobytes" lifetimes: 4,608,000 KB is ~37.7 Gbit
+KIND_GCM16 = 2  # AES-GCM with a 16-byte ICV, 32-bit sequence numbers
+# IOS "kilobytes" lifetimes: 4,608,000 KB is ~37.7 Gbit
 
 
 class SaDirection(Enum):
@@ -140,12 +141,11 @@ class SaLifetime:
     soft_bytes: int | None = int(4_608_000 * KILOBYTE * 0.9)
 
     def __post_init__(self) -> None:
-        if self.hard_seconds is not None and self.soft_seconds is not None:
-            if self.soft_seconds > self.hard_seconds:
-                raise ValueError("soft time limit is after the hard time limit")
-        if self.hard_bytes is not None and self.soft_bytes is not None:
-            if self.soft_bytes > self.hard_bytes:
-                raise ValueError("soft volume limit exceeds the hard volume limit")
+        if (self.hard_seconds is not None and self.soft_seconds is not None
+                and self.soft_seconds > self.hard_seconds):
+            raise ValueError("soft time limit is after the hard time limit")
+        if self.hard_bytes is not None and self.soft_bytes is not None and self.soft_bytes > self.hard_bytes:
+            raise ValueError("soft volume limit exceeds the hard volume limit")
 
 
 class SecurityAssociation:
