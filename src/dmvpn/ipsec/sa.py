@@ -270,6 +270,15 @@ class SecurityAssociation:
             if self.icv_size == 16 and not esn:
                 self.kind = KIND_GCM16
 
+    def release_keys(self) -> None:
+        """Drop the cipher and integrity contexts (and with them the keys) of
+        a deleted SA: its record stays for show and explain, its key material
+        need not, and a long run must not keep a context per rekey."""
+        self.cipher = self.integrity = self.hmac_base = None
+        self.cbc_encrypt = self.cbc_decrypt = self.gcm = None
+        self.salt = b""
+        self.kind = KIND_GENERIC
+
     def __repr__(self) -> str:
         return (
             f"<SA {self.direction.value} spi=0x{self.spi:08X} peer={self.peer}"

@@ -145,6 +145,7 @@ class FluidFlow:
                     router.sad.credit(seg_end, inbound, nbytes, npkts)
                     router.last_in[self.local] = seg_end
         self.credited_until[key] = max(last, now)
+        self._prune_history()
         if router is self.src and self.start <= now < self.stop and self.history[-1].sa is None and self.policy:
             router.ike.acquire(now, self.policy, self.peer, self.local, self.selector)
 
@@ -183,6 +184,18 @@ class FluidFlow:
                 self.history.append(_Segment(at, current))
             if current is not None and current.spi not in self.stats.spis:
                 self.stats.spis.append(current.spi)
+
+    def _prune_history(self) -> None:
+        """Forget the segments every end has credited past: only the one
+        holding the earliest ``credited_until`` and those after it are still
+        read, so the history stays a few segments long however long the run."""
+        done = min(self.credited_until.values())
+        hist = self.history
+        drop = 0
+        while drop + 1 < len(hist) and hist[drop + 1].start <= done:
+            drop += 1
+        if drop:
+            del hist[:drop]
 
     def _pieces(self, t0: float, t1: float) -> list[tuple[float, float, SecurityAssociation | None]]:
         out = []
