@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from dmvpn.ike.debug import IosClock
-from dmvpn.runtime.real.control import BadRequest, ControlServer
+from dmvpn.runtime.real.control import ACCEPT_BACKOFF, IDLE_REPLY, AcceptFailed, BadRequest, ControlServer
 from dmvpn.runtime.real.tun import TunDevice
 from dmvpn.runtime.real.underlay import Receiver, Underlay
 from dmvpn.sansio import Engine, LogEvent
@@ -85,6 +85,7 @@ class RuntimeCounters:
     admin: int = 0
     non_ipv4: int = 0
     engine_errors: dict[str, int] = field(default_factory=dict)
+    control_errors: dict[str, int] = field(default_factory=dict)
 
 
 class RealRuntime:
@@ -111,6 +112,10 @@ class RealRuntime:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._stop = False
+        #: when the control listener is watched again after accept(2) failed
+        self._accept_resume: float | None = None
+        #: why the loop ended on an unexpected exception (None: it did not)
+        self.failed: str | None = None
         self.selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
         for receiver in underlay.receivers:
             self.selector.register(receiver.sock, selectors.EVENT_READ, ("underlay", receiver))
@@ -142,7 +147,11 @@ class RealRuntime:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, lambda *_: self.stop())
         try:
-            self._loop()
+            try:
+                self._loop()
+            except Exception as exc:  # a runtime bug: still say goodbye to the peers
+                self.failed = f"{type(exc).__name__}: {exc}"
+                self.printer.note(self.now(), f"runtime loop failed ({self.failed}); shutting down")
             self._shutdown()
         finally:
             for sig, handler in previous.items():
@@ -153,7 +162,7 @@ class RealRuntime:
         engine = self.engine
         self._flush(self.now())
         while not self._stop:
-            deadline = engine.next_deadline()
+            deadline = self._next_wakeup(engine.next_deadline())
             now = self.now()
             timeout = None if deadline is None else deadline - now
             if timeout is not None and timeout < EPOLL_RESOLUTION:
@@ -172,6 +181,8 @@ class RealRuntime:
                     self._from_client(obj)
                 else:
                     self._drain_wakeup()
+            if self.control is not None:
+                self._control_timers(self.now())
             deadline = engine.next_deadline()
             now = self.now()
             if deadline is not None and deadline <= now:
@@ -224,8 +235,41 @@ class RealRuntime:
 
     def _accept(self) -> None:
         assert self.control is not None
-        while (conn := self.control.accept()) is not None:
-            self.selector.register(conn, selectors.EVENT_READ, ("conn", conn))
+        now = self.now()
+        try:
+            while (conn := self.control.accept(now)) is not None:
+                self.selector.register(conn, selectors.EVENT_READ, ("conn", conn))
+        except AcceptFailed as exc:
+            # no descriptor left (EMFILE/ENFILE) or the like: stop watching the
+            # listener for a moment (it stays readable: the loop would spin)
+            self.selector.unregister(self.control.sock)
+            self._accept_resume = now + ACCEPT_BACKOFF
+            key = f"accept: {exc}"
+            first = key not in self.counters.control_errors
+            self._count(self.counters.control_errors, key, 1)
+            if first:
+                self.printer.note(now, f"control socket accept failed: {exc}; "
+                                       f"not accepting for {ACCEPT_BACKOFF:g} s")
+
+    def _next_wakeup(self, deadline: float | None) -> float | None:
+        """The engine's deadline, or sooner a control client's idle timeout
+        or the end of an accept back-off."""
+        if self.control is None:
+            return deadline
+        times = [t for t in (deadline, self.control.next_expiry(), self._accept_resume) if t is not None]
+        return min(times) if times else None
+
+    def _control_timers(self, now: float) -> None:
+        """Drop the clients that sent no line in time; watch the listener
+        again once the back-off is over."""
+        assert self.control is not None
+        for conn in self.control.expired(now):
+            self._count(self.counters.control_errors, "idle timeout", 1)
+            self.selector.unregister(conn)
+            self.control.reply(conn, IDLE_REPLY)
+        if self._accept_resume is not None and now >= self._accept_resume:
+            self._accept_resume = None
+            self.selector.register(self.control.sock, selectors.EVENT_READ, ("accept", None))
 
     def _from_client(self, conn: socket.socket) -> None:
         assert self.control is not None
@@ -269,6 +313,8 @@ class RealRuntime:
             lines.append(f"  {c.non_ipv4} non-IPv4 packets from TUN dropped")
         for name, n in sorted(c.engine_errors.items()):
             lines.append(f"  engine errors {name}: {n}")
+        for name, n in sorted(c.control_errors.items()):
+            lines.append(f"  control socket {name}: {n}")
         for name, n in sorted(c.tx_errors.items()):
             lines.append(f"  transmit errors {name}: {n}")
         return "\n".join(lines)
