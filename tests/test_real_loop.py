@@ -222,3 +222,48 @@ def test_loop_failure_still_runs_the_shutdown(tmp_path):
     lines = log.getvalue().splitlines()
     assert any("runtime loop failed (RuntimeError: deadline bug); shutting down" in x for x in lines)
     assert lines[-1].endswith("%DMVPN: stopped") and not (tmp_path / "b.sock").exists()
+
+
+class _BadMessageEngine(ProbeEngine):
+    """Logs a syslog message per datagram, as the IKE engine does for a
+    malformed ISAKMP datagram."""
+
+    def receive(self, now: float, iface: str, packet: bytes) -> None:
+        self.received.append((iface, packet))
+        self._events.append(LogEvent(now, self.name, "isakmp", f"IKE message dropped ({len(packet)} bytes)",
+                                     {"facility": "%CRYPTO-4-IKMP_BAD_MESSAGE"}))
+
+
+def test_a_flood_of_bad_datagrams_writes_a_few_log_lines(tmp_path):
+    """Issue 17: one log line per malformed packet, with no limit. 3,000 bad
+    datagrams through the real loop: at most 10 lines a second of that cause
+    plus the counts of the rest."""
+    port = _free_udp_port()
+    engine = _BadMessageEngine()
+    underlay = Underlay([UnderlaySpec("lo0", ipaddress.IPv4Address("127.0.0.1"), udp_ports=(port,),
+                                      raw_protocols=())])
+    log = io.StringIO()
+    runtime = RealRuntime(engine, underlay, [], None, LogPrinter(log, IosClock(base=datetime(2026, 1, 1))))
+    thread = threading.Thread(target=runtime.run)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            for i in range(3000):
+                client.sendto(b"bad isakmp %d" % i, ("127.0.0.1", port))
+                if i % 200 == 0:
+                    time.sleep(0.005)      # let the loop drain: the socket buffer must not drop them
+        wait_end = time.monotonic() + 10
+        while len(engine.received) < 3000 and time.monotonic() < wait_end:
+            time.sleep(0.01)
+    finally:
+        runtime.stop()
+        thread.join(5)
+    elapsed = time.monotonic() - started
+    lines = log.getvalue().splitlines()
+    kept = [x for x in lines if "IKMP_BAD_MESSAGE: IKE message dropped" in x]
+    counts = [int(x.split("LOG_SUPPRESSED: ")[1].split()[0]) for x in lines if "LOG_SUPPRESSED" in x]
+    assert len(engine.received) == 3000
+    assert 10 <= len(kept) <= 10 * (int(elapsed) + 2)
+    assert len(kept) + sum(counts) == 3000
+    assert lines[-1].endswith("%DMVPN: stopped")

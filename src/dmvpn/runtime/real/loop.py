@@ -30,6 +30,7 @@ from typing import TextIO
 
 from dmvpn.ike.debug import IosClock
 from dmvpn.runtime.real.control import ACCEPT_BACKOFF, IDLE_REPLY, AcceptFailed, BadRequest, ControlServer
+from dmvpn.runtime.real.lograte import SUPPRESSED_TAG, LogRateLimit
 from dmvpn.runtime.real.tun import TunDevice
 from dmvpn.runtime.real.underlay import Receiver, Underlay
 from dmvpn.sansio import Engine, LogEvent
@@ -44,18 +45,37 @@ class LogPrinter:
     """Prints log events one line each, IOS style
     (``Nov 29 02:41:07: ISAKMP: (1001):...``), optionally only some
     categories (``None``: every event the engine emits; engines themselves
-    gate per-packet debugging behind their ``debug`` commands)."""
+    gate per-packet debugging behind their ``debug`` commands).
 
-    def __init__(self, stream: TextIO, clock: IosClock, categories: set[str] | None = None) -> None:
+    Syslog messages (a facility such as ``%CRYPTO-4-IKMP_BAD_MESSAGE``) go
+    through ``rate_limit`` per tag, the suppressed ones counted in one line
+    per interval (:mod:`dmvpn.runtime.real.lograte`); debug lines, which the
+    operator asked for, are not limited."""
+
+    def __init__(self, stream: TextIO, clock: IosClock, categories: set[str] | None = None,
+                 rate_limit: LogRateLimit | None = None) -> None:
         self.stream: TextIO | None = stream
         self.clock = clock
         self.categories = categories
+        self.rate_limit = LogRateLimit() if rate_limit is None else rate_limit
 
     def __call__(self, event: LogEvent) -> None:
         if self.categories is not None and event.category not in self.categories:
             return
         facility = event.fields.get("facility", event.category.upper())
+        if facility.startswith("%"):
+            self.tick(event.time)
+            if not self.rate_limit.allow(event.time, facility):
+                return
         self._write(f"{self.clock.timestamp(event.time)}: {facility}: {event.message}\n")
+
+    def tick(self, now: float, *, final: bool = False) -> None:
+        """Report the intervals that ended with lines suppressed (``final``:
+        every count left)."""
+        for cause, n in self.rate_limit.due(now, final=final):
+            self._write(f"{self.clock.timestamp(now)}: {SUPPRESSED_TAG}: {n} {cause} message"
+                        f"{'s' if n != 1 else ''} suppressed in the last "
+                        f"{self.rate_limit.interval:g} s\n")
 
     def note(self, now: float, text: str) -> None:
         """A line from the runtime itself (start, stop, send errors)."""
@@ -183,6 +203,7 @@ class RealRuntime:
                     self._drain_wakeup()
             if self.control is not None:
                 self._control_timers(self.now())
+            self.printer.tick(self.now())
             deadline = engine.next_deadline()
             now = self.now()
             if deadline is not None and deadline <= now:
@@ -197,6 +218,7 @@ class RealRuntime:
             if reply:
                 self.printer.note(now, f"shutdown: {reply}")
             self._flush(now)
+        self.printer.tick(now, final=True)  # the last counts, before "stopped"
         self.printer.note(now, "stopped")
 
     # -- inputs ---------------------------------------------------------------
@@ -313,6 +335,8 @@ class RealRuntime:
             lines.append(f"  {c.non_ipv4} non-IPv4 packets from TUN dropped")
         for name, n in sorted(c.engine_errors.items()):
             lines.append(f"  engine errors {name}: {n}")
+        for name, n in sorted(self.printer.rate_limit.total_suppressed.items()):
+            lines.append(f"  log lines suppressed {name}: {n}")
         for name, n in sorted(c.control_errors.items()):
             lines.append(f"  control socket {name}: {n}")
         for name, n in sorted(c.tx_errors.items()):
