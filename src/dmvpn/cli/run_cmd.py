@@ -163,7 +163,7 @@ def clear_command(control: str | None, node: str | None, words: tuple[str, ...])
     _client("clear", "clear", control, node, words)
 
 
-@click.command("ping")
+@click.command("ping", context_settings={"ignore_unknown_options": True})  # "repeat -1" is a word
 @_CONTROL
 @_NODE
 @_WORDS

@@ -24,6 +24,7 @@ Admin commands (IOS-like):
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -245,6 +246,8 @@ class IcmpEchoEngine:
             try:
                 number = float(value)
             except ValueError:
+                return f"% Invalid {key} value {value!r}"
+            if not math.isfinite(number):  # nan, inf, 1e400: no int() of them
                 return f"% Invalid {key} value {value!r}"
             if key == "interval":
                 interval = number
