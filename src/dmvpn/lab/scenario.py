@@ -45,6 +45,7 @@ expected a number > 0, got 'fast'``.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ from enum import Enum
 from ipaddress import AddressValueError, IPv4Address
 from pathlib import Path
 from typing import Any, Literal, NoReturn, overload
+
+#: The longest lab run, in virtual seconds (a year: the lab is linear in
+#: virtual time, a day takes minutes of wall time).
+MAX_DURATION = 365 * 86400.0
 
 
 class ScenarioError(Exception):
@@ -240,7 +245,7 @@ class _Reader:
                 self.fail(None, f"missing field '{key}'")
             return default
         value = self.data[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             self.fail(key, f"expected a number, got {value!r}")
         if positive and value <= 0:
             self.fail(key, f"expected a number > 0, got {value!r}")
@@ -296,7 +301,7 @@ def parse_scenario(text: str, source: str = "<scenario>", base: Path | None = No
         raise ScenarioError(source, lines.of("lab", 0), "lab", "use a single [lab] table")
     lab = _Reader(source, lines, "lab", 0, lab_table, "lab",
                   {"name", "duration", "seed", "profile"})
-    duration = lab.number("duration", 3600.0, positive=True)
+    duration = lab.number("duration", 3600.0, positive=True, maximum=MAX_DURATION)
     seed = lab.integer("seed", 1, minimum=0)
     profile = lab.string("profile", "cisco-iosxe")
     name = lab.string("name", "lab")
@@ -400,4 +405,6 @@ def load_scenario(path: str | Path) -> Scenario:
         text = path.read_text()
     except OSError as exc:
         raise ScenarioError(str(path), None, "", f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(str(path), None, "", f"not UTF-8 text (byte {exc.start})") from None
     return parse_scenario(text, str(path), path.parent)
