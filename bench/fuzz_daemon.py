@@ -393,6 +393,7 @@ class Report:
     injected: list[str] = field(default_factory=list)
     crashes: list[str] = field(default_factory=list)
     tracebacks: list[str] = field(default_factory=list)
+    hub_log_lines: dict[str, int] = field(default_factory=dict)
     engine_errors: list[str] = field(default_factory=list)
     rss_kb_before: int = 0
     rss_kb_after: int = 0
@@ -433,6 +434,7 @@ class Report:
             "rss_kb_before": self.rss_kb_before, "rss_kb_after": self.rss_kb_after,
             "rss_growth_kb": self.rss_kb_after - self.rss_kb_before,
             "log_bytes_before": self.log_bytes_before, "log_bytes_after": self.log_bytes_after,
+            "hub_log_lines_by_message": self.hub_log_lines,
             "hub_outgoing_frames": self.outgoing, "in_clear": self.in_clear[:20],
             "in_clear_count": len(self.in_clear), "injected_into_tunnel": self.injected,
             "ipsec_counters_before": self.ipsec_before, "ipsec_counters_after": self.ipsec_after,
@@ -689,6 +691,7 @@ class Campaign:
                         text = log.read_text(errors="replace")
                         if node.name == "hub":
                             rep.log_bytes_after = len(text.encode())
+                            rep.hub_log_lines = log_summary(text)
                         for i, line in enumerate(text.splitlines()):
                             if "Traceback" in line:
                                 rep.tracebacks.append(f"{node.name}.log:{i + 1}: {line}")
@@ -703,6 +706,19 @@ class Campaign:
                     p.unlink() if p.is_file() else None
                 self.tmp.rmdir()
             rep.wall_seconds = time.monotonic() - self.started
+
+
+def log_summary(text: str) -> dict[str, int]:
+    """Hub log lines by IOS message name (``%CRYPTO-4-...``) or, for the IKE
+    debug lines, by their first words; IKEv2 drops counted apart."""
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        m = re.search(r"%[A-Z0-9_]+-\d-[A-Z0-9_]+", line)
+        key = m.group(0) if m else "other"
+        if "is not IKEv1" in line:
+            key += " (IKEv2 or other version)"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def _interrupt(signum: int, _frame: object) -> None:
