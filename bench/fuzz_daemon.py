@@ -449,7 +449,7 @@ IPSEC_FIELDS = {"decaps": r"#pkts decaps: (\d+)", "verify_failed": r"#pkts verif
 
 
 def ipsec_counters(sock: str) -> dict[str, int]:
-    text = send_command(sock, "show crypto ipsec sa", timeout=10.0)
+    text = send_command(sock, "show crypto ipsec sa detail", timeout=10.0)
     return {k: sum(int(m) for m in re.findall(rx, text)) for k, rx in IPSEC_FIELDS.items()}
 
 

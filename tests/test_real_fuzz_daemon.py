@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
+from dmvpn.runtime.real.control import ControlClientError, send_command
+
 sys.path.insert(0, str(Path(__file__).parent / "data" / "real"))
-from real_lab import require_root_tools, sh
+from real_lab import require_root_tools, sh, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,3 +52,39 @@ def test_short_fuzz_run_keeps_every_invariant():
     assert not set(r["namespaces"]) & set(sh("ip", "netns", "list").stdout.split())
     for pid in r["daemon_pids"].values():
         assert not Path(f"/proc/{pid}").exists() or " Z " in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_interrupted_fuzz_run_removes_what_it_made():
+    """Ctrl-C mid-campaign: the tool reports, stops both daemons by PID and
+    deletes its namespaces."""
+    require_root_tools("ping")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "fuzz_daemon.py"), "--packets", "2000000",
+                             "--lock-held"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    prefix = f"dmvpn-fz{proc.pid}-"
+    try:
+        wait_for(lambda: sum(ns.startswith(prefix) for ns in sh("ip", "netns", "list").stdout.split()) == 2
+                 and "Runtime" in _runtime(prefix), 60, "the campaign's daemons")
+        time.sleep(3.0)                        # into the first batch
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    r = json.loads(out)
+    assert r["stopped_by"] == "interrupted" and proc.returncode == 1, (r["stopped_by"], err[-1000:])
+    assert r["namespaces"] == [prefix + "hub", prefix + "spoke"]
+    assert not [ns for ns in sh("ip", "netns", "list").stdout.split() if ns.startswith(prefix)]
+    for pid in r["daemon_pids"].values():
+        assert not Path(f"/proc/{pid}").exists() or " Z " in Path(f"/proc/{pid}/stat").read_text()
+
+
+def _runtime(prefix: str) -> str:
+    """``show runtime`` of the campaign's hub, once its control socket answers."""
+    for sock in Path(tempfile.gettempdir()).glob(f"dmvpn-fuzz-*/{prefix[6:-1]}/hub.sock"):
+        try:
+            return send_command(sock, "show runtime", timeout=2.0)
+        except ControlClientError:
+            return ""
+    return ""
