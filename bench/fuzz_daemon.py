@@ -443,14 +443,17 @@ class Report:
         }
 
 
-IPSEC_FIELDS = {"decaps": r"#pkts decaps: (\d+)", "verify_failed": r"#pkts verify failed: (\d+)",
-                "replay_failed": r"#pkts replay failed \(rcv\): (\d+)", "recv_errors": r"#recv errors (\d+)",
-                "invalid_len": r"#pkts invalid len \(rcv\) (\d+)"}
+SA, DETAIL = "show crypto ipsec sa", "show crypto ipsec sa detail"   # error counters: detail only
+IPSEC_FIELDS = {"decaps": (SA, r"#pkts decaps: (\d+)"), "recv_errors": (SA, r"#recv errors (\d+)"),
+                "verify_failed": (DETAIL, r"#pkts verify failed: (\d+)"),
+                "replay_failed": (DETAIL, r"#pkts replay failed \(rcv\): (\d+)"),
+                "invalid_len": (DETAIL, r"#pkts invalid len \(rcv\) (\d+)")}
 
 
 def ipsec_counters(sock: str) -> dict[str, int]:
-    text = send_command(sock, "show crypto ipsec sa detail", timeout=10.0)
-    return {k: sum(int(m) for m in re.findall(rx, text)) for k, rx in IPSEC_FIELDS.items()}
+    """The hub's ESP counters, summed over its SAs."""
+    texts = {command: send_command(sock, command, timeout=10.0) for command in (SA, DETAIL)}
+    return {k: sum(int(m) for m in re.findall(rx, texts[command])) for k, (command, rx) in IPSEC_FIELDS.items()}
 
 
 def packets_in(sock: str) -> tuple[int, list[str]]:
