@@ -37,7 +37,7 @@ def test_linux_ifname(ios, linux):
 def test_router_spec_from_the_seed_hub():
     spec = router_spec(load_config(SEED / "hub.cfg"), control=Path("/x.sock"), tun_name="tun-hub")
     assert [(u.iface, str(u.address), u.udp_ports, u.raw_protocols) for u in spec.underlay] == [
-        ("GigabitEthernet0/0/2", "172.17.3.1", (500, 4500), (50,))]
+        ("GigabitEthernet0/0/2", "172.17.3.1", (500, 4500), (50, 47))]
     tuns = [(t.iface, t.name, str(t.address), t.mtu) for t in spec.tuns]
     assert tuns == [("Tunnel0", "tun-hub", "10.2.2.1/24", 1400)]
     assert spec.shutdown_command == "clear crypto sa"
