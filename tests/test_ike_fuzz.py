@@ -141,11 +141,6 @@ def test_hypothesis_spliced_pairs_still_converge():
         assert_converges(net)
 
 
-@pytest.mark.xfail(strict=True, reason="ike/: every Main Mode the responder rejects (here: no proposal "
-                   "chosen) leaves its 155 s half-open timeout scheduled, holding the dead IsakmpSa and its "
-                   "message: ~1.5 KB per datagram until it fires, so a hostile network sending Main Modes "
-                   "grows the daemon without bound (the fuzz campaign saw +1.8 MB per 30k ISAKMP packets); "
-                   "the half-open cap (64) does not cover SAs already refused")
 def test_rejected_main_modes_hold_no_memory():
     net = IkeNet(3)
     hub = net.add(HUB, seed_text("hub.cfg"), debug=False)

@@ -268,8 +268,7 @@ class IcmpEchoEngine:
         iface, source = route[0], source or route[1]
         session = PingSession(str(destination), source, iface,
                               int.from_bytes(self.random.token_bytes(2), "big"),
-                              repeat, size, timeout, interval, next_send=now,
-                              results=["?"] * repeat)
+                              repeat, size, timeout, interval, next_send=now)
         self.sessions.append(session)
         self.last = session
         self.handle_timer(now)
@@ -296,6 +295,7 @@ class IcmpEchoEngine:
 
     def _send_echo(self, now: float, session: PingSession) -> None:
         seq = session.sent
+        session.results.append("?")  # grows as Echos go out: ``repeat 2147483647`` allocates nothing up front
         echo = IcmpMessage.echo(reply=False, identifier=session.identifier, sequence=seq,
                                 data=session.data)
         self._send(session.iface, session.source, session.destination, echo)
