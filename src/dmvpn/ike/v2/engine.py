@@ -96,6 +96,21 @@ class RekeyOutcome:
     ours: bool
 
 
+@dataclass(frozen=True, slots=True)
+class CollisionRecord:
+    """How one CHILD_SA rekey collision was settled on this side (RFC 7296
+    2.8.1), for the lab and tests: the old pair's inbound SPI, both
+    exchanges' nonces, both new pairs' inbound SPIs here, and whether ours
+    was the redundant one (and so deleted by us)."""
+
+    old_spi_in: int
+    ours_nonces: tuple[bytes, bytes]
+    theirs_nonces: tuple[bytes, bytes]
+    ours_spi_in: int
+    theirs_spi_in: int
+    ours_redundant: bool
+
+
 def _spi(b: bytes) -> int:
     return int.from_bytes(b, "big")
 
@@ -130,6 +145,7 @@ class Ikev2Engine:
         #: old pair -> the pairs rekeying it created (two when rekeys crossed)
         self.rekeys: dict[ChildSa, list[RekeyOutcome]] = {}
         self.holdoff: dict[Flow, float] = {}
+        self.collisions: list[CollisionRecord] = []
         #: Every IKE SA's Wireshark decryption line, in establishment order.
         self.key_lines: list[str] = []
         self.stats = {"collisions": 0, "redundant_deleted": 0, "ike_failures": 0, "retransmits": 0}
@@ -651,6 +667,8 @@ class Ikev2Engine:
         theirs = rivals[0]
         self.stats["collisions"] += 1
         mine_lost = redundant((created.ni, created.nr), theirs.nonces)
+        self.collisions.append(CollisionRecord(old.sa_in.spi, (created.ni, created.nr), theirs.nonces,
+                                               child.sa_in.spi, theirs.new.sa_in.spi, mine_lost))
         self._log(now, sa, f"CHILD_SA rekey collision for SPI 0x{old.sa_in.spi:X}: ours (in 0x{child.sa_in.spi:X}) "
                            f"{'is redundant (lowest nonce), deleting it' if mine_lost else 'survives'} "
                            f"(RFC 7296 2.8.1)")
