@@ -17,8 +17,8 @@ from pathlib import Path
 from dmvpn.ike.v2.engine import Ikev2Engine
 from dmvpn.ike.v2.states import Ikev2SaState
 from dmvpn.runtime.sim import LinkParams
-from ikev2_lab import build_v2
-from router_lab import HUB_NBMA, HUB_TUN, SPOKE_NBMA, SPOKE_TUN, results
+from ikev2_lab import build_v2, ikev2
+from router_lab import HUB_NBMA, HUB_TUN, SPOKE_NBMA, SPOKE_TUN, build, hub_text, results, spoke_text
 
 LIFE_120 = " set security-association lifetime seconds 120\n"
 
@@ -271,3 +271,114 @@ def test_tshark_decodes_and_decrypts_the_captured_exchanges(tmp_path: Path):
     deleted = {int(x, 16) for r in rows[6:] for x in r[2].split(",") if x}
     assert deleted and deleted.isdisjoint(_spis(spoke)[0] | _spis(spoke)[1])
     assert not any(len(r) > 3 and r[3] for r in rows), out
+
+
+# ---------------------------------------------------------------- collision scenarios (IKEV2.md, strongSwan's kinds)
+CREATE_CHILD_SA, RESPONSE = 36, 0x20
+
+
+def _hold(sim, engine: Ikev2Engine, delay: float, response: bool) -> list:
+    """Delay each CREATE_CHILD_SA request (or response) ``engine`` sends by ``delay`` seconds, once."""
+    orig, held, seen = engine.poll_datagrams, [], set()
+
+    def poll() -> list:
+        out = []
+        for d in orig():
+            p = d.payload
+            if (id(d) not in seen and len(p) > 19 and p[18] == CREATE_CHILD_SA
+                    and bool(p[19] & RESPONSE) is response):
+                seen.add(id(d))
+                held.append(d)
+                engine.transport.schedule(sim.now + delay, lambda t, d=d: engine.transport.send(d))
+                continue
+            out.append(d)
+        return out
+
+    engine.poll_datagrams = poll  # type: ignore[method-assign]
+    return held
+
+
+def _rekey_both_at(sim, t: float, hub_cmd: str = "test crypto ipsec rekey") -> None:
+    sim.call_at(t, lambda: (sim.admin("HUB", hub_cmd), sim.admin("SPOKE1", "test crypto ipsec rekey")))
+
+
+def _lab_with_traffic(profile: str = "cisco-iosxe", delay: float = 0.01, extra_profile: str = ""):
+    sim, hub, spoke, _ = build_v2(profile=profile, link=LinkParams(delay=delay), extra_profile=extra_profile)
+    sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 1")
+    sim.run(5.0)
+    sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 200 interval 0.1 timeout 2")
+    sim.admin("HUB", f"ping {SPOKE_TUN} repeat 200 interval 0.1 timeout 2")
+    return sim, hub, spoke
+
+
+def _one_pair_each(hub, spoke) -> None:
+    h, s = _engines(hub, spoke)
+    assert len(hub.sad.all()) == len(spoke.sad.all()) == 2
+    assert len(h.children.pairs) == len(s.children.pairs) == 1
+    _crosswise(hub, spoke)
+
+
+def test_collision_with_a_delayed_request_is_refused_and_leaves_one_pair():
+    """The spoke's rekey request arrives after the hub's rekey finished and
+    the old pair is gone: CHILD_SA_NOT_FOUND (RFC 7296 2.25); the hub's pair stays."""
+    sim, hub, spoke = _lab_with_traffic()
+    h, s = _engines(hub, spoke)
+    held = _hold(sim, s, 0.2, response=False)
+    _rekey_both_at(sim, 10.0)
+    sim.run(40.0)
+    assert len(held) == 1 and h.stats["rekeys_refused"] == 1 and not h.collisions and not s.collisions
+    _one_pair_each(hub, spoke)
+    (survivor,) = h.children.pairs
+    assert survivor.initiator and survivor.reason.value == "time rekey"  # the hub's own rekey
+    assert results(spoke).count(".") == 0 and results(hub).count(".") == 0
+
+
+def test_collision_with_a_delayed_response_settles_alike_on_both_sides():
+    """The hub's answer to the spoke's rekey is late: the hub settles the
+    collision first, the spoke when the answer comes; same winner (2.8.1)."""
+    sim, hub, spoke = _lab_with_traffic()
+    h, s = _engines(hub, spoke)
+    held = _hold(sim, h, 0.2, response=True)
+    _rekey_both_at(sim, 10.0)
+    sim.run(40.0)
+    assert len(held) == 1 and len(h.collisions) == len(s.collisions) == 1
+    assert h.collisions[0].ours_redundant != s.collisions[0].ours_redundant
+    winner = hub if s.collisions[0].ours_redundant else spoke
+    (survivor,) = winner.ike.children.pairs
+    assert survivor.initiator  # the survivor is the winner's own rekey
+    _one_pair_each(hub, spoke)
+    assert results(spoke).count(".") == 0 and results(hub).count(".") == 0
+
+
+def test_delete_crossing_a_rekey_answered_temporary_failure():
+    """The hub deletes the pair (clear crypto sa) while the spoke rekeys it:
+    the hub answers TEMPORARY_FAILURE (2.25), no new pair survives the
+    delete, and traffic then negotiates a fresh one."""
+    sim, hub, spoke = _lab_with_traffic()
+    h, s = _engines(hub, spoke)
+    _rekey_both_at(sim, 10.0, hub_cmd="clear crypto sa")
+    sim.run(40.0)
+    assert h.stats["rekeys_refused"] == 1 and not h.collisions and not s.collisions
+    # the hub's own pings negotiated a fresh pair after the clear; nothing of the refused rekey is left
+    _one_pair_each(hub, spoke)
+    assert sorted(c.reason.value for c in s.children.pairs + h.children.pairs) == ["initial", "initial"]
+    assert results(spoke)[-100:] == "!" * 100
+
+
+def test_invalid_ke_during_a_collision_then_settled():
+    """PFS groups differ (hub 14, spoke 19): both crossing rekeys get
+    INVALID_KE_PAYLOAD, both retry with the group asked for, the retries
+    collide and 2.8.1 leaves one pair."""
+    sim, hub, spoke, _ = build(
+        hub=ikev2(hub_text(" set pfs group14\n")), spoke=ikev2(spoke_text(" set pfs group19\n")),
+        link=LinkParams(delay=0.01))
+    h, s = _engines(hub, spoke)
+    sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 1")
+    sim.run(5.0)
+    sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 200 interval 0.1 timeout 2")
+    _rekey_both_at(sim, 10.0)
+    sim.run(40.0)
+    assert len(h.collisions) == len(s.collisions) == 1
+    assert h.collisions[0].ours_redundant != s.collisions[0].ours_redundant
+    _one_pair_each(hub, spoke)
+    assert results(spoke).count(".") == 0

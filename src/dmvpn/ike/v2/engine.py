@@ -73,9 +73,9 @@ from dmvpn.sansio import LogEvent, RandomSource
 from dmvpn.show.ikev2_views import Ikev2SaView, Ikev2SessionView
 from dmvpn.show.views import CryptoSessionView, IsakmpSaView, SessionIkeSaView
 from dmvpn.wire.errors import DecodeError
-from dmvpn.wire.ikev2 import Ikev2Header, decode_header
-from dmvpn.wire.ikev2_payloads import SaPayload
-from dmvpn.wire.ikev2_registry import ExchangeType, ProtocolId
+from dmvpn.wire.ikev2 import Ikev2Header, Ikev2Message, decode_header
+from dmvpn.wire.ikev2_payloads import NotifyPayload, SaPayload
+from dmvpn.wire.ikev2_registry import ExchangeType, NotifyType, ProtocolId
 from dmvpn.wire.isakmp_registry import EncapsulationMode
 
 #: Guessed IOS-XE IKEv2 request retransmission (see the module docstring).
@@ -148,7 +148,8 @@ class Ikev2Engine:
         self.collisions: list[CollisionRecord] = []
         #: Every IKE SA's Wireshark decryption line, in establishment order.
         self.key_lines: list[str] = []
-        self.stats = {"collisions": 0, "redundant_deleted": 0, "ike_failures": 0, "retransmits": 0}
+        self.stats = {"collisions": 0, "redundant_deleted": 0, "ike_failures": 0, "retransmits": 0,
+                      "rekeys_refused": 0}
         self._sa_ids = 0
         period = profile.lifetime_check_period
         if period is not None:
@@ -612,6 +613,11 @@ class Ikev2Engine:
         if policy is None or cfg is None:
             return None
         task = CreateChildSa(sa.keys, cfg, self.random, mid, False, pfs_group=policy.pfs_group)
+        race = self._rekey_race(peek)
+        if race is not None:
+            self._log(now, sa, f"CREATE_CHILD_SA rekey refused: {race[1]}")
+            self.stats["rekeys_refused"] += 1
+            return task.refuse(*race)
         task.process_r(data, now)
         reply = task.build_r(now)
         if reply is None or task.result is None:
@@ -626,6 +632,18 @@ class Ikev2Engine:
         self._child_created(now, sa, task.result, request, initiator=False)
         return reply
 
+    def _rekey_race(self, request: Ikev2Message) -> tuple[int, str] | None:
+        """RFC 7296 2.25: a rekey of a CHILD_SA we are deleting is answered
+        TEMPORARY_FAILURE, of one we do not have CHILD_SA_NOT_FOUND."""
+        for n in request.find(NotifyPayload):
+            if isinstance(n, NotifyPayload) and n.notify_type == NotifyType.REKEY_SA:
+                old = self.children.by_spi_out.get(_spi(n.spi)) if len(n.spi) == 4 else None
+                if old is None:
+                    return NotifyType.CHILD_SA_NOT_FOUND, f"no CHILD_SA with SPI 0x{n.spi.hex().upper()}"
+                if old.state is ChildState.DELETED:
+                    return NotifyType.TEMPORARY_FAILURE, f"CHILD_SA 0x{old.sa_in.spi:X} is being deleted"
+        return None
+
     def _child_done(self, now: float, sa: Ikev2Sa, exch: Exchange, data: bytes) -> None:
         task: CreateChildSa = exch.task
         request = exch.request
@@ -639,8 +657,9 @@ class Ikev2Engine:
             return
         if not ok or task.result is None:
             self._log(now, sa, f"CREATE_CHILD_SA failed: {task.error}")
-            self.holdoff[(request.peer, request.selector)] = now + ACQUIRE_HOLDOFF
-            if request.rekey_of is not None and request.rekey_of.state is ChildState.REKEYING:
+            if request.rekey_of is None:
+                self.holdoff[(request.peer, request.selector)] = now + ACQUIRE_HOLDOFF
+            elif request.rekey_of.state is ChildState.REKEYING:
                 request.rekey_of.transition(ChildEvent.REKEY_FAILED)
             return
         self._child_created(now, sa, task.result, request, initiator=True)
@@ -660,7 +679,7 @@ class Ikev2Engine:
             old.replaced_by = child
         if not initiator:
             return  # the initiator settles it; ours, if any, is still in flight
-        rivals = [o for o in outcomes if not o.ours and o.new.state is not ChildState.DELETED]
+        rivals = [o for o in outcomes if not o.ours]  # its pair may be deleted already: the peer settled first
         if not rivals:
             self._delete_child(now, old, "rekeyed", send=True)
             return
@@ -675,7 +694,6 @@ class Ikev2Engine:
         if mine_lost:
             child.loser = True
             self.stats["redundant_deleted"] += 1
-            self.sad.activate(theirs.new.sa_out)
             self._delete_child(now, child, "redundant rekey (RFC 7296 2.8.1)", send=True)
         else:
             theirs.new.loser = True
@@ -782,8 +800,11 @@ class Ikev2Engine:
         self._enqueue(now, sa, Exchange(K.DELETE_CHILD, child=child))
 
     def _drop_halves(self, now: float, child: ChildSa) -> None:
-        """Both halves out of the SAD and the pair out of the tables; a
-        surviving pair of the flow whose outbound half waited becomes active."""
+        """Both halves out of the SAD and the pair out of the tables. A pair
+        we answered the rekey of ``child`` with starts sending now: the
+        rekey's initiator deleting the old pair is the sign that it has the
+        new one (so the loser of a collision never sends on the winner's
+        pair before the winner installed it)."""
         if child.state is not ChildState.DELETED:
             child.transition(ChildEvent.DELETED)
         self.sad.delete(child.sa_in, now)
@@ -794,10 +815,12 @@ class Ikev2Engine:
         if sa is not None and child in sa.children:
             sa.children.remove(child)
         self.results.pop(child, None)
-        self.rekeys.pop(child, None)
-        survivor = self.children.current(child.flow)
-        if survivor is not None:
-            self.sad.activate(survivor.sa_out)
+        if child in self.rekeys:  # kept while a rekey of it that crossed may still complete
+            self.transport.schedule(now + IKEV2_RETRANSMIT.give_up_after(),
+                                    lambda t: self.rekeys.pop(child, None))
+        for successor in self.children.pairs:
+            if successor.replaces is child and not successor.loser:
+                self.sad.activate(successor.sa_out)
 
     def _delete_child_done(self, now: float, sa: Ikev2Sa, exch: Exchange, data: bytes) -> None:
         info: Informational = exch.task
