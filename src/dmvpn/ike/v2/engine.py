@@ -816,11 +816,13 @@ class Ikev2Engine:
             sa.children.remove(child)
         self.results.pop(child, None)
         if child in self.rekeys:  # kept while a rekey of it that crossed may still complete
-            self.transport.schedule(now + IKEV2_RETRANSMIT.give_up_after(),
-                                    lambda t: self.rekeys.pop(child, None))
+            self.transport.schedule(now + IKEV2_RETRANSMIT.give_up_after(), lambda t: self._forget_rekeys(child))
         for successor in self.children.pairs:
             if successor.replaces is child and not successor.loser:
                 self.sad.activate(successor.sa_out)
+
+    def _forget_rekeys(self, child: ChildSa) -> None:
+        self.rekeys.pop(child, None)
 
     def _delete_child_done(self, now: float, sa: Ikev2Sa, exch: Exchange, data: bytes) -> None:
         info: Informational = exch.task
