@@ -28,6 +28,8 @@ from dmvpn.crypto.ikev1_kdf import exchange_iv, phase1_iv
 from dmvpn.ike.v2.keytable import Ikev2KeyRecord, KeyTableError, load_key_table
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.isakmp import (
+    IKE_PORT,
+    NAT_T_PORT,
     IsakmpMessage,
     Udp4500Kind,
     classify_udp4500,
@@ -55,9 +57,6 @@ from dmvpn.wire.isakmp_registry import (
     name_of,
 )
 from dmvpn.wire.pcap_reader import CaptureError, UdpDatagram, read_frames, udp_datagram
-
-ISAKMP_PORT = 500
-NAT_T_PORT = 4500
 
 
 class KeysFileError(ValueError):
@@ -256,7 +255,7 @@ def decode_datagram(
             if classify_udp4500(data) is not Udp4500Kind.IKE:
                 return None
             data = data[4:]
-        elif ISAKMP_PORT not in ports:
+        elif IKE_PORT not in ports:
             return None
         if is_ikev2(data):
             rec.update(decode_ikev2(data, v2))

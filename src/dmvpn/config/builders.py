@@ -121,6 +121,8 @@ class InterfaceBuilder:
     nhrp_holdtime: int | None = None
     nhrp_authentication: str | None = None
     nhrp_redirect: bool = False
+    nhrp_redirect_timeout: int | None = None
+    nhrp_responder: str | None = None
     nhrp_shortcut: bool = False
     nhrp_nhs: list[NhrpServer] = field(default_factory=list)
     nhrp_maps: list[NhrpMap] = field(default_factory=list)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dmvpn.config.builders import InterfaceBuilder
 from dmvpn.config.model import NhrpMap, NhrpServer, TunnelMode
-from dmvpn.config.values import LineError, integer, interface_address, ipv4
+from dmvpn.config.values import LineError, integer, interface_address, interface_name, ipv4
 
 #: Interface lines IOS accepts that do not change what this stack does.
 IGNORED: tuple[tuple[str, ...], ...] = (
@@ -81,8 +81,15 @@ def _nhrp(b: InterfaceBuilder, t: list[str], line: int) -> bool:
         b.nhrp_authentication = t[3]
     elif sub == "redirect" and len(t) == 3:
         b.nhrp_redirect = True
+    elif sub == "redirect" and t[3] == "timeout":
+        b.seen.once("ip nhrp redirect timeout", line)
+        b.nhrp_redirect = True
+        b.nhrp_redirect_timeout = integer(t[4] if len(t) == 5 else None, 2, 30, "ip nhrp redirect timeout (seconds)")
     elif sub == "shortcut" and len(t) == 3:
         b.nhrp_shortcut = True
+    elif sub == "responder":
+        b.seen.once("ip nhrp responder", line)
+        b.nhrp_responder = interface_name(" ".join(t[3:]) or None, "ip nhrp responder")
     elif sub == "map":
         _nhrp_map(b, t, line)
     elif sub == "nhs":

@@ -32,6 +32,9 @@ DEFAULT_ISAKMP_LIFETIME = 86_400
 DEFAULT_KEEPALIVE_RETRY = 2
 #: Cisco's default ``ip nhrp holdtime``.
 DEFAULT_NHRP_HOLDTIME = 7200
+#: ``ip nhrp redirect timeout``: seconds between Traffic Indications for one
+#: (source, destination) pair; IOS documents 2..30, default 8 [UNVERIFIED].
+DEFAULT_NHRP_REDIRECT_TIMEOUT = 8
 #: Anti-replay window when ``crypto ipsec security-association replay
 #: window-size`` is not set. Cisco documents 64 for classic IOS; the seed's
 #: IOS-XE ASR prints ``replay window size: 1024`` with no such line, and the
@@ -278,6 +281,8 @@ class NhrpConfig:
     multicast_dynamic: bool = False
     registration_timeout: int | None = None
     registration_no_unique: bool = False
+    redirect_timeout: int = DEFAULT_NHRP_REDIRECT_TIMEOUT
+    responder: str | None = None  # ``ip nhrp responder IFACE``: whose address answers
 
 
 @dataclass(frozen=True, slots=True)

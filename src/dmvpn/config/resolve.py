@@ -20,6 +20,7 @@ from dmvpn.config.model import (
     DEFAULT_HOSTNAME,
     DEFAULT_ISAKMP_LIFETIME,
     DEFAULT_NHRP_HOLDTIME,
+    DEFAULT_NHRP_REDIRECT_TIMEOUT,
     AccessList,
     CryptoMap,
     CryptoMapEntry,
@@ -262,6 +263,8 @@ def _nhrp(p: _Parser, b: InterfaceBuilder) -> NhrpConfig:
         multicast_dynamic=b.nhrp_multicast_dynamic,
         registration_timeout=b.nhrp_registration_timeout,
         registration_no_unique=b.nhrp_registration_no_unique,
+        redirect_timeout=b.nhrp_redirect_timeout or DEFAULT_NHRP_REDIRECT_TIMEOUT,
+        responder=b.nhrp_responder,
     )
 
 

@@ -146,8 +146,13 @@ class LabRun:
         self.shows.append((show, self.sim.admin(show.node, show.command)))
 
     def _owner_of_overlay(self, address: IPv4Address) -> Router:
+        """The router with tunnel address ``address``, else the one with it on
+        another interface (a Loopback LAN reached by a route over the tunnel)."""
         for router in self.routers.values():
             if any(t.address.ip == address for t in router.tunnels.values()):
+                return router
+        for router in self.routers.values():
+            if str(address) in router.local_addresses:
                 return router
         raise ValueError(f"{self.scenario.source}: no node owns overlay address {address}")
 

@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from dmvpn.runtime.real.errors import RuntimeSetupError
 from dmvpn.runtime.real.fragmentation import CannotFragment, fragment
 from dmvpn.wire.ipv4 import IpProto, IPv4Header
+from dmvpn.wire.isakmp import IKE_PORT, NAT_T_PORT
 from dmvpn.wire.udp import encode_udp
 
-IKE_PORT = 500
-NAT_T_PORT = 4500
 RECV_BUFFER = 65535
 SOCKET_BUFFER = 4 * 1024 * 1024
 IP_MTU = getattr(socket, "IP_MTU", 14)  # Linux <linux/in.h>
