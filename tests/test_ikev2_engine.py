@@ -382,3 +382,22 @@ def test_invalid_ke_during_a_collision_then_settled():
     assert h.collisions[0].ours_redundant != s.collisions[0].ours_redundant
     _one_pair_each(hub, spoke)
     assert results(spoke).count(".") == 0
+
+
+def test_seed_lab_on_ikev2_never_more_than_two_pairs_while_ikev1_duplicates():
+    """``dmvpn lab seed --ikev2``: the seed's hour of 850 Mbit/s volume rekeys
+    under ``cisco-iosxe`` holds at most 2 pairs, leaves no orphan and loses
+    no probe; the IKEv1 run of the same lab shows the seed's duplicates."""
+    from click.testing import CliRunner
+
+    from dmvpn.cli.main import main
+
+    runs = {}
+    for flag in ((), ("--ikev2",)):
+        res = CliRunner().invoke(main, ["lab", "seed", "--json", *flag])
+        assert res.exit_code == 0, res.output
+        runs[bool(flag)] = json.loads(res.output)["summary"]
+    v1, v2 = runs[False], runs[True]
+    assert v2["max_pairs_alive"] <= 2 and v2["orphan_pairs"] == 0 and v2["probe_packets_lost"] == 0
+    assert v2["volume_rekeys"] > 80 and v2["pairs_at_end"] == 1
+    assert v1["max_pairs_alive"] > 2 and v1["orphan_pairs"] >= 1
