@@ -401,3 +401,25 @@ def test_seed_lab_on_ikev2_never_more_than_two_pairs_while_ikev1_duplicates():
     assert v2["max_pairs_alive"] <= 2 and v2["orphan_pairs"] == 0 and v2["probe_packets_lost"] == 0
     assert v2["volume_rekeys"] > 80 and v2["pairs_at_end"] == 1
     assert v1["max_pairs_alive"] > 2 and v1["orphan_pairs"] >= 1
+
+
+def test_debug_crypto_ikev2_lines_and_show_crypto_session():
+    from dmvpn.show.debug_log import render
+
+    sim, _hub, spoke, _ = build_v2()
+    assert sim.admin("SPOKE1", "debug crypto ikev2") == "IKEv2 default debugging is on"
+    sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 2")
+    sim.run(10.0)
+    spi_i = spoke.ike.sas[0].keys.spi_i.hex().upper()
+    text = render(sim.events, node="SPOKE1", category="ikev2")
+    lines = [x for x in text.splitlines() if "IKEv2: (SESSION ID = 1,SA ID = 1):" in x]
+    assert any("Sending Packet [To 172.17.3.1:500/From 172.17.3.2:500" in x for x in lines)
+    assert f"Initiator SPI : {spi_i} - Responder SPI : 0000000000000000 Message id: 0" in text
+    assert "IKEv2 IKE_SA_INIT Exchange REQUEST" in text and "IKEv2 IKE_AUTH Exchange RESPONSE" in text
+    assert "Session with IKE ID PAIR (172.17.3.2, 172.17.3.1) is UP" in text
+    up = [e for e in sim.events if e.fields.get("facility") == "%IKEV2-5-SA_UP"]
+    assert {e.node for e in up} == {"HUB", "SPOKE1"}
+    assert sim.admin("SPOKE1", "no debug crypto ikev2") == "IKEv2 default debugging is off"
+    session = sim.admin("SPOKE1", "show crypto session detail")
+    assert "IKEv2 SA: local 172.17.3.2/500 remote 172.17.3.1/500 Active" in session
+    assert "Session status: UP-ACTIVE" in session and "permit 47 host 172.17.3.2 host 172.17.3.1" in session

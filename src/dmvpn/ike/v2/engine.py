@@ -192,7 +192,8 @@ class Ikev2Engine:
     def invalid_spi(self, now: float, src: str, dst: str, spi: int, iface: str) -> None:
         """ESP for an unknown SPI (RFC 7296 2.21.4: an INVALID_SPI notify is optional; IOS logs it)."""
         self._syslog(now, f"decaps: rec'd IPSEC packet has invalid spi for destaddr={dst}, prot=50, "
-                          f"spi=0x{spi:X}({spi}), srcaddr={src}, input interface={iface}", peer=src)
+                          f"spi=0x{spi:X}({spi}), srcaddr={src}, input interface={iface}",
+                     "%CRYPTO-4-RECVD_PKT_INV_SPI", peer=src)
 
     def clear(self, now: float, peer: str | None = None) -> int:
         """``clear crypto sa [peer A]``: DELETE the CHILD_SAs (the IKE SAs stay)."""
@@ -470,7 +471,8 @@ class Ikev2Engine:
         self.stats["ike_failures"] += 1
         if exch.kind is K.DELETE_CHILD and exch.child is not None:
             self._drop_halves(now, exch.child)
-        self._syslog(now, f"IKEv2 peer {sa.peer} did not answer {exch.kind.value}: deleting the IKE SA", peer=sa.peer)
+        self._syslog(now, f"IKEv2 peer {sa.peer} did not answer {exch.kind.value}: deleting the IKE SA",
+                     "%IKEV2-5-SA_DOWN", peer=sa.peer)
         self._remove_sa(now, sa, "no response")
 
     # ================================================================== IKE_SA_INIT / IKE_AUTH
@@ -581,8 +583,8 @@ class Ikev2Engine:
         life = float(sa.profile.lifetime if sa.profile else 86400)
         sa.expires_at = now + life
         self._log(now, sa, f"Session with IKE ID PAIR ({sa.local}, {sa.peer}) is UP")
-        self._syslog(now, f"%IKEV2-5-SA_UP: SA UP  local {sa.local}:{sa.local_port} remote "
-                          f"{sa.peer}:{sa.peer_port}", peer=sa.peer)
+        self._syslog(now, f"SA UP  local {sa.local}:{sa.local_port} remote {sa.peer}:{sa.peer_port}",
+                     "%IKEV2-5-SA_UP", peer=sa.peer)
         self.transport.schedule(sa.expires_at, lambda t: self._ike_expired(t, sa))
         if sa.initiator:
             self.transport.schedule(now + life * self.profile.phase1_rekey_fraction, lambda t: self._ike_rekey(t, sa))
@@ -1062,8 +1064,10 @@ class Ikev2Engine:
             fields.update(facility="IKEv2", sa_id=sid)
             self.transport.debug_line(now, f"(SESSION ID = {sid},SA ID = {sid}):{text}", fields)
 
-    def _syslog(self, now: float, text: str, **fields: Any) -> None:
-        fields["facility"] = "%IKEV2"
+    def _syslog(self, now: float, text: str, tag: str = "%IKEV2-3-NEG_ABORT", **fields: Any) -> None:
+        """A syslog message (always logged); ``tag`` is the IOS-XE mnemonic
+        (SA_UP, SA_DOWN, NEG_ABORT: the names we know; texts are ours)."""
+        fields["facility"] = tag
         self.transport.event(now, text, fields)
 
     def _sa_event(self, now: float, what: str, child: ChildSa) -> None:
