@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from dmvpn.config import RouterConfig
 from dmvpn.ike.engine import Ikev1Engine
-from dmvpn.ike.manager import IKEV1_MAJOR, IKEV2_MAJOR, Datagram, KeyManager, ike_major_version
+from dmvpn.ike.manager import IKEV1_MAJOR, IKEV2_MAJOR, Datagram, Ikev2Manager, KeyManager, ike_major_version
 from dmvpn.ike.profiles import DEFAULT_PROFILE, BehaviourProfile, get_profile
 from dmvpn.ike.proposals import ChildPolicy
 from dmvpn.ike.v2.engine import Ikev2Engine
@@ -304,7 +304,7 @@ class Router:
 
     def _clear_ike(self, now: float, peer: str | None) -> int:
         """``clear crypto ikev2 sa [peer A]`` (IOS-XE spells the filter ``remote A``)."""
-        return sum(km.clear_ike(now, peer) for km in self.key_managers if isinstance(km, Ikev2Engine))
+        return sum(km.clear_ike(now, peer) for km in self.key_managers if isinstance(km, Ikev2Manager))
 
     def _rekey(self, now: float, peer: str | None) -> int:
         return sum(km.rekey(now, peer) for km in self.key_managers)

@@ -16,8 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from dmvpn.config import RouterConfig
-from dmvpn.ike.manager import ChildSaView
-from dmvpn.ike.v2.engine import Ikev2Engine
+from dmvpn.ike.manager import ChildSaView, Ikev2Manager
 from dmvpn.ipsec.sa import EspMode, SaDirection, SaState, SecurityAssociation, Selector
 from dmvpn.node.policies import child_policies
 from dmvpn.node.routing import RouteSource, RoutingTable
@@ -273,11 +272,11 @@ class RouterShowState:
         )
 
     def ikev2_sa_views(self) -> Sequence[Ikev2SaView]:
-        return [v for km in self.router.key_managers if isinstance(km, Ikev2Engine)
+        return [v for km in self.router.key_managers if isinstance(km, Ikev2Manager)
                 for v in km.ikev2_sa_views(self.now)]
 
     def ikev2_session_views(self) -> Sequence[Ikev2SessionView]:
-        return [v for km in self.router.key_managers if isinstance(km, Ikev2Engine)
+        return [v for km in self.router.key_managers if isinstance(km, Ikev2Manager)
                 for v in km.ikev2_session_views(self.now)]
 
     def running_config(self) -> RouterConfig:
