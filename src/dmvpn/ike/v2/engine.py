@@ -39,23 +39,23 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from dmvpn.config import RouterConfig
-from dmvpn.config.ikev2_model import Ikev2Profile, Ikev2Proposal
 from dmvpn.ike.context import ACQUIRE_HOLDOFF, ChildTable, Flow, TrafficProbe
 from dmvpn.ike.isakmp_sa import ChildRequest, ChildSa
 from dmvpn.ike.manager import IKEV2_MAJOR, ChildSaView, Datagram
 from dmvpn.ike.profiles import BehaviourProfile
-from dmvpn.ike.proposals import ChildPolicy, esp_transform
+from dmvpn.ike.proposals import ChildPolicy
 from dmvpn.ike.quick_mode import sa_lifetime
 from dmvpn.ike.states import ChildEvent, ChildState, IllegalTransition
 from dmvpn.ike.transport import IkeTransport, Retransmit, RetransmitTimers
 from dmvpn.ike.v2.child_sa import CreateChildSa, CreatedChild, redundant
-from dmvpn.ike.v2.ike_auth import AuthConfig, ChildSaResult, IkeAuth
+from dmvpn.ike.v2.ike_auth import ChildSaResult, IkeAuth
 from dmvpn.ike.v2.ike_rekey import IkeRekey
 from dmvpn.ike.v2.ike_sa import Exchange, ExchangeKind, Ikev2Sa
 from dmvpn.ike.v2.informational import Informational
 from dmvpn.ike.v2.keytable import key_record
 from dmvpn.ike.v2.protect import open_message
 from dmvpn.ike.v2.sa_init import IkeSaInit, IkeSaState, InitOutcome
+from dmvpn.ike.v2.settings import auth_config, ikev2_profile_for, proposals_for, responder_policy
 from dmvpn.ike.v2.states import Ikev2SaEvent, Ikev2SaState
 from dmvpn.ike.v2.views import child_view, sa_view
 from dmvpn.ike.views import child_sa_views
@@ -76,7 +76,6 @@ from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.ikev2 import Ikev2Header, Ikev2Message, decode_header
 from dmvpn.wire.ikev2_payloads import NotifyPayload, SaPayload
 from dmvpn.wire.ikev2_registry import ExchangeType, NotifyType, ProtocolId
-from dmvpn.wire.isakmp_registry import EncapsulationMode
 
 #: Guessed IOS-XE IKEv2 request retransmission (see the module docstring).
 IKEV2_RETRANSMIT = RetransmitTimers(initial=2.0, backoff=2.0, max_interval=32.0, limit=5)
@@ -440,7 +439,7 @@ class Ikev2Engine:
             old = request.rekey_of
             if old is not None and (old.state is not ChildState.REKEYING or old not in self.children.pairs):
                 return None  # deleted or replaced while queued
-            cfg = self._auth_config(request.policy, sa.local, sa.peer)
+            cfg = auth_config(self.config, request.policy, sa.local, sa.peer)
             if cfg is None:
                 return None
             rekey_spi = old.sa_in.spi.to_bytes(4, "big") if old is not None else None
@@ -449,7 +448,7 @@ class Ikev2Engine:
                                + (f" for SPI 0x{old.sa_in.spi:X}" if old else ""))
             return task.build_i(now)
         if exch.kind is K.REKEY_IKE:
-            exch.task = rekey = IkeRekey(keys, self._proposals(sa.local), self.random, mid, True)
+            exch.task = rekey = IkeRekey(keys, proposals_for(self.config, sa.local), self.random, mid, True)
             self._log(now, sa, "Sending IKE SA rekey request")
             return rekey.build_i(now)
         info = Informational(keys, self.random, mid, True)
@@ -483,8 +482,8 @@ class Ikev2Engine:
         return sa
 
     def _init_i(self, now: float, request: ChildRequest) -> None:
-        cfg = self._auth_config(request.policy, request.local, request.peer)
-        proposals = self._proposals(request.local)
+        cfg = auth_config(self.config, request.policy, request.local, request.peer)
+        proposals = proposals_for(self.config, request.local)
         if cfg is None or not proposals:
             self.holdoff[(request.peer, request.selector)] = now + ACQUIRE_HOLDOFF
             self._syslog(now, f"no IKEv2 profile, keyring key or proposal for peer {request.peer}",
@@ -492,7 +491,7 @@ class Ikev2Engine:
             return
         init = IkeSaInit(proposals, self.random, initiator=True)
         sa = self._new_sa(now, True, request.local, request.peer, init.sa)
-        sa.init, sa.auth, sa.profile = init, cfg, self._ikev2_profile(request.policy, request.peer)
+        sa.init, sa.auth, sa.profile = init, cfg, ikev2_profile_for(self.config, request.policy, request.peer)
         sa.pending.append(request)
         sa.transition(Ikev2SaEvent.SEND_INIT)
         self._log(now, sa, f"Initiating IKE_SA_INIT to {request.peer}")
@@ -533,7 +532,7 @@ class Ikev2Engine:
             self._enqueue(now, sa, Exchange(K.CREATE_CHILD, request=r))
 
     def _init_r(self, now: float, src: str, sport: int, dst: str, dport: int, data: bytes) -> None:
-        proposals = self._proposals(dst)
+        proposals = proposals_for(self.config, dst)
         init = IkeSaInit(proposals, self.random, initiator=False)
         init.process_r(data, now, peer=IPv4Address(src).packed)
         reply = init.build_r(now)
@@ -556,8 +555,8 @@ class Ikev2Engine:
             self._remove_sa(now, sa, "IKE_AUTH not received in time")
 
     def _auth_r(self, now: float, sa: Ikev2Sa, data: bytes) -> bytes | None:
-        policy = self._responder_policy(sa.local, sa.peer)
-        cfg = self._auth_config(policy, sa.local, sa.peer) if policy is not None else None
+        policy = responder_policy(self.config, self.child_policies, sa.local, sa.peer)
+        cfg = auth_config(self.config, policy, sa.local, sa.peer) if policy is not None else None
         if policy is None or cfg is None:
             self._log(now, sa, f"No IKEv2 profile / keyring matches peer {sa.peer}: IKE_AUTH dropped")
             return None
@@ -610,8 +609,8 @@ class Ikev2Engine:
         sas = [p for p in peek.find(SaPayload) if isinstance(p, SaPayload)]
         if sas and sas[0].proposals and sas[0].proposals[0].protocol_id == ProtocolId.IKE:
             return self._ike_rekey_r(now, sa, mid, data)
-        policy = self._responder_policy(sa.local, sa.peer)
-        cfg = self._auth_config(policy, sa.local, sa.peer) if policy is not None else None
+        policy = responder_policy(self.config, self.child_policies, sa.local, sa.peer)
+        cfg = auth_config(self.config, policy, sa.local, sa.peer) if policy is not None else None
         if policy is None or cfg is None:
             return None
         task = CreateChildSa(sa.keys, cfg, self.random, mid, False, pfs_group=policy.pfs_group)
@@ -916,7 +915,7 @@ class Ikev2Engine:
         self._send_ike_delete(now, sa)
 
     def _ike_rekey_r(self, now: float, sa: Ikev2Sa, mid: int, data: bytes) -> bytes | None:
-        task = IkeRekey(sa.keys, self._proposals(sa.local), self.random, mid, False)
+        task = IkeRekey(sa.keys, proposals_for(self.config, sa.local), self.random, mid, False)
         task.process_r(data, now)
         reply = task.build_r(now)
         if reply is not None and task.new_sa is not None:
@@ -965,57 +964,6 @@ class Ikev2Engine:
         info: Informational = exch.task
         if info.process_i(data, now):
             self._log(now, sa, "Received DPD/liveness response")
-
-    # ================================================================== configuration
-    def _proposals(self, local: str) -> list[Ikev2Proposal]:
-        """The proposals of the ``crypto ikev2 policy`` sets matching ``local``
-        (IOS-XE's smart default when none is configured)."""
-        cfg = self.config.ikev2
-        out: list[Ikev2Proposal] = []
-        for _name, pol in sorted(cfg.policies.items()):
-            if pol.match_local and IPv4Address(local) not in pol.match_local:
-                continue
-            for name in pol.proposals:
-                prop = cfg.proposals.get(name)
-                if prop is not None and prop.complete and prop not in out:
-                    out.append(prop)
-        return out
-
-    def _ikev2_profile(self, policy: ChildPolicy, peer: str) -> Ikev2Profile | None:
-        """The ``set ikev2-profile`` of the policy's IPsec profile, else the
-        first profile matching the peer."""
-        iface = self.config.interfaces.get(policy.interface)
-        tun = iface.tunnel if iface is not None else None
-        name = None
-        if tun is not None and tun.protection_profile is not None:
-            ipp = self.config.ipsec_profiles.get(tun.protection_profile)
-            name = ipp.ikev2_profile if ipp is not None else None
-        if name is not None and name in self.config.ikev2.profiles:
-            return self.config.ikev2.profiles[name]
-        return self.config.ikev2.profile_for(peer)
-
-    def _auth_config(self, policy: ChildPolicy | None, local: str, peer: str) -> AuthConfig | None:
-        """IKE_AUTH settings for ``peer``: the keyring's keys, the policy's transforms."""
-        if policy is None:
-            return None
-        prof = self._ikev2_profile(policy, peer)
-        ring = self.config.ikev2.keyrings.get(prof.keyring) if prof and prof.keyring else None
-        entry = ring.peer_for(peer) if ring is not None else None
-        if entry is None:
-            return None
-        transport = all(ts.mode == EncapsulationMode.TRANSPORT for ts in policy.transform_sets)
-        return AuthConfig(IPv4Address(local), IPv4Address(peer), entry.local_key.encode(), entry.remote_key.encode(),
-                          [esp_transform(ts) for ts in policy.transform_sets], transport, policy.protocol or 47)
-
-    def _responder_policy(self, local: str, peer: str) -> ChildPolicy | None:
-        """The tunnel protection policy a peer's CHILD_SA is for: a GRE
-        policy of a tunnel sourced at ``local`` that allows ``peer``."""
-        for policy in self.child_policies:
-            iface = self.config.interfaces.get(policy.interface)
-            source = iface.tunnel.source_address if iface is not None and iface.tunnel is not None else None
-            if policy.allows_peer(peer) and (source is None or str(source) == local):
-                return policy
-        return None
 
     # ================================================================== helpers
     def _ike_for(self, peer: str) -> Ikev2Sa | None:
