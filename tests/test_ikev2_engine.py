@@ -211,7 +211,7 @@ def test_ike_sa_rekey_keeps_children_and_deletes_the_old_ike_sa():
     assert len(h.children.pairs) == 1 and all(h.child_ike[c] is h.sas[0] for c in h.children.pairs)
 
 
-def test_dpd_declares_a_vanished_hub_dead():
+def test_dpd_declares_a_vanished_hub_dead_initial_contact_clears_the_hub():
     sim, hub, spoke, wan = build_v2(dpd="10 2 on-demand")
     _h, s = _engines(hub, spoke)
     sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 300 interval 1 timeout 2")
@@ -224,6 +224,17 @@ def test_dpd_declares_a_vanished_hub_dead():
     assert gone and "liveness" in gone[0].message
     # on-demand: silence noticed after the 10 s interval, then 5 retries 2 s apart
     assert gone[0].time - 60.0 <= 10 + 10 + 2 * 6
+    # the hub sent nothing meanwhile and still holds the old IKE SA; the spoke's
+    # new IKE_AUTH carries INITIAL_CONTACT (RFC 7296 2.4), which clears it
+    h = hub.ike
+    stale = [sa.keys.spi_i for sa in h.sas]
+    assert len(stale) == 1 and len(h.children.pairs) == 1
+    wan.set_up(True)
+    sim.run(300.0)
+    assert len(h.sas) == 1 and h.sas[0].keys.spi_i not in stale and h.sas[0].established
+    assert len(hub.sad.all()) == len(spoke.sad.all()) == 2
+    _crosswise(hub, spoke)
+    assert results(spoke)[-60:] == "!" * 60
 
 
 def test_clear_crypto_sa_then_traffic_renegotiates_on_the_same_ike_sa():

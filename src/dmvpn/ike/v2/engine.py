@@ -513,7 +513,8 @@ class Ikev2Engine:
         sa.next_mid = 1
         self._export_keys(sa.keys)
         exch_auth = Exchange(K.IKE_AUTH, request=sa.pending[0] if sa.pending else None, message_id=1)
-        exch_auth.task = auth = IkeAuth(sa.keys, sa.auth, self.random)
+        alone = not any(o is not sa and o.peer == sa.peer and o.established for o in self.sas)
+        exch_auth.task = auth = IkeAuth(sa.keys, sa.auth, self.random, initial_contact=alone)
         self._log(now, sa, "Generating IKE_AUTH message")
         self._launch(now, sa, exch_auth, auth.build_i(now))
 
@@ -571,10 +572,24 @@ class Ikev2Engine:
             self._log(now, sa, f"IKE_AUTH refused: {auth.error}")
             sa.transition(Ikev2SaEvent.DELETE)
             return reply
+        if auth.initial_contact:
+            self._initial_contact(now, sa)
         self._established(now, sa)
         request = ChildRequest(policy, sa.peer, sa.local, Selector.hosts(sa.local, sa.peer, policy.protocol))
         self._install(now, sa, auth.child, request, initiator=False, nonces=(sa.keys.ni, sa.keys.nr))
         return reply
+
+    def _initial_contact(self, now: float, sa: Ikev2Sa) -> None:
+        """N(INITIAL_CONTACT) (RFC 7296 2.4): the peer holds no other IKE SA
+        with us (it rebooted, or declared us dead): ours with it go, with
+        their CHILD_SAs, without a word to it. Only SAs established
+        before this one began count: two set up at once (both ends
+        initiating) are not stale."""
+        stale = [o for o in self.sas if o is not sa and o.peer == sa.peer and o.established_at is not None
+                 and o.established_at < sa.created]
+        for other in stale:
+            self._log(now, other, f"INITIAL_CONTACT from {sa.peer}: deleting the stale IKE SA")
+            self._remove_sa(now, other, "INITIAL_CONTACT")
 
     def _established(self, now: float, sa: Ikev2Sa, event: Ikev2SaEvent = Ikev2SaEvent.AUTH_DONE) -> None:
         sa.transition(event)
