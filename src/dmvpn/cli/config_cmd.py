@@ -25,7 +25,12 @@ def _check(path: str) -> ParseResult:
         text = read_config_text(path)
     except ConfigError as exc:
         return ParseResult(path, None, [exc])
-    return parse_config(text, path)
+    result = parse_config(text, path)
+    if result.ok and not result.commands_in(text):
+        # an empty file or one of unknown commands only (random text) is no config
+        result.errors.append(ConfigError(path, 0, "no IOS configuration command in the file"
+                                         + (" (empty)" if not text.strip() else "")))
+    return result
 
 
 def _result_json(r: ParseResult) -> dict[str, object]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from dmvpn.cli.params import Seconds
 from dmvpn.config import ConfigError
 from dmvpn.ike.profiles import PROFILES
 from dmvpn.lab.report import apply_fix, explain_history, explain_lab_sas, peer_pairs, summary
@@ -134,11 +135,18 @@ def _mechanism(result: LabResult) -> str:
     return f"profile {p.name}: soft limits acted on at once"
 
 
+def _check_outputs(**paths: Path | None) -> None:
+    """Fail before the run, not after it, on an output file whose folder is missing."""
+    for option, path in paths.items():
+        if path is not None and not path.parent.is_dir():
+            raise ValueError(f"--{option.replace('_', '-')} {path}: folder {path.parent} does not exist")
+
+
 def _options(fn: F) -> F:
     fn = click.option("--profile", type=click.Choice(sorted(PROFILES)), default=None,
                       help="behaviour profile for every node (default: the scenario's)")(fn)
     fn = click.option("--seed", type=click.IntRange(min=0), default=None, help="random seed")(fn)
-    fn = click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+    fn = click.option("--duration", type=Seconds(), default=None,
                       help="virtual seconds to run")(fn)
     fn = click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")(fn)
     fn = click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -159,7 +167,7 @@ def _guarded(fn: Callable[[], None]) -> None:
     """Scenario and config errors are one line, exit status 1."""
     try:
         fn()
-    except (ScenarioError, ConfigError, ValueError) as exc:
+    except (ScenarioError, ConfigError, ValueError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 
@@ -174,6 +182,7 @@ def seed_cmd(profile: str | None, seed: int | None, duration: float | None, as_j
     Prints the hub's `show crypto ipsec sa peer 172.17.3.2`, a summary and the
     explanation of every SA."""
     def go() -> None:
+        _check_outputs(plot=plot, debug_log=debug_log)
         scenario = _seed_scenario(ikev2)
         result = _run(scenario, profile=profile, seed=seed, duration=duration, fix=fix,
                       debug_node=SEED_NODE if debug_log else None, show_progress=not as_json)
@@ -190,6 +199,7 @@ def run_cmd(scenario_file: Path, profile: str | None, seed: int | None, duration
             plot: Path | None, debug_log: Path | None, fix: bool, explain: bool) -> None:
     """Run SCENARIO_FILE (TOML: nodes, links, flows, probes, faults, shows)."""
     def go() -> None:
+        _check_outputs(plot=plot, debug_log=debug_log)
         scenario = load_scenario(scenario_file)
         first = scenario.nodes[0].name
         result = _run(scenario, profile=profile, seed=seed, duration=duration, fix=fix,
