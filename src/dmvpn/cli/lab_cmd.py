@@ -69,6 +69,7 @@ def _run(scenario: Scenario, *, profile: str | None, seed: int | None, duration:
                  config_transform=apply_fix if fix else None)
     if debug_node is not None:
         run.sim.admin(debug_node, "debug crypto isakmp")
+        run.sim.admin(debug_node, "debug crypto ikev2")  # the IKEv2 lab's key manager
     if progress is None:
         return run.run()
     with progress:
@@ -78,7 +79,7 @@ def _run(scenario: Scenario, *, profile: str | None, seed: int | None, duration:
 
 def _write_debug(result: LabResult, node: str, path: Path) -> None:
     router = result.routers[node]
-    events = result.sim.events_for(node, "isakmp")
+    events = result.sim.events_for(node, "isakmp") + result.sim.events_for(node, "ikev2")
     path.write_text(router.render_debug(events))
 
 

@@ -582,8 +582,9 @@ class Router:
         return self.sad.next_volume_crossing(now, sa, byte_rate)
 
     def render_debug(self, events: list[LogEvent]) -> str:
-        """``debug crypto isakmp`` lines of this router, IOS formatted."""
-        return render(events, self.clock, node=self.name)
+        """``debug crypto isakmp`` (then ``debug crypto ikev2``) lines of this router, IOS formatted."""
+        parts = [render(events, self.clock, node=self.name, category=c) for c in ("isakmp", "ikev2")]
+        return "\n".join(p for p in parts if p)
 
 
 def build_key_managers(name: str, config: RouterConfig, sad: SecurityAssociationDatabase, random: RandomSource,
