@@ -434,3 +434,16 @@ def test_debug_crypto_ikev2_lines_and_show_crypto_session():
     session = sim.admin("SPOKE1", "show crypto session detail")
     assert "IKEv2 SA: local 172.17.3.2/500 remote 172.17.3.1/500 Active" in session
     assert "Session status: UP-ACTIVE" in session and "permit 47 host 172.17.3.2 host 172.17.3.1" in session
+
+
+def test_lab_seed_ikev2_debug_log_has_the_ikev2_lines(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from dmvpn.cli.main import main
+
+    log = tmp_path / "hub.log"
+    res = CliRunner().invoke(main, ["lab", "seed", "--ikev2", "--duration", "60", "--json", "--debug-log", str(log)])
+    assert res.exit_code == 0, res.output
+    text = log.read_text()
+    assert "IKEv2 IKE_SA_INIT Exchange REQUEST" in text and "IKEv2 CREATE_CHILD_SA Exchange REQUEST" in text
+    assert "Sending DELETE INFO message for IPsec SA" in text or "Received DELETE for IPsec SA" in text
