@@ -28,8 +28,11 @@ Retransmission timers: IOS-XE documents no IKEv2 figures we could find
 from memory of IOS-XE ``debug crypto ikev2`` traces (about 2 s, doubling,
 5 retransmissions before "Maximum number of retransmissions reached").
 DPD (``dpd INTERVAL RETRY on-demand|periodic``) retransmits its liveness
-check every RETRY seconds, 5 times, as IOS-XE's command reference
-describes the retry interval.
+check every RETRY seconds (the command's retry interval); the 5 retries
+(:data:`DPD_RETRIES`) are a guess too. The ``debug crypto ikev2`` texts
+follow the IOS-XE traces we remember (``Sending Packet [To ...]``,
+``Initiator SPI : ... Message id: N``, ``IKEv2 IKE_AUTH Exchange
+REQUEST``, ``Session with IKE ID PAIR (...) is UP``); the rest are ours.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ from dmvpn.wire.ikev2_registry import ExchangeType, NotifyType, ProtocolId
 
 #: Guessed IOS-XE IKEv2 request retransmission (see the module docstring).
 IKEV2_RETRANSMIT = RetransmitTimers(initial=2.0, backoff=2.0, max_interval=32.0, limit=5)
-#: Liveness checks are retried this many times (IOS-XE: 5) at the ``dpd`` RETRY interval.
+#: Liveness checks are retried this many times (a guess) at the ``dpd`` RETRY interval.
 DPD_RETRIES = 5
 
 K = ExchangeKind
