@@ -18,7 +18,7 @@ from dmvpn.config import ConfigError
 from dmvpn.ike.profiles import PROFILES
 from dmvpn.lab.report import apply_fix, explain_history, explain_lab_sas, peer_pairs, summary
 from dmvpn.lab.runner import LabResult, LabRun
-from dmvpn.lab.scenario import Scenario, ScenarioError, load_scenario
+from dmvpn.lab.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -29,10 +29,17 @@ SEED_SCENARIO = "seed.toml"
 SEED_NODE, SEED_PEER = "hub", "172.17.3.2"
 
 
-def _seed_scenario() -> Scenario:
+def _seed_scenario(ikev2: bool = False) -> Scenario:
+    """The built-in seed scenario; ``ikev2``: the same lab with the IKEv2
+    variants of its configs (``hub_ikev2.cfg``, ``spoke_ikev2.cfg``)."""
     data = resources.files("dmvpn.lab") / "data" / SEED_SCENARIO
     with resources.as_file(data) as path:
-        return load_scenario(path)
+        if not ikev2:
+            return load_scenario(path)
+        text = path.read_text().replace('name = "seed"', 'name = "seed-ikev2"')
+        for node in ("hub", "spoke"):
+            text = text.replace(f'config = "{node}.cfg"', f'config = "{node}_ikev2.cfg"')
+        return parse_scenario(text, str(path), base=path.parent)
 
 
 def _progress_bar(enabled: bool) -> Progress | None:
@@ -62,6 +69,7 @@ def _run(scenario: Scenario, *, profile: str | None, seed: int | None, duration:
                  config_transform=apply_fix if fix else None)
     if debug_node is not None:
         run.sim.admin(debug_node, "debug crypto isakmp")
+        run.sim.admin(debug_node, "debug crypto ikev2")  # the IKEv2 lab's key manager
     if progress is None:
         return run.run()
     with progress:
@@ -71,7 +79,7 @@ def _run(scenario: Scenario, *, profile: str | None, seed: int | None, duration:
 
 def _write_debug(result: LabResult, node: str, path: Path) -> None:
     router = result.routers[node]
-    events = result.sim.events_for(node, "isakmp")
+    events = result.sim.events_for(node, "isakmp") + result.sim.events_for(node, "ikev2")
     path.write_text(router.render_debug(events))
 
 
@@ -167,15 +175,16 @@ def _guarded(fn: Callable[[], None]) -> None:
 
 @lab.command("seed")
 @_options
+@click.option("--ikev2", is_flag=True, help="the seed's hub and spoke on IKEv2 (crypto ikev2 ... instead of isakmp)")
 def seed_cmd(profile: str | None, seed: int | None, duration: float | None, as_json: bool, plot: Path | None,
-             debug_log: Path | None, fix: bool) -> None:
+             debug_log: Path | None, fix: bool, ikev2: bool) -> None:
     """The seed: hub and spoke of ../shared/seed under ~0.85 Gbit/s for an hour.
 
     Prints the hub's `show crypto ipsec sa peer 172.17.3.2`, a summary and the
     explanation of every SA."""
     def go() -> None:
         _check_outputs(plot=plot, debug_log=debug_log)
-        scenario = _seed_scenario()
+        scenario = _seed_scenario(ikev2)
         result = _run(scenario, profile=profile, seed=seed, duration=duration, fix=fix,
                       debug_node=SEED_NODE if debug_log else None, show_progress=not as_json)
         _report(result, focus=(SEED_NODE, SEED_PEER), explain=True, as_json=as_json,

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from dmvpn.ike.proposals import ChildPolicy
 from dmvpn.ipsec.events import SadEvent
 from dmvpn.ipsec.sa import SecurityAssociation, Selector
 from dmvpn.sansio import LogEvent
+from dmvpn.show.ikev2_views import Ikev2SaView, Ikev2SessionView
 from dmvpn.show.views import CryptoSessionView, IsakmpSaView
 from dmvpn.wire.isakmp import VERSION_OFFSET
 
@@ -139,4 +140,24 @@ class KeyManager(Protocol):
 
     def child_sa_views(self) -> Sequence[ChildSaView]:
         """The IPsec SA pairs this manager installed and still holds."""
+        ...
+
+
+@runtime_checkable
+class Ikev2Manager(Protocol):
+    """What an IKEv2 key manager adds to :class:`KeyManager`: ``show crypto
+    ikev2 sa [detail]`` / ``session`` and ``clear crypto ikev2 sa``. The
+    router and show adapter find it with ``isinstance`` and never name the
+    concrete engine."""
+
+    def ikev2_sa_views(self, now: float) -> Sequence[Ikev2SaView]:
+        """The established IKEv2 SAs."""
+        ...
+
+    def ikev2_session_views(self, now: float) -> Sequence[Ikev2SessionView]:
+        """Each IKEv2 SA with its CHILD_SAs."""
+        ...
+
+    def clear_ike(self, now: float, peer: str | None = None) -> int:
+        """Delete the IKE SAs (with ``peer``) and their CHILD_SAs; how many IKE SAs."""
         ...

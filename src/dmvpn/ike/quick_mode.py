@@ -29,6 +29,7 @@ from dmvpn.crypto.ikev1_kdf import keymat, quick_mode_hash1, quick_mode_hash2, q
 from dmvpn.ike.context import ACQUIRE_HOLDOFF, MIN_SPI, Ikev1Context
 from dmvpn.ike.informational import Informational
 from dmvpn.ike.isakmp_sa import ChildRequest, ChildSa, IsakmpSa, QuickModeExchange
+from dmvpn.ike.profiles import BehaviourProfile
 from dmvpn.ike.proposals import (
     ChildPolicy,
     Phase2Choice,
@@ -53,6 +54,7 @@ from dmvpn.ipsec.sa import (
     SecurityAssociation,
     Selector,
 )
+from dmvpn.sansio import RandomSource
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.isakmp import IsakmpMessage, decrypt_message, encode_payloads, encrypt_message
 from dmvpn.wire.isakmp_payloads import (
@@ -594,24 +596,29 @@ class QuickMode:
         return child
 
     def _sa_lifetime(self, seconds: int, kilobytes: int | None, initiator: bool) -> SaLifetime:
-        """Soft and hard limits for a new pair, by the behaviour profile."""
-        p = self.ctx.profile
-        hard_s = float(seconds)
-        soft_s = hard_s - p.soft_seconds_before - (self.ctx.random.uniform(0, p.soft_jitter_seconds)
-                                                   if p.soft_jitter_seconds else 0.0)
-        if not initiator:
-            soft_s += p.responder_soft_delay_seconds
-        soft_s = min(max(soft_s, hard_s * 0.5), hard_s - 1.0)
-        if kilobytes is None:
-            return SaLifetime(hard_s, soft_s, None, None)
-        hard_b = kilobytes * KILOBYTE
-        frac = p.soft_volume_fraction - (self.ctx.random.uniform(0, p.soft_jitter_fraction)
-                                         if p.soft_jitter_fraction else 0.0)
-        if not initiator:
-            frac += p.responder_soft_extra_fraction
-        frac = min(max(frac, 0.5), 0.99)
-        return SaLifetime(hard_s, soft_s, hard_b, int(hard_b * frac))
+        return sa_lifetime(self.ctx.profile, self.ctx.random, seconds, kilobytes, initiator)
 
+
+def sa_lifetime(profile: BehaviourProfile, random: RandomSource, seconds: int, kilobytes: int | None,
+                initiator: bool) -> SaLifetime:
+    """Soft and hard limits for a new pair, by the behaviour profile (the
+    same rule for IKEv1 and IKEv2 pairs)."""
+    p = profile
+    hard_s = float(seconds)
+    soft_s = hard_s - p.soft_seconds_before - (random.uniform(0, p.soft_jitter_seconds)
+                                               if p.soft_jitter_seconds else 0.0)
+    if not initiator:
+        soft_s += p.responder_soft_delay_seconds
+    soft_s = min(max(soft_s, hard_s * 0.5), hard_s - 1.0)
+    if kilobytes is None:
+        return SaLifetime(hard_s, soft_s, None, None)
+    hard_b = kilobytes * KILOBYTE
+    frac = p.soft_volume_fraction - (random.uniform(0, p.soft_jitter_fraction)
+                                     if p.soft_jitter_fraction else 0.0)
+    if not initiator:
+        frac += p.responder_soft_extra_fraction
+    frac = min(max(frac, 0.5), 0.99)
+    return SaLifetime(hard_s, soft_s, hard_b, int(hard_b * frac))
 
 
 def _responder_lifetime(data: bytes, seconds: int, kb: int | None) -> tuple[int, int | None]:

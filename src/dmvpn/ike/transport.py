@@ -157,21 +157,24 @@ class IkeTransport:
         return heap[0][0] if heap else None
 
     # ------------------------------------------------------------ retransmission
-    def arm_retransmit(self, now: float, rt: Retransmit, resend: TimerCallback, give_up: TimerCallback) -> None:
-        """Resend with :attr:`timers` until answered (:meth:`cancel_retransmit`)
-        or the retries are spent, then call ``give_up``."""
-        rt.next_at = due = now + self.timers.delay(rt.attempts)
+    def arm_retransmit(self, now: float, rt: Retransmit, resend: TimerCallback, give_up: TimerCallback,
+                       timers: RetransmitTimers | None = None) -> None:
+        """Resend with :attr:`timers` (or ``timers``, e.g. DPD's retry
+        interval) until answered (:meth:`cancel_retransmit`) or the retries
+        are spent, then call ``give_up``."""
+        schedule = timers or self.timers
+        rt.next_at = due = now + schedule.delay(rt.attempts)
 
         def fire(t: float) -> None:
             if rt.next_at != due:
                 return
-            if rt.attempts >= self.timers.limit:
+            if rt.attempts >= schedule.limit:
                 rt.next_at = None
                 give_up(t)
                 return
             rt.attempts += 1
             resend(t)
-            self.arm_retransmit(t, rt, resend, give_up)
+            self.arm_retransmit(t, rt, resend, give_up, schedule)
 
         self.schedule(due, fire)
 

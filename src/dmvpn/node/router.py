@@ -41,9 +41,10 @@ from dataclasses import dataclass, field
 
 from dmvpn.config import RouterConfig
 from dmvpn.ike.engine import Ikev1Engine
-from dmvpn.ike.manager import IKEV1_MAJOR, Datagram, KeyManager, ike_major_version
+from dmvpn.ike.manager import IKEV1_MAJOR, IKEV2_MAJOR, Datagram, Ikev2Manager, KeyManager, ike_major_version
 from dmvpn.ike.profiles import DEFAULT_PROFILE, BehaviourProfile, get_profile
 from dmvpn.ike.proposals import ChildPolicy
+from dmvpn.ike.v2.engine import Ikev2Engine
 from dmvpn.ipsec.esp import DropReason, EspDrop, open_datagram, protect_parts
 from dmvpn.ipsec.ledger import record_of
 from dmvpn.ipsec.sa import EspMode, SecurityAssociation, Selector
@@ -79,7 +80,7 @@ TrafficProbe = Callable[[str], tuple[float | None, float | None]]
 # class costs ~0.2 us on Python 3.11).
 _ESP, _ICMP, _TUNNEL = int(IpProto.ESP), int(IpProto.ICMP), EspMode.TUNNEL
 #: The admin keywords the router itself handles, for IOS-style abbreviation.
-ADMIN_WORDS = ("ping", "show", "debug", "undebug", "no", "clear", "test", "crypto", "isakmp", "ipsec",
+ADMIN_WORDS = ("ping", "show", "debug", "undebug", "no", "clear", "test", "crypto", "isakmp", "ikev2", "ipsec",
                "sa", "rekey", "all", "ip", "traffic")
 
 
@@ -266,6 +267,14 @@ class Router:
         if head[:4] == ["no", "debug", "crypto", "isakmp"] or head[:3] == ["undebug", "crypto", "isakmp"]:
             self._set_debug(False, IKEV1_MAJOR)
             return "Crypto ISAKMP debugging is off"
+        if head[:3] == ["debug", "crypto", "ikev2"]:
+            self._set_debug(True, IKEV2_MAJOR)
+            return "IKEv2 default debugging is on"
+        if head[:4] == ["no", "debug", "crypto", "ikev2"] or head[:3] == ["undebug", "crypto", "ikev2"]:
+            self._set_debug(False, IKEV2_MAJOR)
+            return "IKEv2 default debugging is off"
+        if head[:4] == ["clear", "crypto", "ikev2", "sa"]:
+            return self._with_peer(words, 4, lambda peer: (self._clear_ike(now, peer), "")[1])
         if head[:2] == ["undebug", "all"]:
             self._set_debug(False)
             self.host.admin(now, "undebug all")
@@ -292,6 +301,10 @@ class Router:
 
     def _clear(self, now: float, peer: str | None) -> int:
         return sum(km.clear(now, peer) for km in self.key_managers)
+
+    def _clear_ike(self, now: float, peer: str | None) -> int:
+        """``clear crypto ikev2 sa [peer A]`` (IOS-XE spells the filter ``remote A``)."""
+        return sum(km.clear_ike(now, peer) for km in self.key_managers if isinstance(km, Ikev2Manager))
 
     def _rekey(self, now: float, peer: str | None) -> int:
         return sum(km.rekey(now, peer) for km in self.key_managers)
@@ -569,17 +582,32 @@ class Router:
         return self.sad.next_volume_crossing(now, sa, byte_rate)
 
     def render_debug(self, events: list[LogEvent]) -> str:
-        """``debug crypto isakmp`` lines of this router, IOS formatted."""
-        return render(events, self.clock, node=self.name)
+        """``debug crypto isakmp`` (then ``debug crypto ikev2``) lines of this router, IOS formatted."""
+        parts = [render(events, self.clock, node=self.name, category=c) for c in ("isakmp", "ikev2")]
+        return "\n".join(p for p in parts if p)
 
 
 def build_key_managers(name: str, config: RouterConfig, sad: SecurityAssociationDatabase, random: RandomSource,
                        profile: BehaviourProfile, policies: list[ChildPolicy], traffic: TrafficProbe,
                        force_nat_t: bool) -> list[KeyManager]:
     """The key managers for ``config``: the one place that names a concrete
-    IKE engine. IKEv1 (``crypto isakmp``) negotiates every policy today;
-    an IKEv2 engine joins this list when ``crypto ikev2`` is configured."""
+    IKE engine. A tunnel whose ``crypto ipsec profile`` has ``set
+    ikev2-profile`` is negotiated by IKEv2 (:class:`Ikev2Engine`, first in
+    the list: the router's acquires go to it), IKEv1 (``crypto isakmp``)
+    otherwise."""
+    if uses_ikev2(config):
+        return [Ikev2Engine(name, config, sad, random, profile, policies, traffic=traffic)]
     return [Ikev1Engine(name, config, sad, random, profile, policies, traffic=traffic, force_nat_t=force_nat_t)]
+
+
+def uses_ikev2(config: RouterConfig) -> bool:
+    """True if a tunnel's protection profile names an IKEv2 profile."""
+    for iface in config.tunnels():
+        name = iface.tunnel.protection_profile if iface.tunnel is not None else None
+        profile = config.ipsec_profiles.get(name) if name is not None else None
+        if profile is not None and profile.ikev2_profile is not None:
+            return True
+    return False
 
 
 def _is_echo_reply(packet: bytes) -> bool:

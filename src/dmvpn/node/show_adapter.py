@@ -16,11 +16,12 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from dmvpn.config import RouterConfig
-from dmvpn.ike.manager import ChildSaView
+from dmvpn.ike.manager import ChildSaView, Ikev2Manager
 from dmvpn.ipsec.sa import EspMode, SaDirection, SaState, SecurityAssociation, Selector
 from dmvpn.node.policies import child_policies
 from dmvpn.node.routing import RouteSource, RoutingTable
 from dmvpn.show.commands import run_show
+from dmvpn.show.ikev2_views import Ikev2SaView, Ikev2SessionView
 from dmvpn.show.views import (
     CryptoSessionView,
     IdentView,
@@ -272,6 +273,14 @@ class RouterShowState:
             outbound_kb=out_kb,
             outbound_sec=int(out_sec or 0),
         )
+
+    def ikev2_sa_views(self) -> Sequence[Ikev2SaView]:
+        return [v for km in self.router.key_managers if isinstance(km, Ikev2Manager)
+                for v in km.ikev2_sa_views(self.now)]
+
+    def ikev2_session_views(self) -> Sequence[Ikev2SessionView]:
+        return [v for km in self.router.key_managers if isinstance(km, Ikev2Manager)
+                for v in km.ikev2_session_views(self.now)]
 
     def running_config(self) -> RouterConfig:
         return self.router.config

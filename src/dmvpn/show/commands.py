@@ -8,6 +8,8 @@ Commands::
     show crypto ipsec sa [peer ADDR | interface NAME] [detail]
     show crypto isakmp sa [detail]
     show crypto session [remote ADDR] [detail]
+    show crypto ikev2 sa [detail]
+    show crypto ikev2 session
     show crypto isakmp policy
     show crypto ipsec profile
     show crypto ipsec transform-set
@@ -24,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dmvpn.config.model import RouterConfig
-from dmvpn.show import config_shows, ip_route, ipsec_sa, isakmp_sa, session
+from dmvpn.show import config_shows, ikev2_sa, ip_route, ipsec_sa, isakmp_sa, session
+from dmvpn.show.ikev2_views import Ikev2SaView, Ikev2SessionView
 from dmvpn.show.views import CryptoSessionView, IpRouteView, IpsecInterfaceView, IsakmpSaView
 
 INVALID_INPUT = "% Invalid input detected at '^' marker."
@@ -49,6 +52,14 @@ class StateProvider(Protocol):
 
     def running_config(self) -> RouterConfig:
         """The configuration in force."""
+        ...
+
+    def ikev2_sa_views(self) -> Sequence[Ikev2SaView]:
+        """The IKEv2 SAs (``show crypto ikev2 sa``); empty without IKEv2."""
+        ...
+
+    def ikev2_session_views(self) -> Sequence[Ikev2SessionView]:
+        """The IKEv2 SAs with their CHILD_SAs (``show crypto ikev2 session``)."""
         ...
 
     def ip_route_view(self) -> IpRouteView:
@@ -103,6 +114,7 @@ def _grammar() -> _Node:
             ),
             "isakmp": _Node(keywords={"sa": _with_detail("isakmp-sa"), "policy": _leaf("isakmp-policy")}),
             "session": crypto_session,
+            "ikev2": _Node(keywords={"sa": _with_detail("ikev2-sa"), "session": _leaf("ikev2-session")}),
         }
     )
     ip = _Node(keywords={"route": _leaf("ip-route")})
@@ -194,6 +206,12 @@ def render(parsed: ParsedShow, state: StateProvider) -> str:
     elif cmd == "session":
         sessions = session.select(state.crypto_session_views(), parsed.args.get("remote"))
         text, data = lambda: session.render_text(sessions, detail), lambda: session.render_json(sessions, detail)
+    elif cmd == "ikev2-sa":
+        v2 = state.ikev2_sa_views()
+        text, data = lambda: ikev2_sa.render_sa_text(v2, detail), lambda: ikev2_sa.render_sa_json(v2, detail)
+    elif cmd == "ikev2-session":
+        v2s = state.ikev2_session_views()
+        text, data = lambda: ikev2_sa.render_session_text(v2s), lambda: ikev2_sa.render_session_json(v2s)
     elif cmd == "ip-route":
         routes = state.ip_route_view()
         text, data = lambda: ip_route.render_text(routes), lambda: ip_route.render_json(routes)

@@ -182,6 +182,14 @@ class CreateChildSa:
         """The response, or None when the request is to be dropped."""
         return self._reply
 
+    def refuse(self, ntype: int, reason: str) -> bytes:
+        """Answer the request with an error notify and nothing else, e.g.
+        TEMPORARY_FAILURE or CHILD_SA_NOT_FOUND when the SA it rekeys is
+        being deleted or gone (RFC 7296 2.25)."""
+        self._answer_error(ntype, b"", reason)
+        assert self._reply is not None
+        return self._reply
+
     # -- both ------------------------------------------------------------
 
     def _shared(self, ke: Payload | None) -> bytes | None:

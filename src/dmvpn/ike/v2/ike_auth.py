@@ -72,9 +72,13 @@ class IkeAuth:
     """One IKE_AUTH exchange over an established IKE_SA_INIT (charon's
     ``ike_auth`` + ``child_create`` tasks, PSK only)."""
 
-    def __init__(self, sa: IkeSaState, config: AuthConfig, random: RandomSource) -> None:
+    def __init__(self, sa: IkeSaState, config: AuthConfig, random: RandomSource,
+                 initial_contact: bool = False) -> None:
+        """``initial_contact``: the initiator has no other IKE SA with the
+        peer and says so with N(INITIAL_CONTACT) (RFC 7296 2.4)."""
         assert sa.keys is not None and sa.algorithms is not None, "IKE_SA_INIT must be done"
         self.sa, self.config, self.random = sa, config, random
+        self.initial_contact = initial_contact  # responder: set when the request carried it
         self.child: ChildSaResult | None = None
         self.error: str | None = None
         self._spi = random.token_bytes(4)  # our inbound ESP SPI
@@ -124,6 +128,8 @@ class IkeAuth:
             tsi,
             tsr,
         ]
+        if self.initial_contact:
+            msg.payloads.insert(1, NotifyPayload(NotifyType.INITIAL_CONTACT))
         if self.config.transport:
             msg.payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
         return self._seal(msg)
@@ -162,6 +168,9 @@ class IkeAuth:
             self.error = f"IKE_AUTH request: {exc}"
             self._reply = None  # an undecryptable request gets no answer (RFC 7296 2.21.2)
             return
+        self.initial_contact = any(
+            isinstance(p, NotifyPayload) and p.notify_type == NotifyType.INITIAL_CONTACT for p in msg.payloads
+        )
         idi = [p for p in msg.find(IdPayload) if isinstance(p, IdPayload) and p.payload_type == PayloadType.IDI]
         auth, sa = msg.find(AuthPayload), msg.find(SaPayload)
         if len(idi) != 1 or len(auth) != 1 or len(sa) != 1:
