@@ -42,6 +42,13 @@ from dmvpn.wire.ipv4 import IpProto, format_ipv4_address, header_template, ipv4_
 from dmvpn.wire.udp import decode_udp, encode_udp
 
 _U32 = struct.Struct("!I")
+
+# The ``type: ignore`` comments on the per-packet paths below are one
+# deliberate choice: an SA's ``kind`` (set once when it is built, see
+# ipsec/sa.py) guarantees which of its Optional cipher fields are set
+# (``cbc_encrypt``/``hmac_base`` for CBC+HMAC, ``gcm`` for GCM16, ``cipher``
+# for the generic path) and that ``sad`` is attached, so the hot path reads
+# them without a None check per packet (bench/router_path.py measures it).
 _U64 = struct.Struct("!Q")
 PAD_PREFIXES = [PAD_BYTES[:n] for n in range(256)]  # the padding for each pad length
 # Plain values of the enums the per-packet code compares with: reading an
