@@ -201,10 +201,6 @@ def test_fault_with_rekey_in_flight(case: Case, profile: str) -> None:
             assert analyse(current, node, peer, DURATION).orphans == []
 
 
-@pytest.mark.xfail(strict=True, reason="ike/: under 'improved', a Quick Mode that dies by retransmission "
-                   "leaves the IKE SA in place, so a spoke whose hub restarted retries Quick Mode over an "
-                   "IKE SA the hub no longer has, until that SA's 3600 s lifetime; without DPD the tunnel "
-                   "stays down (IOS does the same: 'cisco-iosxe' keeps that behaviour)")
 def test_improved_recovers_from_a_hub_restart_without_dpd() -> None:
     case = next(c for c in CASES if c.name == "hub-restart")
     _, result, _, _ = run_case(case, "improved", dpd=False)

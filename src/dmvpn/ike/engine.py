@@ -85,7 +85,7 @@ class Ikev1Engine:
         self.stats = ctx.stats
         self.informational = Informational(ctx, self)
         self.rekeying = Rekeying(ctx, self.informational, self)
-        self.quick_mode = QuickMode(ctx, self.informational, self.rekeying)
+        self.quick_mode = QuickMode(ctx, self.informational, self.rekeying, self)
         self.main_mode = MainMode(ctx, self)
         period = profile.lifetime_check_period
         if period is not None:

@@ -72,6 +72,10 @@ class BehaviourProfile:
     max_quick_modes_in_flight: int = 16
     node_purge_delay: float = 30.0
     dpd_retries: int = 5
+    #: A Quick Mode that dies by retransmission takes its ISAKMP SA with it
+    #: (the peer may have restarted and lost it); IOS keeps the SA and retries
+    #: on it until it expires, so without DPD the tunnel stays down that long.
+    phase2_timeout_drops_phase1: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.soft_volume_fraction <= 1.0:
@@ -108,6 +112,7 @@ IMPROVED = BehaviourProfile(
     skip_rekey_if_negotiating=True,
     collision_tiebreak=True,
     delete_replaced_after=(5.0, 5.0),
+    phase2_timeout_drops_phase1=True,
 )
 
 PROFILES: dict[str, BehaviourProfile] = {p.name: p for p in (CISCO_IOSXE, IMPROVED)}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hmac as _consttime
 from ipaddress import IPv4Address, IPv4Network
+from typing import Protocol
 
 from dmvpn.crypto.dh_groups import DhKeyPair, InvalidPublicValue
 from dmvpn.crypto.ikev1_kdf import keymat, quick_mode_hash1, quick_mode_hash2, quick_mode_hash3
@@ -94,13 +95,21 @@ def id_network(idp: IdPayload) -> IPv4Network | None:
     return None
 
 
+class QuickModeOwner(Protocol):
+    """What a Quick Mode needs of the engine that owns the ISAKMP SAs."""
+
+    def remove_isakmp_sa(self, now: float, sa: IsakmpSa) -> None: ...
+
+
 class QuickMode:
     """Quick Mode exchanges of one engine, over its ISAKMP SAs."""
 
-    def __init__(self, ctx: Ikev1Context, informational: Informational, rekeying: Rekeying) -> None:
+    def __init__(self, ctx: Ikev1Context, informational: Informational, rekeying: Rekeying,
+                 owner: QuickModeOwner) -> None:
         self.ctx = ctx
         self.informational = informational
         self.rekeying = rekeying
+        self.owner = owner
 
     # ------------------------------------------------------------------ dispatch
     def receive(self, now: float, sa: IsakmpSa, mid: int, data: bytes) -> None:
@@ -474,6 +483,12 @@ class QuickMode:
 
             def give_up(t: float) -> None:
                 self.fail(t, sa, node, f"Death by retransmission P2: no answer from {sa.peer}")
+                if ctx.profile.phase2_timeout_drops_phase1 and sa in ctx.sas:
+                    # RFC 7296 2.4's rule, applied to IKEv1: a peer that answers
+                    # nothing on the ISAKMP SA may have lost it (a restart): start
+                    # afresh with Main Mode instead of retrying on a dead SA.
+                    ctx.log(t, sa.conn_id, f"ISAKMP SA with {sa.peer} dropped: its Quick Mode got no answer")
+                    self.owner.remove_isakmp_sa(t, sa)
 
             ctx.transport.arm_retransmit(now, rt, resend, give_up)
 
