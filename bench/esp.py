@@ -121,7 +121,7 @@ def measure(name: str, tf: EspTransform, size: int, rounds: int) -> dict[str, ob
     for r in range(rounds):
         in_sa = new_sa(0x2000 + r, SaDirection.INBOUND)
 
-        def decap_loop() -> None:
+        def decap_loop(in_sa: SecurityAssociation = in_sa) -> None:  # this round's SA
             for packet in pool:
                 decapsulate(in_sa, 1.0, packet)
 

@@ -6,8 +6,8 @@ builds them (``kernel_host=True``: the OS is the host on Tunnel0), then, in
 one process and without sockets:
 
 * ``outbound_pps``: ``spoke.receive(now, "Tunnel0", overlay)``, with
-  ``poll_transmit()`` after every 64 packets as the real runtime does: an overlay UDP datagram read from the TUN becomes an
-  ESP datagram for the underlay (GRE, SA lookup, ESP, outer header);
+  ``poll_transmit()`` after every 64 packets as the real runtime does: an
+  overlay UDP datagram read from the TUN becomes an ESP datagram for the underlay (GRE, SA lookup, ESP, outer header);
 * ``inbound_pps``: ``hub.receive(now, WAN, esp)``, polled alike: the
   reverse, up to the overlay datagram written to the TUN;
 * ``esp_encap_pps`` / ``esp_decap_pps``: the baseline measured in the same

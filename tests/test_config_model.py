@@ -221,8 +221,8 @@ def test_every_one_token_mutation_of_the_hub_config_is_handled() -> None:
         indent = line[: len(line) - len(line.lstrip())]
         toks = line.split()
         for j in range(len(toks)):
-            for variant in [toks[:j] + toks[j + 1:]] + [toks[:j] + [v] + toks[j + 1:] for v in values]:
-                mutated = lines[:i] + [indent + " ".join(variant)] + lines[i + 1:]
+            for variant in [toks[:j] + toks[j + 1:]] + [[*toks[:j], v, *toks[j + 1:]] for v in values]:
+                mutated = [*lines[:i], indent + " ".join(variant), *lines[i + 1:]]
                 r = parse_config("\n".join(mutated), "hub.cfg")
                 assert (r.config is None) == bool(r.errors)
                 for e in r.errors:

@@ -103,7 +103,7 @@ def test_malformed_scenarios_name_file_line_field(old: str, new: str, where: str
     assert words in message
     if line_needle == "[[node]]":
         # a duplicate name is reported at the key of the second node
-        assert err.line == [i for i, l in enumerate(text.splitlines(), 1) if 'name = "hub"' in l][1]
+        assert err.line == [i for i, line in enumerate(text.splitlines(), 1) if 'name = "hub"' in line][1]
     else:
         assert err.line == _line_of(text, line_needle)
 

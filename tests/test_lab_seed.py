@@ -84,7 +84,8 @@ def test_fix_leaves_one_pair_outside_rekeys() -> None:
 
 
 def test_apply_fix_edits_every_profile() -> None:
-    text = "crypto ipsec profile A\n set transform-set T\n set security-association lifetime kilobytes 10\n!\ncrypto ipsec profile B\n set transform-set T\n"
+    text = ("crypto ipsec profile A\n set transform-set T\n set security-association lifetime kilobytes 10\n!\n"
+            "crypto ipsec profile B\n set transform-set T\n")
     fixed = apply_fix(text)
     assert fixed.count("set security-association lifetime kilobytes disable") == 2
     assert "kilobytes 10" not in fixed

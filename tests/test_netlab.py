@@ -189,7 +189,8 @@ endpoints = ["hub:GigabitEthernet0/0/2", "spoke:GigabitEthernet0/0/2", "spoke2:G
     try:
         up = netlab("up", path)
         assert up.returncode == 0, up.stderr
-        assert sorted(_our_namespaces(name)) == sorted(f"dmvpn-{name}-{n}" for n in ("hub", "spoke", "spoke2", "sw-wan"))
+        expected = sorted(f"dmvpn-{name}-{n}" for n in ("hub", "spoke", "spoke2", "sw-wan"))
+        assert sorted(_our_namespaces(name)) == expected
         run = RUN_DIR / name
         for spoke in ("spoke", "spoke2"):
             ask(run / f"{spoke}.sock", "ping 10.2.2.1 repeat 3 timeout 1")

@@ -14,11 +14,11 @@ from datetime import datetime
 
 from scapy.layers.inet import IP, UDP
 
-from dmvpn.ike.debug import IosClock
 from dmvpn.runtime.real.control import ControlServer, send_command
 from dmvpn.runtime.real.loop import LogPrinter, RealRuntime
 from dmvpn.runtime.real.underlay import Underlay, UnderlaySpec
 from dmvpn.sansio import LogEvent, Transmit
+from dmvpn.show.debug_log import IosClock
 
 
 class ProbeEngine:

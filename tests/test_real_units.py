@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from dmvpn.config import load_config, parse_config
-from dmvpn.ike.debug import IosClock
 from dmvpn.lab.netlab import linux_ifname
 from dmvpn.runtime.real.control import MAX_COMMAND, BadRequest, ControlClientError, ControlServer, Pending, send_command
 from dmvpn.runtime.real.daemon import DEFAULT_TUNNEL_MTU, router_spec, tun_names
 from dmvpn.runtime.real.errors import RuntimeSetupError
 from dmvpn.runtime.real.loop import LogPrinter
 from dmvpn.sansio import LogEvent
+from dmvpn.show.debug_log import IosClock
 
 SEED = Path(__file__).resolve().parent.parent / "src" / "dmvpn" / "lab" / "data"
 
@@ -36,7 +36,8 @@ def test_router_spec_from_the_seed_hub():
     spec = router_spec(load_config(SEED / "hub.cfg"), control=Path("/x.sock"), tun_name="tun-hub")
     assert [(u.iface, str(u.address), u.udp_ports, u.raw_protocols) for u in spec.underlay] == [
         ("GigabitEthernet0/0/2", "172.17.3.1", (500, 4500), (50,))]
-    assert [(t.iface, t.name, str(t.address), t.mtu) for t in spec.tuns] == [("Tunnel0", "tun-hub", "10.2.2.1/24", 1400)]
+    tuns = [(t.iface, t.name, str(t.address), t.mtu) for t in spec.tuns]
+    assert tuns == [("Tunnel0", "tun-hub", "10.2.2.1/24", 1400)]
     assert spec.shutdown_command == "clear crypto sa"
     assert tun_names("t", 3) == ["t", "t1", "t2"]
 
@@ -60,7 +61,7 @@ def test_default_tunnel_mtu_and_routes_into_the_tunnel():
     spec = router_spec(parse_config(text, "r.cfg").config, control=None, tun_name="t0")
     assert [t.mtu for t in spec.tuns] == [DEFAULT_TUNNEL_MTU]
     assert [(str(p), str(n) if n else None) for p, n in spec.tuns[0].routes] == [
-        ("172.16.0.0/12", None), ("10.9.0.0/16", "10.0.0.2")]  # the default route is the underlay's
+        ("10.9.0.0/16", "10.0.0.2"), ("172.16.0.0/12", None)]  # the default route is the underlay's
 
 
 def test_log_printer_formats_and_filters():

@@ -16,7 +16,7 @@ def up(sim):
 def test_both_ends_count_the_same_bytes_on_the_same_spi():
     sim, hub, spoke, _ = build()
     up(sim)
-    flow = FluidFlow(sim, hub, spoke, SPOKE_TUN, 100e6, 1000, start=10.0, stop=20.0)
+    flow = FluidFlow(hub, spoke, SPOKE_TUN, 100e6, 1000, start=10.0, stop=20.0)
     sim.run(30.0)
     out = hub.sad.outbound_for("172.17.3.2")
     inbound = spoke.sad.lookup_inbound(out.spi)
@@ -30,7 +30,7 @@ def test_volume_soft_limit_fires_at_the_exact_moment_without_stepping():
     sim, hub, spoke, _ = build()
     up(sim)
     start = 10.0
-    flow = FluidFlow(sim, hub, spoke, SPOKE_TUN, 0.85e9, 1400, start=start, stop=200.0)
+    flow = FluidFlow(hub, spoke, SPOKE_TUN, 0.85e9, 1400, start=start, stop=200.0)
     before = sim.events_processed
     sim.run(60.0)
     sa = next(s for s in hub.sad.all() if s.spi == flow.stats.spis[0] and s.direction.value == "outbound")
@@ -47,7 +47,7 @@ def test_volume_soft_limit_fires_at_the_exact_moment_without_stepping():
 
 def test_no_sa_bytes_are_dropped_and_trigger_ike():
     sim, hub, spoke, _ = build()
-    flow = FluidFlow(sim, hub, spoke, SPOKE_TUN, 10e6, 1000, start=1.0, stop=30.0)
+    flow = FluidFlow(hub, spoke, SPOKE_TUN, 10e6, 1000, start=1.0, stop=30.0)
     sim.run(40.0)
     assert flow.stats.dropped_no_sa_bytes > 0
     assert flow.stats.sent_bytes > 0 and flow.stats.lost_bytes == 0
@@ -55,18 +55,18 @@ def test_no_sa_bytes_are_dropped_and_trigger_ike():
 
 
 def test_bad_arguments_are_clear_errors():
-    sim, hub, spoke, _ = build()
+    _sim, hub, spoke, _ = build()
     with pytest.raises(ValueError, match="rate_bps"):
-        FluidFlow(sim, hub, spoke, SPOKE_TUN, 0, 1000, 0.0, 1.0)
-    with pytest.raises(ValueError, match="no tunnel toward 192.0.2.9"):
-        FluidFlow(sim, hub, spoke, "192.0.2.9", 1e6, 1000, 0.0, 1.0)
+        FluidFlow(hub, spoke, SPOKE_TUN, 0, 1000, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"no tunnel toward 192\.0\.2\.9"):
+        FluidFlow(hub, spoke, "192.0.2.9", 1e6, 1000, 0.0, 1.0)
 
 
 def test_flow_follows_a_restarted_receiver():
     from dmvpn.node.router import Router
     sim, hub, spoke, _ = build()
     up(sim)
-    flow = FluidFlow(sim, hub, spoke, SPOKE_TUN, 50e6, 1000, start=10.0, stop=200.0)
+    flow = FluidFlow(hub, spoke, SPOKE_TUN, 50e6, 1000, start=10.0, stop=200.0)
     sim.run(50.0)
     fresh = Router(spoke.config, sim.random_for("SPOKE1-reboot"), name="SPOKE1")
     flow.replace_router(spoke, fresh, sim.now)

@@ -4,10 +4,12 @@ holds over virtual hours (no sleeps)."""
 
 from __future__ import annotations
 
-from dmvpn.ike.debug import render
+import itertools
+
 from dmvpn.ike.keylog import esp_sa_lines
 from dmvpn.lab.fluid import FluidFlow
 from dmvpn.runtime.sim import LinkParams
+from dmvpn.show.debug_log import render
 from router_lab import HUB_TUN, SPOKE_TUN, build, hub_text, results, spoke_text
 
 LIFE_120 = " set security-association lifetime seconds 120\n"
@@ -35,7 +37,7 @@ def test_wan_carries_only_ike_and_esp_per_tshark(tmp_path):
     import subprocess
     tshark = shutil.which("tshark")
     assert tshark, "tshark is required for this test"
-    sim, hub, spoke, wan = build()
+    sim, _hub, spoke, wan = build()
     pcap = tmp_path / "wan.pcap"
     sim.capture(wan, pcap)
     sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 5")
@@ -50,7 +52,7 @@ def test_wan_carries_only_ike_and_esp_per_tshark(tmp_path):
                           "-e", "frame.protocols", "-e", "isakmp.exchangetype", "-e", "esp.spi",
                           "-e", "gre.key", "-e", "icmp.type", "-e", "esp.icv_good"],
                          capture_output=True, text=True, check=True)
-    rows = [l.split("\t") for l in out.stdout.splitlines()]
+    rows = [line.split("\t") for line in out.stdout.splitlines()]
     assert len(rows) == 9 + 8
     ike, esp = rows[:9], rows[9:]
     assert all(r[0].endswith(":udp:isakmp") for r in ike)
@@ -81,7 +83,7 @@ def test_time_rekeys_for_an_hour_zero_probe_loss():
     installs = [e.time for e in sim.events if e.category == "ipsec" and e.fields["what"] == "installed"
                 and e.fields["initiator"]]
     starts = [t for i, t in enumerate(installs) if i == 0 or t - installs[i - 1] > 1.0]
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert len(gaps) >= 37
     # soft = hard - 30 s = 90 s after install, acted on by the next lifetime check (~2 s)
     assert all(90.0 <= g <= 94.0 for g in gaps), gaps
@@ -92,7 +94,7 @@ def test_volume_rekeys_every_35_to_45_s_at_850_mbit():
     sim, hub, spoke, _ = build()
     sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 1")
     sim.run(5.0)
-    flow = FluidFlow(sim, hub, spoke, SPOKE_TUN, 0.85e9, 1400, start=10.0, stop=610.0)
+    flow = FluidFlow(hub, spoke, SPOKE_TUN, 0.85e9, 1400, start=10.0, stop=610.0)
     sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 600 interval 1 timeout 2")
     pairs = []
     for t in range(15, 610, 5):
@@ -100,7 +102,7 @@ def test_volume_rekeys_every_35_to_45_s_at_850_mbit():
     sim.run(620.0)
     installs = [e.time for e in sim.events if e.category == "ipsec" and e.fields["what"] == "installed"
                 and e.fields["initiator"] and e.fields["reason"] == "volume rekey"]
-    gaps = [b - a for a, b in zip(installs, installs[1:]) if b - a > 1.0]
+    gaps = [b - a for a, b in itertools.pairwise(installs) if b - a > 1.0]
     assert len(gaps) >= 10
     assert all(35.0 <= g <= 45.0 for g in gaps), gaps
     assert flow.stats.lost_bytes == 0 and flow.stats.dropped_no_sa_bytes == 0
@@ -128,7 +130,7 @@ def test_dpd_vanished_hub_declared_dead_then_tunnel_returns():
 
 
 def test_debug_quick_mode_sequence_in_the_lab():
-    sim, hub, spoke, _ = build(debug=True)
+    sim, _hub, _spoke, _ = build(debug=True)
     sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 3")
     sim.run(10.0)
     text = render(sim.events, node="HUB")
@@ -137,7 +139,7 @@ def test_debug_quick_mode_sequence_in_the_lab():
 
 
 def test_admin_errors_never_raise():
-    sim, hub, _spoke, _ = build()
+    sim, _hub, _spoke, _ = build()
     assert sim.admin("HUB", "frobnicate").startswith("% Invalid input")
     assert sim.admin("HUB", "clear crypto sa peer banana").startswith("% Invalid")
     assert sim.admin("HUB", "ping") == "% Incomplete command."
@@ -145,7 +147,7 @@ def test_admin_errors_never_raise():
 
 def test_same_seed_same_wire_bytes(tmp_path):
     def run(seed):
-        sim, hub, spoke, wan = build(seed=seed)
+        sim, _hub, _spoke, wan = build(seed=seed)
         pcap = tmp_path / f"s{seed}-{len(list(tmp_path.iterdir()))}.pcap"
         sim.capture(wan, pcap)
         sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 5")
@@ -192,8 +194,8 @@ def _both_ways_traffic(sim, hub, spoke, until):
     sim.run(5.0)
     sim.admin("SPOKE1", f"ping {HUB_TUN} repeat {int((until - 10) / 0.1)} interval 0.1 timeout 2")
     sim.admin("HUB", f"ping {SPOKE_TUN} repeat {int((until - 10) / 0.1)} interval 0.1 timeout 2")
-    a = FluidFlow(sim, hub, spoke, SPOKE_TUN, 100e6, 1400, start=5.0, stop=until - 5)
-    b = FluidFlow(sim, spoke, hub, HUB_TUN, 50e6, 1400, start=5.0, stop=until - 5)
+    a = FluidFlow(hub, spoke, SPOKE_TUN, 100e6, 1400, start=5.0, stop=until - 5)
+    b = FluidFlow(spoke, hub, HUB_TUN, 50e6, 1400, start=5.0, stop=until - 5)
     return a, b
 
 
@@ -231,7 +233,7 @@ def test_wrong_psk_in_the_sim():
 
 
 def test_group_mismatch_in_the_sim():
-    sim, hub, spoke, _ = build(spoke=spoke_text().replace("group 15", "group 14"))
+    sim, _hub, _spoke, _ = build(spoke=spoke_text().replace("group 15", "group 14"))
     sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 2")
     sim.run(30.0)
     msgs = [(e.node, e.message) for e in sim.events if e.category == "isakmp"]
@@ -240,7 +242,7 @@ def test_group_mismatch_in_the_sim():
 
 
 def test_transform_mismatch_in_the_sim():
-    sim, hub, spoke, _ = build(spoke=spoke_text().replace("esp-aes esp-sha256-hmac", "esp-gcm 256"))
+    sim, hub, _spoke, _ = build(spoke=spoke_text().replace("esp-aes esp-sha256-hmac", "esp-gcm 256"))
     sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 2")
     sim.run(30.0)
     msgs = [(e.node, e.message) for e in sim.events if e.category == "isakmp"]
@@ -250,9 +252,9 @@ def test_transform_mismatch_in_the_sim():
 
 
 def test_lab_quick_mode_debug_matches_seed_sequences():
-    from dmvpn.ike.debug import render_line
+    from dmvpn.show.debug_log import render_line
     from test_ike_debug import block, normalize, seed_lines
-    sim, hub, spoke, _ = build(debug=True)
+    sim, _hub, _spoke, _ = build(debug=True)
     sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 3")
     sim.run(10.0)
     sim.admin("SPOKE1", "clear crypto sa")
@@ -263,16 +265,16 @@ def test_lab_quick_mode_debug_matches_seed_sequences():
              for n in ("HUB", "SPOKE1")}
     hub_seed = block(seed_lines("hub_debug_crypto_isakmp.txt"), "set new node 0 to QM_IDLE",
                      "New State = IKE_QM_PHASE2_COMPLETE")
-    spoke_seed = [l for l in seed_lines("spoke_debug_crypto_isakmp.txt") if "purging node" not in l]
-    hub_start = max(i for i, l in enumerate(lines["HUB"]) if "set new node 0 to QM_IDLE" in l)
-    spoke_start = max(i for i, l in enumerate(lines["SPOKE1"]) if "received packet from" in l
+    spoke_seed = [line for line in seed_lines("spoke_debug_crypto_isakmp.txt") if "purging node" not in line]
+    hub_start = max(i for i, line in enumerate(lines["HUB"]) if "set new node 0 to QM_IDLE" in line)
+    spoke_start = max(i for i, line in enumerate(lines["SPOKE1"]) if "received packet from" in line
                       and i + 1 < len(lines["SPOKE1"]) and "set new node M" in lines["SPOKE1"][i + 1])
     assert block(lines["HUB"][hub_start:], "set new node 0", "PHASE2_COMPLETE") == hub_seed
     assert block(lines["SPOKE1"][spoke_start:], "received packet", "PHASE2_COMPLETE") == spoke_seed
 
 
 def test_admin_accepts_ios_abbreviations():
-    sim, hub, spoke, _ = build()
+    sim, _hub, _spoke, _ = build()
     assert sim.admin("HUB", "deb cry isa") == "Crypto ISAKMP debugging is on"
     sim.admin("SPOKE1", f"pi {HUB_TUN} repeat 2")
     sim.run(10.0)
@@ -304,7 +306,7 @@ def test_hub_with_three_spokes_on_a_segment():
     for i in (2, 3, 4):
         sim.admin(f"S{i}", f"ping {HUB_TUN} repeat 1")
     sim.run(5.0)
-    flows = [FluidFlow(sim, routers["HUB"], routers[f"S{i}"], f"10.2.2.{i}", 400e6, 1400, 10, 250) for i in (2, 3, 4)]
+    flows = [FluidFlow(routers["HUB"], routers[f"S{i}"], f"10.2.2.{i}", 400e6, 1400, 10, 250) for i in (2, 3, 4)]
     for name in ("S2", "S3", "S4"):
         sim.admin(name, f"ping {HUB_TUN} repeat 240 interval 1 timeout 2")
     sim.admin("HUB", "ping 10.2.2.3 repeat 240 interval 1 timeout 2")
@@ -319,7 +321,7 @@ def test_hub_with_three_spokes_on_a_segment():
 def test_udp_4500_demux_ike_esp_and_keepalive():
     from dmvpn.wire.ipv4 import IPv4Header
     from dmvpn.wire.udp import encode_udp
-    sim, hub, spoke, _ = build()
+    sim, hub, _spoke, _ = build()
 
     def udp4500(payload: bytes) -> bytes:
         return IPv4Header("172.17.3.2", "172.17.3.1", 17).encode(

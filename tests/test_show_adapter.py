@@ -27,7 +27,7 @@ def _net() -> IkeNet:
 def _router(net: IkeNet, address: str) -> SimpleNamespace:
     """The attributes of dmvpn.node.router.Router the adapter reads."""
     engine = net.engines[address]
-    return SimpleNamespace(name=engine.name, config=engine.config, sad=engine.sad, ike=engine)
+    return SimpleNamespace(name=engine.name, config=engine.config, sad=engine.sad, ike=engine, key_managers=[engine])
 
 
 def test_ipsec_sa_values_are_the_sads() -> None:
@@ -120,7 +120,8 @@ def test_real_router_after_pings() -> None:
     # before any SA: the protected interface with its crypto map, no flows
     empty = sim.admin("HUB", "show crypto ipsec sa")
     assert empty == "\ninterface: Tunnel0\n    Crypto map tag: ENS_ipsec_profile-head-1-IPv4, local addr 172.17.3.1\n\n"
-    assert genie_parse("iosxe", "show crypto ipsec sa", empty) == json.loads(sim.admin("HUB", "show crypto ipsec sa | json"))
+    ours = json.loads(sim.admin("HUB", "show crypto ipsec sa | json"))
+    assert genie_parse("iosxe", "show crypto ipsec sa", empty) == ours
     sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 5")
     sim.run(20.0)
     text = sim.admin("HUB", "show crypto ipsec sa peer 172.17.3.2")

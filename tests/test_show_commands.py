@@ -17,9 +17,11 @@ from dmvpn.show.commands import INCOMPLETE, INVALID_INPUT, StateProvider, run_sh
 from dmvpn.show.views import (
     CryptoSessionView,
     IdentView,
+    IpRouteView,
     IpsecInterfaceView,
     IsakmpSaState,
     IsakmpSaView,
+    RouteView,
     SessionFlowView,
     SessionIkeSaView,
 )
@@ -71,6 +73,9 @@ class FakeRouter:
     def running_config(self) -> RouterConfig:
         return self.config
 
+    def ip_route_view(self) -> IpRouteView:
+        return IpRouteView((RouteView("10.2.2.0", 24, "C", "connected", 0, 0, None, "Tunnel0"),))
+
 
 ROUTER = FakeRouter()
 
@@ -78,6 +83,10 @@ ROUTER = FakeRouter()
 def test_fake_router_is_a_state_provider() -> None:
     provider: StateProvider = ROUTER
     assert provider.running_config().hostname == "HUB"
+    text = run_show("sh ip ro", provider)
+    assert "\nC     10.2.2.0/24 is directly connected, Tunnel0\n" not in text  # a subnet of 10/8
+    assert "      10.0.0.0/24 is subnetted, 1 subnets\nC        10.2.2.0 is directly connected, Tunnel0\n" in text
+    assert run_show("show ip rout | json", provider).startswith('{\n  "vrf": {')
 
 
 @pytest.mark.parametrize(
@@ -172,7 +181,8 @@ def test_incomplete_and_ambiguous() -> None:
 
 
 WORDS = st.sampled_from(
-    ["show", "sh", "crypto", "cry", "ipsec", "isakmp", "isa", "sa", "peer", "interface", "detail", "session", "remote", "policy", "profile", "transform-set", "|", "json", "172.17.3.2", "::1", "Tunnel0", "x"]
+    ["show", "sh", "crypto", "cry", "ipsec", "isakmp", "isa", "sa", "peer", "interface", "detail", "session",
+     "remote", "policy", "profile", "transform-set", "|", "json", "172.17.3.2", "::1", "Tunnel0", "x"]
 )
 
 

@@ -140,7 +140,7 @@ def test_reordering():
     assert 0.07 < late / n < 0.11
     for t, _i, seq, _s in b.received:
         assert round(t - seq * 0.001, 9) in (0.01, 0.0135)
-    sim2, a2, b2, link2 = pair(LinkParams(delay=0.01))
+    sim2, a2, _b2, link2 = pair(LinkParams(delay=0.01))
     blast(sim2, a2, 100, 0.001)
     sim2.run(until=2)
     assert link2.forward.stats.reordered == 0
@@ -148,7 +148,7 @@ def test_reordering():
 
 def test_jitter_bounds():
     n = 4000
-    sim, a, b, link = pair(LinkParams(delay=0.020, jitter=0.005))
+    sim, a, b, _link = pair(LinkParams(delay=0.020, jitter=0.005))
     blast(sim, a, n, 0.01)
     sim.run(until=n * 0.01 + 1)
     lat = [t - seq * 0.01 for t, _i, seq, _s in b.received]
@@ -160,7 +160,7 @@ def test_jitter_bounds():
 
 def test_bandwidth_serialization():
     # 1 Mbit/s: a 1250-byte packet takes 10 ms on the wire; a burst queues.
-    sim, a, b, link = pair(LinkParams(delay=0.005, bandwidth=1e6))
+    sim, a, b, _link = pair(LinkParams(delay=0.005, bandwidth=1e6))
     for i in range(10):
         a.send_at(0.0, "10.0.0.2", i, 1250)
     a.send_at(1.0, "10.0.0.2", 99, 125)
@@ -241,7 +241,7 @@ def test_unconnected_interface_is_counted():
 
 
 def test_replace_engine_forgets_old_timer():
-    sim, a, b, link = pair(LinkParams(delay=0.01))
+    sim, a, b, _link = pair(LinkParams(delay=0.01))
     a.send_at(5.0, "10.0.0.2", 1)
     sim.admin("a", "nudge")
     fresh = Blaster("a", "10.0.0.1")
@@ -315,7 +315,7 @@ def test_same_seed_same_run_other_seed_differs():
     runs = []
     for seed in (11, 11, 12):
         buf = io.BytesIO()
-        sim, link = ping_scenario(seed, buf)
+        sim, _link = ping_scenario(seed, buf)
         runs.append((event_stream(sim), buf.getvalue(), sim.admin("r1", "show ping")))
     assert runs[0] == runs[1]
     assert runs[0][0] != runs[2][0] and runs[0][1] != runs[2][1]
@@ -350,7 +350,7 @@ def test_pcap_read_by_tshark(tmp_path):
     tshark = shutil.which("tshark")
     assert tshark, "tshark is required for this test (apt-get install tshark)"
     path = tmp_path / "ping.pcap"
-    sim, link = ping_scenario(3, path, hours=0.01)
+    _sim, link = ping_scenario(3, path, hours=0.01)
     fields = subprocess.run(
         [tshark, "-r", str(path), "-T", "fields", "-E", "separator=,",
          "-e", "eth.type", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type", "-e", "ip.checksum.status",
@@ -392,7 +392,7 @@ def test_topology_errors_and_param_validation():
 
 
 def test_subscriber_sees_events_as_they_happen():
-    sim, a, b, link = pair(LinkParams(mtu=100))
+    sim, a, _b, _link = pair(LinkParams(mtu=100))
     seen = []
     sim.subscribe(lambda e: seen.append((sim.now, e.message)))
     a.send_at(0.5, "10.0.0.2", 1, 200)

@@ -349,8 +349,8 @@ def render_text(records: list[dict[str, Any]]) -> str:
         else:
             head = (
                 f"frame {r['frame']} {where} {r['exchange']}({r['exchange_number']}) "
-                f"icookie={r['initiator_cookie']} rcookie={r['responder_cookie']} msgid={r['message_id']} "
-                f"flags={r['flags']}"
+                f"icookie={r['initiator_cookie']} rcookie={r['responder_cookie']} "
+                f"msgid={r['message_id']} flags={r['flags']}"
             )
         if r.get("decrypted"):
             head += " [decrypted]"

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -16,6 +18,11 @@ from dmvpn.ike.profiles import PROFILES
 from dmvpn.lab.report import apply_fix, explain_history, explain_lab_sas, peer_pairs, summary
 from dmvpn.lab.runner import LabResult, LabRun
 from dmvpn.lab.scenario import Scenario, ScenarioError, load_scenario
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+F = TypeVar("F", bound=Callable[..., None])
 
 SEED_SCENARIO = "seed.toml"
 SEED_NODE, SEED_PEER = "hub", "172.17.3.2"
@@ -27,7 +34,7 @@ def _seed_scenario() -> Scenario:
         return load_scenario(path)
 
 
-def _progress_bar(enabled: bool):
+def _progress_bar(enabled: bool) -> Progress | None:
     """A rich progress bar on stderr (virtual time done / total), or None
     when off (``--json``) or when stderr is not a terminal."""
     if not enabled or not sys.stderr.isatty():
@@ -43,10 +50,10 @@ def _progress_bar(enabled: bool):
 def _run(scenario: Scenario, *, profile: str | None, seed: int | None, duration: float | None,
          fix: bool, debug_node: str | None, show_progress: bool) -> LabResult:
     progress = _progress_bar(show_progress)
-    task = None
+    task: TaskID | None = None
 
     def tick(done: float, total: float) -> None:
-        if progress is not None:
+        if progress is not None and task is not None:
             progress.update(task, completed=done, total=total)
 
     run = LabRun(scenario, profile=profile, seed=seed, duration=duration,
@@ -120,7 +127,7 @@ def _mechanism(result: LabResult) -> str:
     return f"profile {p.name}: soft limits acted on at once"
 
 
-def _options(fn):
+def _options(fn: F) -> F:
     fn = click.option("--profile", type=click.Choice(sorted(PROFILES)), default=None,
                       help="behaviour profile for every node (default: the scenario's)")(fn)
     fn = click.option("--seed", type=click.IntRange(min=0), default=None, help="random seed")(fn)
@@ -141,10 +148,10 @@ def lab() -> None:
     """Run routers from IOS configs in the simulator, in virtual time."""
 
 
-def _guarded(fn):
+def _guarded(fn: Callable[[], None]) -> None:
     """Scenario and config errors are one line, exit status 1."""
     try:
-        return fn()
+        fn()
     except (ScenarioError, ConfigError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -152,7 +159,8 @@ def _guarded(fn):
 
 @lab.command("seed")
 @_options
-def seed_cmd(profile, seed, duration, as_json, plot, debug_log, fix) -> None:
+def seed_cmd(profile: str | None, seed: int | None, duration: float | None, as_json: bool, plot: Path | None,
+             debug_log: Path | None, fix: bool) -> None:
     """The seed: hub and spoke of ../shared/seed under ~0.85 Gbit/s for an hour.
 
     Prints the hub's `show crypto ipsec sa peer 172.17.3.2`, a summary and the
@@ -170,7 +178,8 @@ def seed_cmd(profile, seed, duration, as_json, plot, debug_log, fix) -> None:
 @click.argument("scenario_file", type=click.Path(dir_okay=False, path_type=Path))
 @_options
 @click.option("--explain", is_flag=True, help="explain every SA of the first node")
-def run_cmd(scenario_file, profile, seed, duration, as_json, plot, debug_log, fix, explain) -> None:
+def run_cmd(scenario_file: Path, profile: str | None, seed: int | None, duration: float | None, as_json: bool,
+            plot: Path | None, debug_log: Path | None, fix: bool, explain: bool) -> None:
     """Run SCENARIO_FILE (TOML: nodes, links, flows, probes, faults, shows)."""
     def go() -> None:
         scenario = load_scenario(scenario_file)

@@ -8,17 +8,19 @@ from ipaddress import IPv4Network
 
 from dmvpn.config.model import AclAction, AclEntry, PortMatch
 from dmvpn.config.values import LineError, integer, ipv4, wildcard
+from dmvpn.wire.ipv4 import IpProto
 
-#: IP protocol keywords IOS accepts in extended ACLs (None = any IP).
+#: IP protocol keywords IOS accepts in extended ACLs (None = any IP); the
+#: numbers this stack itself handles come from :class:`~dmvpn.wire.ipv4.IpProto`.
 PROTOCOLS: dict[str, int | None] = {
     "ip": None,
-    "icmp": 1,
+    "icmp": int(IpProto.ICMP),
     "igmp": 2,
-    "tcp": 6,
-    "udp": 17,
-    "gre": 47,
-    "esp": 50,
-    "ahp": 51,
+    "tcp": int(IpProto.TCP),
+    "udp": int(IpProto.UDP),
+    "gre": int(IpProto.GRE),
+    "esp": int(IpProto.ESP),
+    "ahp": int(IpProto.AH),
     "eigrp": 88,
     "ospf": 89,
     "pim": 103,

@@ -22,7 +22,9 @@ __all__ = [
     "ESP_CIPHER_NAMES",
     "IOS_DH_GROUPS",
     "ISAKMP_AUTH_NAMES",
+    "ISAKMP_ENCRYPTION_KEYWORDS",
     "ISAKMP_ENCRYPTION_NAMES",
+    "ISAKMP_HASH_KEYWORDS",
     "ISAKMP_HASH_NAMES",
     "DhGroup",
     "EncapsulationMode",
@@ -48,6 +50,13 @@ ISAKMP_HASH_NAMES: dict[str, HashAlgorithm] = {
     "sha384": HashAlgorithm.SHA2_384,
     "sha512": HashAlgorithm.SHA2_512,
 }
+
+#: The keyword IOS prints for a phase-1 cipher or hash (``show crypto isakmp
+#: sa detail``, the config summary): the maps above reversed, plus DES,
+#: which IOS names although this stack does not run it.
+ISAKMP_ENCRYPTION_KEYWORDS: dict[EncryptionAlgorithm, str] = {
+    **{alg: word for word, alg in ISAKMP_ENCRYPTION_NAMES.items()}, EncryptionAlgorithm.DES_CBC: "des"}
+ISAKMP_HASH_KEYWORDS: dict[HashAlgorithm, str] = {alg: word for word, alg in ISAKMP_HASH_NAMES.items()}
 
 #: ``authentication`` keywords of ``crypto isakmp policy``.
 ISAKMP_AUTH_NAMES: dict[str, IkeAuthMethod] = {

@@ -73,9 +73,9 @@ def build(p: _Parser) -> RouterConfig:
     _check_overlaps(p, interfaces)
     _check_shared_sources(p, interfaces)
     crypto_maps = _crypto_maps(p, sa_default, acls, interfaces)
-    for b in p.interfaces.values():
-        if b.crypto_map and b.crypto_map[0] not in crypto_maps:
-            p.error(b.crypto_map[1], f"crypto map '{b.crypto_map[0]}' is not defined")
+    for ib in p.interfaces.values():
+        if ib.crypto_map and ib.crypto_map[0] not in crypto_maps:
+            p.error(ib.crypto_map[1], f"crypto map '{ib.crypto_map[0]}' is not defined")
     for r in p.routes:
         if r.interface and not r.interface.startswith("Null") and r.interface not in interfaces:
             p.error(r.line, f"ip route: interface {r.interface} is not defined")
@@ -157,7 +157,8 @@ def _transform_set_refs(p: _Parser, sa: SaSettings) -> tuple[str, ...]:
     return tuple(name for name, _ in sa.transform_sets)
 
 
-def _crypto_maps(p: _Parser, sa_default: SaLifetime, acls: dict[str, AccessList], interfaces: dict[str, Interface]) -> dict[str, CryptoMap]:
+def _crypto_maps(p: _Parser, sa_default: SaLifetime, acls: dict[str, AccessList],
+                 interfaces: dict[str, Interface]) -> dict[str, CryptoMap]:
     grouped: dict[str, list[CryptoMapEntry]] = {}
     for (name, seq), b in sorted(p.map_entries.items()):
         sets = _transform_set_refs(p, b.sa)
@@ -174,7 +175,8 @@ def _crypto_maps(p: _Parser, sa_default: SaLifetime, acls: dict[str, AccessList]
                 if ("acl", acl_name) not in p.broken:
                     p.error(line, f"match address: access-list '{acl_name}' is not defined")
             elif not acls[acl_name].extended:
-                p.error(line, f"match address: access-list '{acl_name}' is a standard list, crypto maps need an extended one")
+                p.error(line, f"match address: access-list '{acl_name}' is a standard list, "
+                              "crypto maps need an extended one")
         seconds, kilobytes = _lifetime(b.sa, sa_default)
         grouped.setdefault(name, []).append(
             CryptoMapEntry(name, seq, tuple(b.peers), sets, acl_name, seconds, kilobytes, b.sa.pfs_group, b.line)
@@ -271,7 +273,8 @@ def _interface(p: _Parser, b: InterfaceBuilder, profiles: dict[str, IpsecProfile
     nhrp = _nhrp(p, b) if b.has_nhrp_lines else None
     if tunnel is None and nhrp is not None:
         p.warn(b.line, f"{b.name} is not a Tunnel interface: its 'ip nhrp' lines are not used")
-    return Interface(b.name, b.address, b.mtu, b.shutdown, b.crypto_map[0] if b.crypto_map else None, tunnel, nhrp, b.line)
+    crypto_map = b.crypto_map[0] if b.crypto_map else None
+    return Interface(b.name, b.address, b.mtu, b.shutdown, crypto_map, tunnel, nhrp, b.line)
 
 
 def _check_overlaps(p: _Parser, interfaces: dict[str, Interface]) -> None:
@@ -284,7 +287,8 @@ def _check_overlaps(p: _Parser, interfaces: dict[str, Interface]) -> None:
         for other, name in seen:
             if iface.address.network.overlaps(other.network):
                 line = p.interfaces[iface.name].seen.lines.get("ip address", iface.line)
-                p.error(line, f"ip address {iface.address.with_netmask.replace('/', ' ')}: {iface.address.network} overlaps with {name} ({other})")
+                address = iface.address.with_netmask.replace("/", " ")
+                p.error(line, f"ip address {address}: {iface.address.network} overlaps with {name} ({other})")
                 break
         seen.append((iface.address, iface.name))
 

@@ -12,18 +12,15 @@ from typing import Any
 from dmvpn.config.acl import PROTOCOLS
 from dmvpn.config.algorithms import (
     ISAKMP_AUTH_NAMES,
-    ISAKMP_ENCRYPTION_NAMES,
-    ISAKMP_HASH_NAMES,
+    ISAKMP_ENCRYPTION_KEYWORDS,
+    ISAKMP_HASH_KEYWORDS,
     EncapsulationMode,
-    EncryptionAlgorithm,
 )
 from dmvpn.config.ikev2_summary import ikev2_summary_lines
 from dmvpn.config.model import AccessList, IsakmpKey, NhrpConfig, PortMatch, RouterConfig, TunnelConfig
 
 MASK = "*****"
 
-_ENCR = {v: k for k, v in ISAKMP_ENCRYPTION_NAMES.items()} | {EncryptionAlgorithm.DES_CBC: "des"}
-_HASH = {v: k for k, v in ISAKMP_HASH_NAMES.items()}
 _AUTH = {v: k for k, v in ISAKMP_AUTH_NAMES.items()}
 
 
@@ -102,11 +99,12 @@ def summary_lines(c: RouterConfig) -> list[str]:
     """The text summary of one config, one item per line, indented by level."""
     out = [f"hostname {c.hostname}"]
     for p in c.isakmp_policies:
-        encr = _ENCR.get(p.encryption, p.encryption.name) + (f" {p.key_bits}" if p.key_bits else "")
+        encr = ISAKMP_ENCRYPTION_KEYWORDS.get(p.encryption, p.encryption.name)
+        encr += f" {p.key_bits}" if p.key_bits else ""
         dflt = f" (IOS defaults: {', '.join(p.defaulted)})" if p.defaulted else ""
         unusable = " [not usable here]" if not p.usable else ""
         out.append(
-            f"  ISAKMP policy {p.priority}: encr {encr}, hash {_HASH[p.hash]}, "
+            f"  ISAKMP policy {p.priority}: encr {encr}, hash {ISAKMP_HASH_KEYWORDS[p.hash]}, "
             f"authentication {_AUTH.get(p.authentication, p.authentication.name)}, group {int(p.group)}, "
             f"lifetime {p.lifetime} s{dflt}{unusable}"
         )
@@ -115,7 +113,8 @@ def summary_lines(c: RouterConfig) -> list[str]:
         out.append(f"  ISAKMP key {MASK} for {where}")
     ka = c.isakmp_keepalive
     out.append(
-        f"  ISAKMP keepalive (DPD): {ka.seconds} s, retry {ka.retry} s, {ka.mode.value}" if ka else "  ISAKMP keepalive (DPD): off"
+        f"  ISAKMP keepalive (DPD): {ka.seconds} s, retry {ka.retry} s, {ka.mode.value}"
+        if ka else "  ISAKMP keepalive (DPD): off"
     )
     if c.isakmp_nat_keepalive:
         out.append(f"  ISAKMP NAT keepalive: {c.isakmp_nat_keepalive} s")

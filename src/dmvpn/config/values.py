@@ -52,7 +52,8 @@ def wildcard(token: str | None, what: str) -> int:
     wc = ipv4(token, what)
     bits = int(wc)
     if bits & (bits + 1):
-        raise LineError(f"{what}: '{token}' is not a contiguous wildcard mask (non-contiguous wildcards are not supported)")
+        raise LineError(f"{what}: '{token}' is not a contiguous wildcard mask "
+                        "(non-contiguous wildcards are not supported)")
     return 32 - bits.bit_length()
 
 

@@ -13,23 +13,19 @@ The sender's choice of SA is recorded as a history of segments (time, SA)
 whenever it changes, so the receiver credits the SA that really carried each
 interval even when it syncs later. Bytes sent with no SA, or for an SPI the
 receiver no longer has, are counted as dropped / lost.
+
+The flow talks to its routers only through :class:`~dmvpn.node.bulk.BulkPort`:
+the router's own path to the destination, its SAs by selector or SPI, and
+the credits.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, Any
 
-from dmvpn.ipsec.sa import SecurityAssociation, Selector
-from dmvpn.node.policies import GRE_PROTOCOL
-
-if TYPE_CHECKING:
-    from dmvpn.node.router import Router
-
-GRE_HEADER = 4
-GRE_KEY = 4
+from dmvpn.ipsec.sa import SecurityAssociation
+from dmvpn.node.bulk import BulkPort
 
 
 @dataclass(slots=True)
@@ -55,28 +51,22 @@ class FluidFlow:
     ``src_router`` to ``dst_overlay_ip`` (owned by ``dst_router``) over the
     tunnel, between virtual times ``start`` and ``stop``."""
 
-    def __init__(self, sim: Any, src_router: Router, dst_router: Router, dst_overlay_ip: str,
+    def __init__(self, src_router: BulkPort, dst_router: BulkPort, dst_overlay_ip: str,
                  rate_bps: float, packet_bytes: int, start: float, stop: float) -> None:
         if rate_bps <= 0 or packet_bytes <= 0 or stop <= start:
             raise ValueError("FluidFlow: rate_bps and packet_bytes must be > 0 and stop after start")
-        self.sim = sim
         self.src = src_router
         self.dst = dst_router
         self.start, self.stop = start, stop
         self.packet_bytes = packet_bytes
-        tunnel_name, tunnel = _tunnel_for(src_router, dst_overlay_ip)
-        nbma = tunnel.resolve(str(IPv4Address(dst_overlay_ip)))
-        if nbma is None:
-            raise ValueError(f"FluidFlow: {src_router.name} has no NBMA mapping for {dst_overlay_ip}")
-        self.peer = str(nbma)
-        self.local = str(tunnel.source)
-        self.policy = src_router.policy_by_interface.get(tunnel_name)
-        self.selector = Selector.hosts(self.local, self.peer, GRE_PROTOCOL)
-        overhead = GRE_HEADER + (GRE_KEY if tunnel.key is not None else 0)
+        self.path = src_router.tunnel_path(dst_overlay_ip)
+        self.peer, self.local = self.path.peer, self.path.local
+        self.policy = self.path.policy  # None: the tunnel is not protected, no SA to ask for
+        overhead = self.path.gre_bytes
         #: Protected payload bytes per second (ESP counts the GRE packet).
         self.byte_rate = rate_bps / 8.0 * (packet_bytes + overhead) / packet_bytes
         self.packet_rate = rate_bps / 8.0 / packet_bytes
-        self.history: list[_Segment] = [_Segment(start, src_router.sad.outbound_for(self.peer, self.selector))]
+        self.history: list[_Segment] = [_Segment(start, src_router.outbound_sa(self.path))]
         # -inf: each router is woken at ``start`` (the sender then asks IKE for an SA)
         self.credited_until = {id(src_router): -math.inf, id(dst_router): -math.inf}
         self.stats = FluidStats()
@@ -85,7 +75,7 @@ class FluidFlow:
         src_router.add_fluid(self)
         dst_router.add_fluid(self)
 
-    def replace_router(self, old: Router, new: Router, now: float) -> None:
+    def replace_router(self, old: BulkPort, new: BulkPort, now: float) -> None:
         """A node restart: ``new`` takes ``old``'s end of the flow from ``now``
         (with empty SA tables, so the sender drops until IKE is back)."""
         self.sync(old, now)
@@ -112,7 +102,7 @@ class FluidFlow:
         return math.ceil(self.packet_rate * (t - self.start) - 1e-9)
 
     # -------------------------------------------------------------- called by routers
-    def sync(self, router: Router, now: float) -> None:
+    def sync(self, router: BulkPort, now: float) -> None:
         """Credit everything up to ``now`` for ``router``'s side; the sender
         also records a change of outbound SA made by its last interaction."""
         key = id(router)
@@ -128,32 +118,29 @@ class FluidFlow:
                 continue
             if router is self.src:
                 self.stats.offered_bytes += nbytes
-                if sa is None or sa.sad is None:
+                if sa is None or not router.credit_sent(seg_end, sa, self.peer, nbytes, npkts):
                     self.stats.dropped_no_sa_bytes += nbytes
                 else:
                     self.stats.sent_bytes += nbytes
-                    router.sad.credit(seg_end, sa, nbytes, npkts)
-                    router.last_out[self.peer] = seg_end
             else:
-                inbound = router.sad.lookup_inbound(sa.spi) if sa is not None else None
+                inbound = router.inbound_sa(sa.spi) if sa is not None else None
                 if sa is None:
                     continue
                 if inbound is None:
                     self.stats.lost_bytes += nbytes
                 else:
                     self.stats.received_bytes += nbytes
-                    router.sad.credit(seg_end, inbound, nbytes, npkts)
-                    router.last_in[self.local] = seg_end
+                    router.credit_received(seg_end, inbound, self.local, nbytes, npkts)
         self.credited_until[key] = max(last, now)
         if router is self.src and self.start <= now < self.stop and self.history[-1].sa is None and self.policy:
-            router.ike.acquire(now, self.policy, self.peer, self.local, self.selector)
+            router.request_sa(now, self.path)
 
-    def after_interaction(self, router: Router, now: float) -> None:
+    def after_interaction(self, router: BulkPort, now: float) -> None:
         """The sender's SA choice may have changed during an interaction."""
         if router is self.src:
             self._note_sender_choice(now)
 
-    def next_event(self, router: Router) -> float | None:
+    def next_event(self, router: BulkPort) -> float | None:
         """When ``router`` must sync next: flow start/stop or its SA's next
         volume crossing at the flow's rate."""
         key = id(router)
@@ -165,16 +152,16 @@ class FluidFlow:
         sa = self.history[-1].sa
         t = self.stop
         if sa is not None:
-            target = sa if router is self.src else router.sad.lookup_inbound(sa.spi)
+            target = sa if router is self.src else router.inbound_sa(sa.spi)
             if target is not None:
-                crossing = router.sad.next_volume_crossing(last, target, self.byte_rate)
+                crossing = router.next_volume_crossing(last, target, self.byte_rate)
                 if crossing is not None:
                     t = min(t, max(crossing, last))
         return t
 
     # -------------------------------------------------------------- internals
     def _note_sender_choice(self, now: float) -> None:
-        current = self.src.sad.outbound_for(self.peer, self.selector)
+        current = self.src.outbound_sa(self.path)
         if current is not self.history[-1].sa:
             at = max(now, self.start)
             if self.history[-1].start >= at:
@@ -194,10 +181,3 @@ class FluidFlow:
                 out.append((a, b, seg.sa))
         return out
 
-
-def _tunnel_for(router: Router, overlay_ip: str):
-    addr = IPv4Address(overlay_ip)
-    for name, tunnel in router.tunnels.items():
-        if addr in tunnel.address.network:
-            return name, tunnel
-    raise ValueError(f"FluidFlow: {router.name} has no tunnel toward {overlay_ip}")

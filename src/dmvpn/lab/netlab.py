@@ -94,7 +94,7 @@ class NetlabState:
         return cls(**data)
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, timeout=60)
 
 

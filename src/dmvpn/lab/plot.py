@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
+from matplotlib.artist import Artist
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -60,7 +61,7 @@ def plot_timeline(result: LabResult, node: str, peer: str, path: str | Path) -> 
     ax_in.set_title(f"{node}: ESP SAs with {peer} ({result.profile}, seed {result.seed}); "
                     f"at most {a.max_pairs_alive} pairs at once, {a.collisions} collision(s), "
                     f"{len(a.orphans)} orphan(s)", fontsize=10)
-    handles = [Patch(color=COLOURS["carrying"], label="carrying traffic"),
+    handles: list[Artist] = [Patch(color=COLOURS["carrying"], label="carrying traffic"),
                Patch(color=COLOURS["lingering"], label="replaced, lingering"),
                Patch(color=COLOURS["orphan"], label="orphan: idle, not rekeyed")]
     handles += [Line2D([], [], marker=m, color=c, linestyle="", label=k) for k, (m, c) in MARKERS.items()]

@@ -10,6 +10,7 @@ timeline plot.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -66,13 +67,6 @@ class LabResult:
     records: list[SaRecord] = field(default_factory=list)
     wall_seconds: float = 0.0
 
-    def router_by_address(self, address: str) -> Router | None:
-        """The router that owns physical (NBMA) ``address``."""
-        for router in self.routers.values():
-            if address in router.local_addresses:
-                return router
-        return None
-
 
 def _split(end_to_end: float, loss: bool = False) -> float:
     """Half of an end-to-end figure for each of the two channels a segment
@@ -128,26 +122,28 @@ class LabRun:
                 reorder=_split(link.reorder, loss=True),
                 bandwidth=link.bandwidth_mbps * 1e6 if link.bandwidth_mbps else None, mtu=link.mtu)
             segment = sim.segment(link.name, params)
-            for node, iface in link.endpoints:
-                address = self.routers[node].config.interface_address(iface)
+            for node_name, iface in link.endpoints:
+                address = self.routers[node_name].config.interface_address(iface)
                 if address is None:
-                    raise ValueError(f"{sc.source}: link {link.name}: {node} has no address on {iface}")
-                segment.attach(node, iface, str(address), params)
+                    raise ValueError(f"{sc.source}: link {link.name}: {node_name} has no address on {iface}")
+                segment.attach(node_name, iface, str(address), params)
             self.segments[link.name] = segment
         for flow in sc.flows:
             dst = self._owner_of_overlay(flow.dst)
             stop = self.duration if flow.stop is None else min(flow.stop, self.duration)
-            self.flows.append(FluidFlow(sim, self.routers[flow.src], dst, str(flow.dst),
+            self.flows.append(FluidFlow(self.routers[flow.src], dst, str(flow.dst),
                                         flow.rate_mbps * 1e6, flow.packet_bytes, flow.start, stop))
         for name in self.routers:  # flows added wake-ups: make the sim re-read deadlines
             sim.admin(name, "")
         for probe in sc.probes:
             self._schedule_probe(probe)
         for fault in sc.faults:
-            sim.call_at(fault.at, lambda f=fault: self._fault(f.action, f.target))
+            sim.call_at(fault.at, functools.partial(self._fault, fault.action, fault.target))
         for show in sc.shows:
-            sim.call_at(min(show.at, self.duration),
-                        lambda s=show: self.shows.append((s, sim.admin(s.node, s.command))))
+            sim.call_at(min(show.at, self.duration), functools.partial(self._capture_show, show))
+
+    def _capture_show(self, show: ShowSpec) -> None:
+        self.shows.append((show, self.sim.admin(show.node, show.command)))
 
     def _owner_of_overlay(self, address: IPv4Address) -> Router:
         for router in self.routers.values():
@@ -191,7 +187,7 @@ class LabRun:
         if self.progress is not None:
             step = self.duration / PROGRESS_STEPS
             for i in range(1, PROGRESS_STEPS + 1):
-                self.sim.call_at(i * step, lambda t=i * step: self.progress(t, self.duration))
+                self.sim.call_at(i * step, functools.partial(self.progress, i * step, self.duration))
         self.sim.run(until=self.duration)
         for name in self.routers:  # credit the fluid bytes up to the end
             self.sim.admin(name, "")

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from enum import Enum
 from ipaddress import AddressValueError, IPv4Address
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NoReturn, overload
 
 
 class ScenarioError(Exception):
@@ -196,14 +196,22 @@ class _Reader:
             if key not in known:
                 self.fail(key, f"unknown field (known: {', '.join(sorted(known))})")
 
-    def fail(self, key: str | None, message: str) -> ScenarioError:
+    def fail(self, key: str | None, message: str) -> NoReturn:
         where = f"{self.label}.{key}" if key else self.label
         raise ScenarioError(self.source, self.lines.of(self.table, self.index, key), where, message)
 
     def has(self, key: str) -> bool:
         return key in self.data
 
+    @overload
+    def string(self, key: str, default: str) -> str: ...
+    @overload
+    def string(self, key: str, *, required: Literal[True]) -> str: ...
+    @overload
+    def string(self, key: str, default: None = None) -> str | None: ...
+
     def string(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
+        """The field as a non-empty string; ``default`` if absent (an error if ``required``)."""
         if key not in self.data:
             if required:
                 self.fail(None, f"missing field '{key}'")
@@ -213,9 +221,20 @@ class _Reader:
             self.fail(key, f"expected a non-empty string, got {value!r}")
         return value
 
+    @overload
+    def number(self, key: str, default: float, *, minimum: float | None = None, maximum: float | None = None,
+               positive: bool = False) -> float: ...
+    @overload
+    def number(self, key: str, *, required: Literal[True], minimum: float | None = None,
+               maximum: float | None = None, positive: bool = False) -> float: ...
+    @overload
+    def number(self, key: str, default: None, *, minimum: float | None = None, maximum: float | None = None,
+               positive: bool = False) -> float | None: ...
+
     def number(self, key: str, default: float | None = None, *, required: bool = False,
                minimum: float | None = None, maximum: float | None = None,
                positive: bool = False) -> float | None:
+        """The field as a number within the bounds; ``default`` if absent (an error if ``required``)."""
         if key not in self.data:
             if required:
                 self.fail(None, f"missing field '{key}'")
@@ -247,7 +266,6 @@ class _Reader:
             return IPv4Address(text)
         except AddressValueError:
             self.fail(key, f"expected an IPv4 address, got {text!r}")
-            raise  # unreachable: fail() raises
 
 
 def _tables(doc: dict[str, Any], name: str, source: str, lines: _Lines) -> list[dict[str, Any]]:
@@ -331,7 +349,7 @@ def parse_scenario(text: str, source: str = "<scenario>", base: Path | None = No
             bandwidth_mbps=r.number("bandwidth_mbps", None, positive=True),
             mtu=r.integer("mtu", 1500, minimum=68),
         ))
-    link_names = {l.name for l in links}
+    link_names = {link.name for link in links}
 
     flows = []
     for i, t in enumerate(_tables(doc, "flow", source, lines)):

@@ -39,8 +39,8 @@ inner packets of tunnel-mode ESP that pass the inbound check are written
 back into it, so the kernel delivers or forwards them.
 
 The lab (``kernel_host=False``) has the built-in ICMP host instead; its
-``ping`` picks the egress interface with :class:`EgressTable` (connected
-networks, then ``ip route`` lines, longest prefix first).
+``ping`` picks the egress interface from the router's routing table
+(:mod:`dmvpn.node.routing`).
 """
 
 from __future__ import annotations
@@ -50,13 +50,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dmvpn.config import AclAction, RouterConfig
-from dmvpn.config.model import PortMatch
+from dmvpn.config.model import AclEntry, PortMatch
 from dmvpn.ike.proposals import ChildPolicy
 from dmvpn.ipsec.esp import EspDrop, protect
 from dmvpn.ipsec.sa import SecurityAssociation, Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
 from dmvpn.sansio import LogEvent
-from dmvpn.wire.ipv4 import format_ipv4_address
+from dmvpn.wire.ipv4 import IpProto, format_ipv4_address
 
 #: Engine-side names of the TUN devices that carry crypto-map traffic.
 KERNEL_PREFIX = "kernel:"
@@ -66,10 +66,9 @@ KERNEL_PREFIX = "kernel:"
 CRYPTO_MAP_TUN_MTU = 1400
 #: Cached outbound verdicts per (interface, protocol, src, dst), at most.
 VERDICT_CACHE_SIZE = 65536
-_UNKNOWN = object()
 #: At most one syslog line of each kind per this many seconds (IOS rate-limits them too).
 SYSLOG_INTERVAL = 60.0
-_TCP, _UDP = 6, 17
+_TCP, _UDP = int(IpProto.TCP), int(IpProto.UDP)
 
 
 def kernel_iface(interface: str) -> str:
@@ -118,6 +117,20 @@ class MapLine:
         if match is None:
             return True
         return ports is not None and match.matches(ports[i])
+
+
+#: The verdict cache's "not cached yet" marker (never a real line).
+_UNKNOWN = MapLine(False, (0, 0), (0, 0), 0, None, None)
+
+
+def _map_line(acl_line: AclEntry, protocol: int, policy: ChildPolicy | None = None) -> MapLine:
+    """The packet path's form of one ACL line; ``policy`` for a permit line."""
+    src, dst = _net(acl_line.source), _net(acl_line.destination)
+    if policy is None:
+        return MapLine(False, src, dst, protocol, acl_line.source_ports, acl_line.destination_ports)
+    return MapLine(True, src, dst, protocol, acl_line.source_ports, acl_line.destination_ports, policy=policy,
+                   selector=Selector(acl_line.source, acl_line.destination, protocol),
+                   peers=tuple(str(p) for p in policy.peers))
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,18 +219,14 @@ def build_maps(config: RouterConfig, policies: list[ChildPolicy]) -> dict[str, I
             lines = []
             for acl_line in acl.entries:
                 protocol = acl_line.protocol or 0
-                common = dict(src=_net(acl_line.source), dst=_net(acl_line.destination), protocol=protocol,
-                              source_ports=acl_line.source_ports, destination_ports=acl_line.destination_ports)
                 if acl_line.action is not AclAction.PERMIT:
-                    lines.append(MapLine(False, **common))
+                    lines.append(_map_line(acl_line, protocol))
                     continue
                 policy = next(p for p in unused if p.interface == iface.name and p.name == cmap.name
                               and p.local == acl_line.source and p.remote == acl_line.destination
                               and p.protocol == protocol and p.peers == entry.peers)
                 unused.remove(policy)
-                lines.append(MapLine(True, **common, policy=policy,
-                                     selector=Selector(acl_line.source, acl_line.destination, protocol),
-                                     peers=tuple(str(p) for p in entry.peers)))
+                lines.append(_map_line(acl_line, protocol, policy))
             entries.append(tuple(lines))
         maps[iface.name] = InterfaceMap(iface.name, cmap.name, str(local_addr.ip), tuple(entries))
     return maps
@@ -275,7 +284,9 @@ class CryptoMapPath:
         key = (iface, packet[9:10] + packet[12:20]) if iface not in self._port_maps else None
         line = self._verdicts.get(key, _UNKNOWN) if key is not None else _UNKNOWN
         if line is _UNKNOWN:
-            line = self.maps[iface].classify(*packet_fields(packet))  # type: ignore[misc]
+            fields = packet_fields(packet)
+            assert fields is not None  # the length and version were checked above
+            line = self.maps[iface].classify(*fields)
             if key is not None:
                 if len(self._verdicts) >= VERDICT_CACHE_SIZE:
                     self._verdicts.clear()
@@ -294,8 +305,8 @@ class CryptoMapPath:
         try:
             out = protect(sa, now, packet)
         except EspDrop as drop:
-            key = drop.reason.value
-            self.counters.esp_drops[key] = self.counters.esp_drops.get(key, 0) + 1
+            reason = drop.reason.value
+            self.counters.esp_drops[reason] = self.counters.esp_drops.get(reason, 0) + 1
             return None
         self.last_out[sa.peer] = now
         return out
@@ -368,34 +379,3 @@ class CryptoMapPath:
             return
         self._logged[tag] = now
         self._events.append(LogEvent(now, self.name, "ipsec", text, {"facility": tag, **fields}))
-
-
-class EgressTable:
-    """Which interface a packet to a destination leaves by: connected
-    networks (distance 0), then ``ip route`` lines (an interface, or a next
-    hop on a connected network), longest prefix first. What the lab's
-    built-in host uses to reach networks behind a crypto map."""
-
-    def __init__(self, config: RouterConfig) -> None:
-        connected: list[tuple[ipaddress.IPv4Network, str]] = [
-            (i.address.network, i.name) for i in config.interfaces.values()
-            if i.address is not None and not i.shutdown]
-        rows: list[tuple[int, int, int, int, str]] = []
-        for net, name in connected:
-            rows.append((net.prefixlen, 0, *_net(net), name))
-        for route in config.routes:
-            name = route.interface
-            if name is None and route.next_hop is not None:
-                name = next((n for net, n in connected if route.next_hop in net), None)
-            if name is not None:
-                rows.append((route.prefix.prefixlen, route.distance, *_net(route.prefix), name))
-        rows.sort(key=lambda r: (-r[0], r[1]))
-        self._rows = [(r[2], r[3], r[4]) for r in rows]
-
-    def lookup(self, destination: ipaddress.IPv4Address) -> str | None:
-        """The egress interface for ``destination``, or None (no route)."""
-        dst = int(destination)
-        for net, mask, name in self._rows:
-            if (dst & mask) == net:
-                return name
-        return None

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dmvpn.sansio import LogEvent, RandomSource, Transmit
+from dmvpn.show.commands import INVALID_INPUT
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.icmp import IcmpMessage, IcmpType, decode_icmp
 from dmvpn.wire.ipv4 import IPV4_MIN_HEADER, IpProto, IPv4Header, decode_ipv4
@@ -38,7 +39,6 @@ ICMP_ECHO_OVERHEAD = IPV4_MIN_HEADER + 8
 _PROTO_ICMP = int(IpProto.ICMP)
 _ECHO_REQUEST = int(IcmpType.ECHO_REQUEST)
 _ECHO_REPLY = int(IcmpType.ECHO_REPLY)
-INVALID_INPUT = "% Invalid input detected at '^' marker."
 
 
 @dataclass(slots=True)
@@ -231,7 +231,7 @@ class IcmpEchoEngine:
         rest = args[1:]
         if len(rest) % 2:
             return "% Incomplete command."
-        for key, value in zip(rest[::2], rest[1::2]):
+        for key, value in zip(rest[::2], rest[1::2], strict=True):
             if key == "source":
                 source = self._source(value)
                 if source is None:
@@ -325,5 +325,5 @@ class IcmpEchoEngine:
         header = IPv4Header(src, dst, _PROTO_ICMP, 255, self._ip_id)
         self._tx.append(Transmit(iface, header.encode(message.encode())))
 
-    def _log(self, now: float, message: str, fields: dict) -> None:
+    def _log(self, now: float, message: str, fields: dict[str, object]) -> None:
         self._events.append(LogEvent(now, self.name, "icmp", message, fields))

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from dmvpn.config import AclAction, RouterConfig
 from dmvpn.ike.proposals import ChildPolicy
+from dmvpn.wire.ipv4 import IpProto
 
-GRE_PROTOCOL = 47
+#: IP protocol 47 as a plain int (the data path compares packet bytes with it).
+GRE_PROTOCOL = int(IpProto.GRE)
 
 
 class PolicyError(ValueError):

@@ -3,8 +3,11 @@ wired together as one sans-I/O :class:`~dmvpn.sansio.Engine`.
 
 Packet paths (DESIGN.md "How data flows"):
 
-* out: an overlay IPv4 packet leaving ``Tunnel0`` (a ping, a probe) is GRE
-  encapsulated toward the peer's NBMA address, then protected by the
+* out: an overlay IPv4 packet leaving ``Tunnel0`` (a ping, a probe) is
+  looked up in the routing table (:mod:`dmvpn.node.routing`) for its next
+  hop on the tunnel (the destination itself on the tunnel's subnet; no
+  route out of that tunnel: dropped and counted), GRE encapsulated toward
+  the next hop's NBMA address (the tunnel's map), then protected by the
   outbound SA for (peer, local NBMA <-> peer NBMA, GRE). No SA: the packet
   is dropped and counted, IKE is asked to negotiate one; nothing is ever
   sent in clear.
@@ -25,43 +28,53 @@ The ICMP host stack (echo responder and ``ping`` sessions) is the sim's
 :class:`~dmvpn.node.icmp_echo.IcmpEchoEngine`, given the tunnel and physical
 addresses: its transmits on the tunnel interface are fed to the tunnel path.
 
-Lab hook: :meth:`Router.add_fluid` registers bulk traffic (:mod:`dmvpn.lab.fluid`)
-that is credited to SAs instead of being packetised.
+Bulk traffic (:mod:`dmvpn.lab.fluid`) is credited to SAs instead of being
+packetised; it talks to the router through :class:`~dmvpn.node.bulk.BulkPort`
+(:meth:`Router.tunnel_path`, :meth:`Router.credit_sent` ...).
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from dmvpn.config import RouterConfig
-from dmvpn.ike.debug import IosClock, render_line
 from dmvpn.ike.engine import Ikev1Engine
-from dmvpn.ike.profiles import DEFAULT_PROFILE, get_profile
+from dmvpn.ike.manager import IKEV1_MAJOR, Datagram, KeyManager, ike_major_version
+from dmvpn.ike.profiles import DEFAULT_PROFILE, BehaviourProfile, get_profile
+from dmvpn.ike.proposals import ChildPolicy
 from dmvpn.ipsec.esp import DropReason, EspDrop, open_datagram, protect_parts
 from dmvpn.ipsec.ledger import record_of
 from dmvpn.ipsec.sa import EspMode, SecurityAssociation, Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
 from dmvpn.node import show_adapter
-from dmvpn.node.crypto_map import CryptoMapPath, EgressTable, kernel_iface
+from dmvpn.node.bulk import BulkFlow, TunnelPath
+from dmvpn.node.crypto_map import CryptoMapPath, kernel_iface
 from dmvpn.node.explain import explain_sas
 from dmvpn.node.icmp_echo import IcmpEchoEngine
 from dmvpn.node.policies import GRE_PROTOCOL, child_policies
+from dmvpn.node.routing import RoutingTable
+from dmvpn.node.subengines import HostSlot, KeyManagerSlot, SubEngine
 from dmvpn.sansio import LogEvent, RandomSource, Transmit
+from dmvpn.show.commands import INVALID_INPUT
+from dmvpn.show.debug_log import SEED_CLOCK, IosClock, render
 from dmvpn.tunnel.interface import TunnelInterface
 from dmvpn.wire.errors import DecodeError
-from dmvpn.wire.gre import GRE_PROTO_IPV4
+from dmvpn.wire.gre import GRE_PROTO_IPV4, encode_gre
 from dmvpn.wire.ipv4 import IpProto, IPv4Header, decode_ipv4, format_ipv4_address, header_template, rewrite_header
-from dmvpn.wire.isakmp import Udp4500Kind, add_non_esp_marker, classify_udp4500, strip_non_esp_marker
-from dmvpn.wire.udp import decode_udp, encode_udp
+from dmvpn.wire.isakmp import (
+    IKE_PORT,
+    NAT_T_PORT,
+    Udp4500Kind,
+    add_non_esp_marker,
+    classify_udp4500,
+    strip_non_esp_marker,
+)
+from dmvpn.wire.udp import UdpDatagram, decode_udp, encode_udp
 
-if TYPE_CHECKING:
-    from dmvpn.lab.fluid import FluidFlow
-
-IKE_PORT = 500
-NAT_T_PORT = 4500
-INVALID_INPUT = "% Invalid input detected at '^' marker."
+#: What the key managers ask about a peer for DPD: (last packet in, last out).
+TrafficProbe = Callable[[str], tuple[float | None, float | None]]
 # Plain values for the per-packet comparisons (an Enum member read off its
 # class costs ~0.2 us on Python 3.11).
 _ESP, _ICMP, _TUNNEL = int(IpProto.ESP), int(IpProto.ICMP), EspMode.TUNNEL
@@ -90,13 +103,15 @@ class RouterCounters:
     not_for_us: int = 0
     malformed: int = 0
     tunnel_drops: int = 0
+    no_route_drops: int = 0
+    unknown_ike_version: int = 0
 
 
 class Router:
     """One router: an :class:`Engine` built from a :class:`RouterConfig`."""
 
     def __init__(self, config: RouterConfig, random: RandomSource, profile: str = DEFAULT_PROFILE,
-                 name: str | None = None, clock: IosClock = IosClock(),
+                 name: str | None = None, clock: IosClock = SEED_CLOCK,
                  kernel_host: bool = False, force_nat_t: bool = False) -> None:
         """``kernel_host``: the operating system is the host on the tunnel
         interface (real mode, a TUN): packets arriving on a tunnel interface
@@ -140,13 +155,21 @@ class Router:
             self._tunnel_by_source.setdefault(tunnel.source, (name, tunnel))
         self.policies = child_policies(config)
         self.policy_by_interface = {p.interface: p for p in self.policies}
-        self.ike = Ikev1Engine(self.name, config, self.sad, random, self.profile, self.policies,
-                               traffic=self._traffic, force_nat_t=force_nat_t)
+        #: The key managers, one per IKE version the configuration runs;
+        #: ``ike`` is the one that negotiates for the configured policies.
+        self.key_managers = build_key_managers(self.name, config, self.sad, random, self.profile, self.policies,
+                                               self._traffic, force_nat_t)
+        self.ike = self.key_managers[0]
+        self._by_version = {km.ike_version: km for km in self.key_managers}
         host_ifaces = {n: str(a) for n, a in self.physical.items()}
         host_ifaces.update({n: str(t.address) for n, t in self.tunnels.items()})
         self.crypto_map = CryptoMapPath(self.name, config, self.policies, self.sad, self.ike.acquire, self.last_out)
-        self.host = IcmpEchoEngine(self.name, host_ifaces, random, route=EgressTable(config).lookup)
-        self.fluids: list[FluidFlow] = []
+        self.routes = RoutingTable.from_config(config)
+        self.host = IcmpEchoEngine(self.name, host_ifaces, random, route=self._egress)
+        #: Every sub-engine, in the order timers run and outputs drain.
+        self.engines: list[SubEngine] = [*(KeyManagerSlot(km, self._send_ike) for km in self.key_managers),
+                                         HostSlot(self.host, self._host_out)]
+        self.fluids: list[BulkFlow] = []
         self._gre_selectors: dict[tuple[str, str], Selector] = {}
         self._tx: list[Transmit] = []
         self._events: list[LogEvent] = []
@@ -189,7 +212,7 @@ class Router:
                 return
             if udp.dst_port == IKE_PORT:
                 self.last_in[header.src] = max(self.last_in.get(header.src, now), now)
-                self.ike.receive(now, header.src, udp.src_port, header.dst, udp.dst_port, udp.payload)
+                self._ike_in(now, header.src, udp.src_port, header.dst, udp.dst_port, udp.payload)
             elif udp.dst_port == NAT_T_PORT:
                 self._udp4500_in(now, iface, header, udp, packet)
         elif proto == GRE_PROTOCOL:
@@ -200,13 +223,13 @@ class Router:
     def handle_timer(self, now: float) -> None:
         self._settle()
         self._sync_fluids(now)
-        self.ike.handle_timer(now)
-        self.host.handle_timer(now)
+        for engine in self.engines:
+            engine.handle_timer(now)
         self._after(now)
 
     def next_deadline(self) -> float | None:
         self._settle()
-        times = [t for t in (self.ike.next_deadline(), self.host.next_deadline()) if t is not None]
+        times = [t for e in self.engines if (t := e.next_deadline()) is not None]
         times += [t for f in self.fluids if (t := f.next_event(self)) is not None]
         return min(times) if times else None
 
@@ -238,22 +261,22 @@ class Router:
         if head[:1] == ["ping"]:
             return self.host.admin(now, " ".join(["ping", *words[1:]]))
         if head[:3] == ["debug", "crypto", "isakmp"]:
-            self.ike.debug = True
+            self._set_debug(True, IKEV1_MAJOR)
             return "Crypto ISAKMP debugging is on"
         if head[:4] == ["no", "debug", "crypto", "isakmp"] or head[:3] == ["undebug", "crypto", "isakmp"]:
-            self.ike.debug = False
+            self._set_debug(False, IKEV1_MAJOR)
             return "Crypto ISAKMP debugging is off"
         if head[:2] == ["undebug", "all"]:
-            self.ike.debug = False
+            self._set_debug(False)
             self.host.admin(now, "undebug all")
             return "All possible debugging has been turned off"
         if head[:3] == ["clear", "crypto", "sa"]:
-            return self._with_peer(words, 3, lambda peer: (self.ike.clear(now, peer), "")[1])
+            return self._with_peer(words, 3, lambda peer: (self._clear(now, peer), "")[1])
         if head[:4] == ["test", "crypto", "ipsec", "rekey"]:
             # Lab extension (not an IOS command): rekey the current pairs now,
             # as the lifetime check would; two routers told at the same
             # instant make a simultaneous rekey.
-            return self._with_peer(words, 4, lambda peer: f"{self.ike.rekey(now, peer)} Quick Mode(s) started")
+            return self._with_peer(words, 4, lambda peer: f"{self._rekey(now, peer)} Quick Mode(s) started")
         if head[:1] == ["show"]:
             if head[1:3] in (["ping"], ["ip", "traffic"]):
                 return self.host.admin(now, " ".join(head[:3]))
@@ -261,6 +284,17 @@ class Router:
                 return self._with_peer(words[:-1], 4, lambda peer: self._explain(now, peer))
             return show_adapter.run_router_show(self, now, command)
         return INVALID_INPUT
+
+    def _set_debug(self, on: bool, version: int | None = None) -> None:
+        for km in self.key_managers:
+            if version is None or km.ike_version == version:
+                km.debug = on
+
+    def _clear(self, now: float, peer: str | None) -> int:
+        return sum(km.clear(now, peer) for km in self.key_managers)
+
+    def _rekey(self, now: float, peer: str | None) -> int:
+        return sum(km.rekey(now, peer) for km in self.key_managers)
 
     def _explain(self, now: float, peer: str | None) -> str:
         """``show crypto ipsec sa [peer A] explain`` (not IOS): why each SA
@@ -273,7 +307,7 @@ class Router:
         return "\n".join(line for p in peers for line in explain_sas(records, self.name, p, now, names))
 
     @staticmethod
-    def _with_peer(words: list[str], n: int, action) -> str:
+    def _with_peer(words: list[str], n: int, action: Callable[[str | None], str]) -> str:
         """``... [peer A.B.C.D]`` after ``n`` keywords."""
         if len(words) == n:
             return action(None)
@@ -337,7 +371,7 @@ class Router:
         if out is not None:
             self._tx.append(Transmit(iface, out))
 
-    def _udp4500_in(self, now: float, iface: str, header: IPv4Header, udp, packet: bytes) -> None:
+    def _udp4500_in(self, now: float, iface: str, header: IPv4Header, udp: UdpDatagram, packet: bytes) -> None:
         """UDP 4500 (RFC 3948 section 2): IKE behind the non-ESP marker, ESP,
         or a NAT keepalive."""
         try:
@@ -347,10 +381,21 @@ class Router:
             return
         if kind is Udp4500Kind.IKE:
             self.last_in[header.src] = now
-            self.ike.receive(now, header.src, udp.src_port, header.dst, udp.dst_port,
-                             strip_non_esp_marker(udp.payload))
+            self._ike_in(now, header.src, udp.src_port, header.dst, udp.dst_port, strip_non_esp_marker(udp.payload))
         elif kind is Udp4500Kind.ESP:
             self._esp_in(now, iface, packet)
+
+    def _ike_in(self, now: float, src: str, sport: int, dst: str, dport: int, payload: bytes) -> None:
+        """An IKE message to the key manager of its version (the header's
+        major version, RFC 2408 / RFC 7296 section 3.1); a message too short
+        to carry one goes to the first manager, whose decoder reports it;
+        another version is dropped and counted."""
+        version = ike_major_version(payload)
+        manager = self.ike if version is None else self._by_version.get(version)
+        if manager is None:
+            self.counters.unknown_ike_version += 1
+            return
+        manager.receive(now, src, sport, dst, dport, payload)
 
     def _gre_in(self, now: float, src: str, dst: str, gre: bytes, *, protected: bool) -> None:
         """GRE from NBMA ``src`` to our ``dst``: to the (first) tunnel sourced there."""
@@ -379,7 +424,11 @@ class Router:
         if len(overlay) < 20 or overlay[0] >> 4 != 4:
             self.counters.malformed += 1
             return
-        out = tunnel.encapsulate(overlay, format_ipv4_address(overlay[16:20]))
+        hop = self.routes.lookup_packed(overlay[16:20])
+        if hop is None or hop.interface != name:
+            self.counters.no_route_drops += 1
+            return
+        out = tunnel.encapsulate(overlay, hop.next_hop)
         if out is None:
             self.counters.tunnel_drops += 1
             return
@@ -390,8 +439,8 @@ class Router:
             self._send_physical(now, header_template(local, peer, GRE_PROTOCOL, 255).encode(gre), local)
             return
         selector = self._gre_selectors.get((local, peer))
-        if selector is None:  # built once per peer: ipaddress objects are slow per packet
-            selector = self._gre_selectors[(local, peer)] = Selector.hosts(local, peer, GRE_PROTOCOL)
+        if selector is None:
+            selector = self._gre_selector(local, peer)
         sa = self.sad.outbound_for(peer, selector)
         if sa is None:
             self.counters.no_sa_drops += 1
@@ -405,6 +454,14 @@ class Router:
             return
         self.last_out[peer] = now
         self._send_physical(now, packet, local)
+
+    def _gre_selector(self, local: str, peer: str) -> Selector:
+        """The GRE host pair's selector, built once per peer (ipaddress
+        objects are slow per packet)."""
+        selector = self._gre_selectors.get((local, peer))
+        if selector is None:
+            selector = self._gre_selectors[(local, peer)] = Selector.hosts(local, peer, GRE_PROTOCOL)
+        return selector
 
     def _send_physical(self, now: float, packet: bytes, source: str) -> None:
         name = self._iface_by_address.get(source)
@@ -421,47 +478,108 @@ class Router:
             self._after(now)
 
     def _after(self, now: float) -> None:
-        """Drain IKE and the host stack into transmits and events."""
+        """Drain the sub-engines into transmits and events (what one
+        engine's output causes in another, e.g. a ping starting IKE, is
+        drained in the next round)."""
         for _round in range(8):
-            self.ike.sad_events(now)
             moved = False
-            for d in self.ike.poll_datagrams():
-                moved = True
-                marked = NAT_T_PORT in (d.sport, d.dport) and not d.raw
-                payload = add_non_esp_marker(d.payload) if marked else d.payload
-                udp = encode_udp(d.src, d.dst, d.sport, d.dport, payload)
-                self._send_physical(now, IPv4Header(d.src, d.dst, IpProto.UDP, ttl=255).encode(udp), d.src)
-            for tx in self.host.poll_transmit():
-                moved = True
-                if tx.iface in self.tunnels:
-                    self._tunnel_out(now, tx.iface, tx.packet)
-                elif tx.iface in self.crypto_map.maps:
-                    self._crypto_map_out(now, tx.iface, tx.packet)
-                else:
-                    self._tx.append(tx)
+            for engine in self.engines:
+                moved = engine.drain(now) or moved
             if not moved:
                 break
         for flow in self.fluids:
             flow.after_interaction(self, now)
-        self._events.extend(self.ike.poll_events())
-        self._events.extend(self.host.poll_events())
+        for engine in self.engines:
+            self._events.extend(engine.poll_events())
         self._events.extend(self.crypto_map.poll_events())
+
+    def _send_ike(self, now: float, d: Datagram) -> None:
+        """A key manager's datagram: UDP (with the non-ESP marker on 4500,
+        RFC 3948 section 2.2, except NAT keepalives) in IPv4 on the underlay."""
+        marked = NAT_T_PORT in (d.sport, d.dport) and not d.raw
+        payload = add_non_esp_marker(d.payload) if marked else d.payload
+        udp = encode_udp(d.src, d.dst, d.sport, d.dport, payload)
+        self._send_physical(now, IPv4Header(d.src, d.dst, IpProto.UDP, ttl=255).encode(udp), d.src)
+
+    def _host_out(self, now: float, tx: Transmit) -> None:
+        """A packet of the built-in host: into a tunnel, a crypto map or out of an interface."""
+        if tx.iface in self.tunnels:
+            self._tunnel_out(now, tx.iface, tx.packet)
+        elif tx.iface in self.crypto_map.maps:
+            self._crypto_map_out(now, tx.iface, tx.packet)
+        else:
+            self._tx.append(tx)
+
+    def _egress(self, destination: ipaddress.IPv4Address) -> str | None:
+        """The interface the host's packets to ``destination`` leave by."""
+        hop = self.routes.lookup(destination)
+        return hop.interface if hop is not None else None
 
     # ================================================================== DPD and lab hooks
     def _traffic(self, peer: str) -> tuple[float | None, float | None]:
         return self.last_in.get(peer), self.last_out.get(peer)
 
-    def add_fluid(self, flow: FluidFlow) -> None:
-        """Register a fluid flow that this router sends or receives."""
-        self.fluids.append(flow)
-
     def _sync_fluids(self, now: float) -> None:
         for flow in self.fluids:
             flow.sync(self, now)
 
+    # ================================================================== bulk traffic (BulkPort)
+    def add_fluid(self, flow: BulkFlow) -> None:
+        """Register a fluid flow that this router sends or receives."""
+        self.fluids.append(flow)
+
+    def tunnel_path(self, overlay_destination: str) -> TunnelPath:
+        """The path :meth:`_tunnel_out` would send ``overlay_destination``
+        by: the routing table's next hop on a tunnel, the tunnel's NBMA
+        address for it, the GRE selector and the tunnel's IPsec policy."""
+        hop = self.routes.lookup(overlay_destination)
+        tunnel = self.tunnels.get(hop.interface) if hop is not None else None
+        if hop is None or tunnel is None:
+            raise ValueError(f"FluidFlow: {self.name} has no tunnel toward {overlay_destination}")
+        nbma = tunnel.resolve(hop.next_hop)
+        if nbma is None:
+            raise ValueError(f"FluidFlow: {self.name} has no NBMA mapping for {hop.next_hop}")
+        gre_bytes = len(encode_gre(GRE_PROTO_IPV4, b"", key=tunnel.key, sequence=0 if tunnel.sequence else None,
+                                   checksum=tunnel.checksum))
+        return TunnelPath(hop.interface, nbma, tunnel.source, self._gre_selector(tunnel.source, nbma),
+                          self.policy_by_interface.get(hop.interface), gre_bytes)
+
+    def outbound_sa(self, path: TunnelPath) -> SecurityAssociation | None:
+        return self.sad.outbound_for(path.peer, path.selector)
+
+    def inbound_sa(self, spi: int) -> SecurityAssociation | None:
+        return self.sad.lookup_inbound(spi)
+
+    def request_sa(self, now: float, path: TunnelPath) -> None:
+        if path.policy is not None:
+            self.ike.acquire(now, path.policy, path.peer, path.local, path.selector)
+
+    def credit_sent(self, now: float, sa: SecurityAssociation, peer: str, nbytes: int, packets: int) -> bool:
+        if sa.sad is None:  # deleted since it was chosen
+            return False
+        self.sad.credit(now, sa, nbytes, packets)
+        self.last_out[peer] = now
+        return True
+
+    def credit_received(self, now: float, sa: SecurityAssociation, peer: str, nbytes: int, packets: int) -> None:
+        self.sad.credit(now, sa, nbytes, packets)
+        self.last_in[peer] = now
+
+    def next_volume_crossing(self, now: float, sa: SecurityAssociation, byte_rate: float) -> float | None:
+        return self.sad.next_volume_crossing(now, sa, byte_rate)
+
     def render_debug(self, events: list[LogEvent]) -> str:
         """``debug crypto isakmp`` lines of this router, IOS formatted."""
-        return "\n".join(render_line(e, self.clock) for e in events if e.category == "isakmp" and e.node == self.name)
+        return render(events, self.clock, node=self.name)
+
+
+def build_key_managers(name: str, config: RouterConfig, sad: SecurityAssociationDatabase, random: RandomSource,
+                       profile: BehaviourProfile, policies: list[ChildPolicy], traffic: TrafficProbe,
+                       force_nat_t: bool) -> list[KeyManager]:
+    """The key managers for ``config``: the one place that names a concrete
+    IKE engine. IKEv1 (``crypto isakmp``) negotiates every policy today;
+    an IKEv2 engine joins this list when ``crypto ikev2`` is configured."""
+    return [Ikev1Engine(name, config, sad, random, profile, policies, traffic=traffic, force_nat_t=force_nat_t)]
 
 
 def _is_echo_reply(packet: bytes) -> bool:

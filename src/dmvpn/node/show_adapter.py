@@ -19,18 +19,24 @@ from dmvpn.config import RouterConfig
 from dmvpn.ike.manager import ChildSaView
 from dmvpn.ipsec.sa import EspMode, SaDirection, SaState, SecurityAssociation, Selector
 from dmvpn.node.policies import child_policies
+from dmvpn.node.routing import RouteSource, RoutingTable
 from dmvpn.show.commands import run_show
 from dmvpn.show.views import (
     CryptoSessionView,
     IdentView,
+    IpRouteView,
     IpsecFlowCounters,
     IpsecFlowView,
     IpsecInterfaceView,
     IpsecSaView,
     IsakmpSaView,
+    RouteView,
     SaHistoryView,
     SessionFlowView,
 )
+from dmvpn.wire.esp import ESP_HEADER_BYTES
+from dmvpn.wire.ipv4 import IPV4_MIN_HEADER
+from dmvpn.wire.udp import UDP_HEADER
 
 if TYPE_CHECKING:
     from dmvpn.node.router import Router
@@ -46,10 +52,8 @@ SIBLING_TUNNEL = 0x40
 SIBLING_REKEYED = 0x40000000
 #: Underlay MTU when the config does not set one.
 DEFAULT_MTU = 1500
-ESP_HEADER_BYTES = 8
+#: ESP trailer: Pad Length and Next Header (RFC 4303 section 2).
 ESP_TRAILER_BYTES = 2
-OUTER_IPV4_BYTES = 20
-UDP_HEADER_BYTES = 8
 
 
 def run_router_show(router: Router, now: float, command: str) -> str:
@@ -73,7 +77,7 @@ class RouterShowState:
     def _children(self) -> dict[int, ChildSaView]:
         """The IKE pair each installed SA belongs to, by ``id(sa)``."""
         out: dict[int, ChildSaView] = {}
-        for child in self.router.ike.child_sa_views():
+        for child in (c for km in self.router.key_managers for c in km.child_sa_views()):
             out[id(child.sa_in)] = child
             out[id(child.sa_out)] = child
         return out
@@ -181,9 +185,9 @@ class RouterShowState:
         first = (outbound or inbound)[0]
         overhead = ESP_HEADER_BYTES + first.iv_size + ESP_TRAILER_BYTES + first.icv_size
         if first.mode is EspMode.TUNNEL:
-            overhead += OUTER_IPV4_BYTES
+            overhead += IPV4_MIN_HEADER
         if first.udp_encap:
-            overhead += UDP_HEADER_BYTES
+            overhead += UDP_HEADER
         idb, mtu = self._idb(interface)
         return IpsecFlowView(
             local_ident=_ident(selector.local, selector.protocol),
@@ -205,7 +209,7 @@ class RouterShowState:
         )
 
     def isakmp_sa_views(self) -> Sequence[IsakmpSaView]:
-        return self.router.ike.isakmp_sa_views(self.now)
+        return [v for km in self.router.key_managers for v in km.isakmp_sa_views(self.now)]
 
     def crypto_session_views(self) -> Sequence[CryptoSessionView]:
         """One session per (interface, peer) that has IKE or IPsec SAs: the
@@ -215,11 +219,12 @@ class RouterShowState:
         for sa in self.router.sad.all():
             child = children.get(id(sa))
             peers.setdefault((child.interface if child else "(unknown)", sa.peer), []).append(sa)
-        ike_by_peer = {view.peer: view for view in self.router.ike.session_views(self.now)}
+        ike_by_peer = {view.peer: view for km in self.router.key_managers for view in km.session_views(self.now)}
         for view in ike_by_peer.values():
             if not any(p == view.peer for _, p in peers):
                 peers.setdefault((view.interface, view.peer), [])
-        return [self._session(interface, peer, sas, ike_by_peer.get(peer)) for (interface, peer), sas in sorted(peers.items())]
+        return [self._session(interface, peer, sas, ike_by_peer.get(peer))
+                for (interface, peer), sas in sorted(peers.items())]
 
     def _session(
         self, interface: str, peer: str, sas: list[SecurityAssociation], ike: CryptoSessionView | None
@@ -267,3 +272,43 @@ class RouterShowState:
 
     def running_config(self) -> RouterConfig:
         return self.router.config
+
+    def ip_route_view(self) -> IpRouteView:
+        """The routing table's installed routes, as ``show ip route`` lists them."""
+        return route_view(self.router.routes, self.now)
+
+
+def route_view(table: RoutingTable, now: float) -> IpRouteView:
+    """The view of ``table``'s installed routes at ``now``: static routes
+    show the interface only when configured with one; NHRP routes their
+    resolved interface and age."""
+    views = []
+    gateway = None
+    for route in table.installed():
+        interface, _hop = table.forwarding_for(route)
+        override = table.override_for(route.prefix)
+        default = route.prefix.prefixlen == 0 and route.source is not RouteSource.CONNECTED
+        if default:  # IOS: "to network 0.0.0.0" via the next hop, or 0.0.0.0 for an interface route
+            gateway = str(route.next_hop) if route.next_hop is not None else "0.0.0.0"
+        shown_interface = interface if route.source is not RouteSource.STATIC or route.interface else None
+        views.append(RouteView(
+            network=str(route.prefix.network_address),
+            prefix_length=route.prefix.prefixlen,
+            code=route.source.value,
+            source_protocol=_SOURCE_PROTOCOL[route.source],
+            distance=route.distance,
+            metric=route.metric,
+            next_hop=str(route.next_hop) if route.next_hop is not None else None,
+            interface=shown_interface if route.next_hop is not None else interface,
+            candidate_default=default,
+            override=override is not None,
+            override_next_hop=str(override.next_hop) if override is not None else None,
+            override_interface=override.interface if override is not None else None,
+            age_sec=int(now - route.installed_at) if route.installed_at is not None else None,
+        ))
+    return IpRouteView(tuple(views), gateway)
+
+
+#: genieparser's ``source_protocol`` names.
+_SOURCE_PROTOCOL = {RouteSource.CONNECTED: "connected", RouteSource.LOCAL: "local",
+                    RouteSource.STATIC: "static", RouteSource.NHRP: "nhrp"}

@@ -11,6 +11,7 @@ Commands::
     show crypto isakmp policy
     show crypto ipsec profile
     show crypto ipsec transform-set
+    show ip route
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dmvpn.config.model import RouterConfig
-from dmvpn.show import config_shows, ipsec_sa, isakmp_sa, session
-from dmvpn.show.views import CryptoSessionView, IpsecInterfaceView, IsakmpSaView
+from dmvpn.show import config_shows, ip_route, ipsec_sa, isakmp_sa, session
+from dmvpn.show.views import CryptoSessionView, IpRouteView, IpsecInterfaceView, IsakmpSaView
 
 INVALID_INPUT = "% Invalid input detected at '^' marker."
 INCOMPLETE = "% Incomplete command."
@@ -48,6 +49,10 @@ class StateProvider(Protocol):
 
     def running_config(self) -> RouterConfig:
         """The configuration in force."""
+        ...
+
+    def ip_route_view(self) -> IpRouteView:
+        """The installed IPv4 routes."""
         ...
 
 
@@ -100,7 +105,8 @@ def _grammar() -> _Node:
             "session": crypto_session,
         }
     )
-    return _Node(keywords={"show": _Node(keywords={"crypto": crypto})})
+    ip = _Node(keywords={"route": _leaf("ip-route")})
+    return _Node(keywords={"show": _Node(keywords={"crypto": crypto, "ip": ip})})
 
 
 _GRAMMAR = _grammar()
@@ -188,6 +194,9 @@ def render(parsed: ParsedShow, state: StateProvider) -> str:
     elif cmd == "session":
         sessions = session.select(state.crypto_session_views(), parsed.args.get("remote"))
         text, data = lambda: session.render_text(sessions, detail), lambda: session.render_json(sessions, detail)
+    elif cmd == "ip-route":
+        routes = state.ip_route_view()
+        text, data = lambda: ip_route.render_text(routes), lambda: ip_route.render_json(routes)
     else:
         config = state.running_config()
         text, data = {
@@ -208,7 +217,7 @@ def render(parsed: ParsedShow, state: StateProvider) -> str:
 
 
 def run_show(command: str, state: StateProvider, prompt: str = "") -> str:
-    """Run one ``show crypto ...`` command; bad input gives IOS's error text
+    """Run one ``show crypto ...`` or ``show ip route`` command; bad input gives IOS's error text
     (never an exception)."""
     try:
         parsed = parse_show(command, prompt)

@@ -212,7 +212,14 @@ def _ident_json(ident: IdentView) -> dict[str, str]:
 
 
 def _counters_json(c: IpsecFlowCounters) -> dict[str, int]:
-    names = ["encaps", "encrypt", "digest", "decaps", "decrypt", "verify", "compressed", "decompressed", "not_compressed", "compr_failed", "not_decompressed", "decompress_failed", "no_sa_send", "invalid_sa_rcv", "encaps_failed_send", "decaps_failed_rcv", "invalid_prot_recv", "verify_failed", "invalid_identity_recv", "invalid_len_rcv", "replay_rollover_send", "replay_rollover_rcv", "replay_failed_rcv", "tagged_send", "untagged_rcv", "not_tagged_send", "not_untagged_rcv", "internal_err_send", "internal_err_recv"]
+    names = [
+        "encaps", "encrypt", "digest", "decaps", "decrypt", "verify", "compressed", "decompressed",
+        "not_compressed", "compr_failed", "not_decompressed", "decompress_failed", "no_sa_send",
+        "invalid_sa_rcv", "encaps_failed_send", "decaps_failed_rcv", "invalid_prot_recv", "verify_failed",
+        "invalid_identity_recv", "invalid_len_rcv", "replay_rollover_send", "replay_rollover_rcv",
+        "replay_failed_rcv", "tagged_send", "untagged_rcv", "not_tagged_send", "not_untagged_rcv",
+        "internal_err_send", "internal_err_recv",
+    ]
     out = {f"pkts_{n}": getattr(c, n) for n in names}
     out["send_errors"] = c.send_errors
     out["recv_errors"] = c.recv_errors

@@ -65,7 +65,7 @@ def render_json(sas: Sequence[IsakmpSaView], detail: bool = False) -> dict[str, 
     a family without SAs is left out, as genieparser does."""
     stats: dict[str, Any] = {}
     row = _detail_json if detail else _short_json
-    for family, rows in zip(("IPv4", "IPv6"), _families(sas)):
+    for family, rows in zip(("IPv4", "IPv6"), _families(sas), strict=True):
         if rows:
             stats[family] = {str(i): row(sa) for i, sa in enumerate(rows, start=1)}
     return {"isakmp_stats": stats} if stats else {}

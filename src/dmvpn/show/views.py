@@ -281,3 +281,38 @@ class CryptoSessionView:
     desc: str | None = None
     ike_sas: tuple[SessionIkeSaView, ...] = ()
     flows: tuple[SessionFlowView, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteView:
+    """One line of ``show ip route``: ``code`` is IOS's source code (``C``,
+    ``L``, ``S``, ``H``), ``source_protocol`` genieparser's name for it;
+    ``next_hop`` None with an ``interface`` prints ``is directly
+    connected``; with a next hop, ``interface`` is printed after it when
+    set (a static route configured with both, NHRP routes). ``override`` (with ``override_next_hop`` and
+    ``override_interface``) is an NHRP next-hop override (``%``);
+    ``age_sec`` is printed for dynamic (NHRP) routes."""
+
+    network: str
+    prefix_length: int
+    code: str
+    source_protocol: str
+    distance: int
+    metric: int
+    next_hop: str | None
+    interface: str | None
+    candidate_default: bool = False
+    override: bool = False
+    override_next_hop: str | None = None
+    override_interface: str | None = None
+    age_sec: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IpRouteView:
+    """``show ip route``: the installed routes, by address then prefix
+    length; ``gateway`` is the next hop of the candidate default (``Gateway
+    of last resort is ...``), None if not set."""
+
+    routes: tuple[RouteView, ...] = ()
+    gateway: str | None = None

@@ -105,7 +105,8 @@ class PeerLab:
         return self.run("ping", COUNT=str(count))
 
 
-_VICI_TOKEN = re.compile(r"\s*(?:(?P<open>[^\s={}]+) \{|(?P<close>\})|(?P<key>[^\s={}]+)=(?:\[(?P<list>.*?)\](?=[\s}]|$)"
+_VICI_TOKEN = re.compile(r"\s*(?:(?P<open>[^\s={}]+) \{|(?P<close>\})"
+                         r"|(?P<key>[^\s={}]+)=(?:\[(?P<list>.*?)\](?=[\s}]|$)"
                          r"|(?P<value>[^\s}]*)))")
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import TextIO
 
 from dmvpn.config import RouterConfig
-from dmvpn.ike.debug import IosClock
 from dmvpn.node.crypto_map import CRYPTO_MAP_TUN_MTU, build_maps, kernel_iface, kernel_routes
 from dmvpn.node.policies import PolicyError, child_policies
+from dmvpn.node.routing import RoutingTable
 from dmvpn.runtime.randomness import SystemRandomSource
 from dmvpn.runtime.real.control import ControlServer
 from dmvpn.runtime.real.errors import RuntimeSetupError
@@ -33,6 +33,7 @@ from dmvpn.runtime.real.loop import LogPrinter, RealRuntime
 from dmvpn.runtime.real.tun import TUN_CLONE_DEVICE, TunDevice, TunSpec, check_ifname
 from dmvpn.runtime.real.underlay import Underlay, UnderlaySpec
 from dmvpn.sansio import Engine
+from dmvpn.show.debug_log import IosClock
 
 #: Tunnel MTU when the config has no ``ip mtu``: what IOS DMVPN configs use,
 #: so that ESP + GRE stay under a 1500-byte underlay (REFERENCE.md).
@@ -102,22 +103,21 @@ def router_spec(config: RouterConfig, *, control: Path | None, tun_name: str,
     for name in names:
         check_ifname(name)
     tuns = [TunSpec(i.name, name, ipaddress.IPv4Interface(i.address), i.mtu or DEFAULT_TUNNEL_MTU,
-                    tunnel_routes(config, i.name, ipaddress.IPv4Interface(i.address)))
-            for i, name in zip(tunnels, names)]
+                    tunnel_routes(config, i.name))
+            for i, name in zip(tunnels, names, strict=False)]
     tuns += [TunSpec(kernel_iface(m.interface), name, None, CRYPTO_MAP_TUN_MTU,
                      tuple((net, None) for net in kernel_routes(m)))
-             for m, name in zip(maps, names[len(tunnels):])]
+             for m, name in zip(maps, names[len(tunnels):], strict=True)]
     return DaemonSpec(underlay, tuns, control, tun_clone, SHUTDOWN_COMMAND)
 
 
-def tunnel_routes(config: RouterConfig, iface: str, address: ipaddress.IPv4Interface
+def tunnel_routes(config: RouterConfig, iface: str
                   ) -> tuple[tuple[ipaddress.IPv4Network, ipaddress.IPv4Address | None], ...]:
-    """``ip route`` lines that send traffic into tunnel ``iface``: those
-    naming it, and those whose next hop is on its subnet. Routes toward the
-    underlay are the host's business, not the daemon's."""
-    return tuple((r.prefix, r.next_hop) for r in config.routes
-                 if r.interface == iface
-                 or (r.interface is None and r.next_hop is not None and r.next_hop in address.network))
+    """The routes of the router's table that leave by tunnel ``iface``
+    (:meth:`~dmvpn.node.routing.RoutingTable.routes_out_of`): what the
+    kernel must send into its TUN. Routes toward the underlay are the
+    host's business, not the daemon's."""
+    return tuple(RoutingTable.from_config(config).routes_out_of(iface))
 
 
 def router_runtime(config: RouterConfig, spec: DaemonSpec, profile: str, stream: TextIO,

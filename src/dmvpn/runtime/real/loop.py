@@ -19,6 +19,7 @@ wake-up, and transmits are flushed once per batch.
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import signal
 import socket
@@ -28,11 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from dmvpn.ike.debug import IosClock
 from dmvpn.runtime.real.control import BadRequest, ControlServer
 from dmvpn.runtime.real.tun import TunDevice
 from dmvpn.runtime.real.underlay import Receiver, Underlay
 from dmvpn.sansio import Engine, LogEvent
+from dmvpn.show.debug_log import IosClock, render_line
 
 DEFAULT_BATCH = 64
 #: epoll_wait(2) takes milliseconds; a timer closer than this is polled for.
@@ -54,8 +55,7 @@ class LogPrinter:
     def __call__(self, event: LogEvent) -> None:
         if self.categories is not None and event.category not in self.categories:
             return
-        facility = event.fields.get("facility", event.category.upper())
-        self._write(f"{self.clock.timestamp(event.time)}: {facility}: {event.message}\n")
+        self._write(render_line(event, self.clock) + "\n")
 
     def note(self, now: float, text: str) -> None:
         """A line from the runtime itself (start, stop, send errors)."""
@@ -127,10 +127,8 @@ class RealRuntime:
     def stop(self) -> None:
         """Ask the loop to finish (safe from another thread or a signal)."""
         self._stop = True
-        try:
+        with contextlib.suppress(OSError):  # the loop is already gone
             self._wake_w.send(b"\x00")
-        except OSError:
-            pass
 
     def run(self) -> None:
         """The loop; returns after :meth:`stop` and the shutdown, having

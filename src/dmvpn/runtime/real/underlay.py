@@ -138,10 +138,10 @@ class Underlay:
         datagrams addressed to the interface."""
         out: list[bytes] = []
         sock, view, buffer = receiver.sock, self._view, self._buffer
-        raw = receiver.udp_port is None  # the datagram carries its addresses: recv_into, no address tuple
+        port = receiver.udp_port  # None: the datagram carries its addresses: recv_into, no address tuple
         for _ in range(limit):
             try:
-                if raw:
+                if port is None:
                     n = sock.recv_into(buffer)
                 else:
                     n, (src, sport) = sock.recvfrom_into(buffer)
@@ -149,10 +149,10 @@ class Underlay:
                 break
             except OSError:  # e.g. ECONNREFUSED reported for an earlier send: nothing to read
                 continue
-            if raw:
+            if port is None:
                 out.append(bytes(view[:n]))
                 continue
-            udp = encode_udp(src, receiver.local, sport, receiver.udp_port, bytes(view[:n]))
+            udp = encode_udp(src, receiver.local, sport, port, bytes(view[:n]))
             out.append(IPv4Header(src, receiver.local, IpProto.UDP, receiver.ttl).encode(udp))
         self.counters.received += len(out)
         return out

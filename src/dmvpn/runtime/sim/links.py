@@ -187,14 +187,6 @@ class Link:
             tap.record(self.sim.now, src.mac, dst.mac, packet)
         self.sim.deliver(dst.node, dst.iface, packet)
 
-    def channel_from(self, node: str) -> Channel:
-        """The channel carrying packets sent by ``node``."""
-        if node == self.a.node:
-            return self.forward
-        if node == self.b.node:
-            return self.reverse
-        raise KeyError(f"node {node!r} is not on link {self.name}")
-
     def set_up(self, up: bool) -> None:
         """Bring both directions up or down (packets in flight are lost)."""
         self.forward.up = up

@@ -138,7 +138,12 @@ class Simulator:
         """Record every packet delivered over ``target`` into a pcap file
         (a path, or an open binary stream). Closed by :meth:`close`."""
         owned = isinstance(dest, (str, Path))
-        stream = open(dest, "wb") if owned else dest
+        stream: BinaryIO
+        if isinstance(dest, (str, Path)):
+            # kept open past this call: closed by close() (so no ``with``)
+            stream = open(dest, "wb")  # noqa: SIM115
+        else:
+            stream = dest
         writer = PcapWriter(stream, epoch=self.epoch)
         target.taps.append(writer)
         self._captures.append((writer, owned))
@@ -185,10 +190,6 @@ class Simulator:
         if time < self.now:
             raise ValueError(f"call_at({time}) is in the past (now is {self.now})")
         self.schedule(time, lambda _arg: fn())
-
-    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
-        """Run ``fn()`` ``delay`` seconds from now."""
-        self.call_at(self.now + delay, fn)
 
     def run(self, until: float) -> None:
         """Process every event up to and including virtual time ``until``,
