@@ -1,4 +1,4 @@
-"""``dmvpn lab run SCENARIO.toml`` and ``dmvpn lab seed``: scenarios in the
+"""``dmvpn lab run SCENARIO.toml``, ``dmvpn lab seed`` and ``dmvpn lab dmvpn``: scenarios in the
 simulator, with the show output, a summary, the explanation of every SA,
 the hub's ``debug crypto isakmp`` log and the SA timeline plot."""
 
@@ -188,4 +188,43 @@ def run_cmd(scenario_file: Path, profile: str | None, seed: int | None, duration
                       debug_node=first if debug_log else None, show_progress=not as_json)
         _report(result, focus=None, explain=explain, as_json=as_json, debug_log=debug_log,
                 debug_node=first, plot=plot)
+    _guarded(go)
+
+
+DMVPN_SCENARIO = "dmvpn.toml"
+
+
+@lab.command("dmvpn")
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default=None,
+              help="behaviour profile for every node (default: the scenario's)")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="random seed")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="virtual seconds to run")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
+def dmvpn_cmd(profile: str | None, seed: int | None, duration: float | None, as_json: bool) -> None:
+    """DMVPN phase 3: a hub and three spokes that register, spoke 1's LAN
+    pinging spoke 2's LAN via the hub until NHRP redirects it to a shortcut.
+
+    Prints the shows, when each spoke registered, when and why each shortcut
+    and spoke-to-spoke SA pair appeared, and what the hub carried."""
+    from dmvpn.lab.dmvpn_report import dmvpn_report, render_text
+
+    def go() -> None:
+        data = resources.files("dmvpn.lab") / "data" / DMVPN_SCENARIO
+        with resources.as_file(data) as path:
+            scenario = load_scenario(path)
+        result = _run(scenario, profile=profile, seed=seed, duration=duration, fix=False, debug_node=None,
+                      show_progress=not as_json)
+        report = dmvpn_report(result)
+        if as_json:
+            click.echo(json.dumps({"scenario": scenario.name, "profile": result.profile, "seed": result.seed,
+                                   "duration_s": result.duration, "nhrp": report,
+                                   "shows": {f"{s.node}: {s.command}": t for s, t in result.shows}}, indent=2))
+            return
+        for spec, text in result.shows:
+            click.echo(f"{result.routers[spec.node].config.hostname}#{spec.command}")
+            click.echo(text)
+            click.echo()
+        click.echo(f"DMVPN lab ({result.profile}, seed {result.seed}, {result.duration:.0f} s virtual)")
+        click.echo("\n".join(render_text(report)))
     _guarded(go)

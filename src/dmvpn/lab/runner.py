@@ -107,7 +107,8 @@ class LabRun:
             if parsed.config is None:
                 raise parsed.errors[0]
             config = parsed.config
-        return Router(config, self.sim.random_for(name), spec.profile or self.profile, name=name)
+        return Router(config, self.sim.random_for(name), spec.profile or self.profile, name=name,
+                      nhrp=self.scenario.nhrp)
 
     def _build(self) -> None:
         sc, sim = self.scenario, self.sim
@@ -161,8 +162,9 @@ class LabRun:
         router = self.routers[spec.src]
 
         def start() -> None:
+            source = f" source {spec.source}" if spec.source else ""
             self.sim.admin(spec.src, f"ping {spec.dst} repeat {count} size {spec.size} "
-                                     f"timeout 2 interval {spec.interval:g}")
+                                     f"timeout 2 interval {spec.interval:g}{source}")
             result.session = router.host.last
 
         self.sim.call_at(spec.start, start)

@@ -7,6 +7,7 @@ wired and what happens to them in virtual time::
     duration = 3600          # virtual seconds
     seed = 1
     profile = "cisco-iosxe"  # behaviour profile for every node (see ike/profiles.py)
+    nhrp = true              # run NHRP on tunnels with ``ip nhrp`` lines (false: static maps only)
 
     [[node]]
     name = "hub"
@@ -28,6 +29,7 @@ wired and what happens to them in virtual time::
     src = "spoke"
     dst = "10.2.2.1"
     interval = 1.0
+    source = "Loopback0"     # optional: ping's source (an address or interface of src)
 
     [[fault]]
     at = 600
@@ -121,6 +123,7 @@ class ProbeSpec:
     size: int = 100
     start: float = 0.0
     stop: float | None = None
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ class Scenario:
     faults: tuple[FaultSpec, ...] = ()
     shows: tuple[ShowSpec, ...] = ()
     name: str = "lab"
+    nhrp: bool = True
 
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*(#.*)?$")
@@ -260,6 +264,14 @@ class _Reader:
             self.fail(key, f"expected an integer >= {minimum}, got {value!r}")
         return value
 
+    def boolean(self, key: str, default: bool) -> bool:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if not isinstance(value, bool):
+            self.fail(key, f"expected true or false, got {value!r}")
+        return value
+
     def address(self, key: str) -> IPv4Address:
         text = self.string(key, required=True)
         try:
@@ -295,11 +307,12 @@ def parse_scenario(text: str, source: str = "<scenario>", base: Path | None = No
     if not isinstance(lab_table, dict):
         raise ScenarioError(source, lines.of("lab", 0), "lab", "use a single [lab] table")
     lab = _Reader(source, lines, "lab", 0, lab_table, "lab",
-                  {"name", "duration", "seed", "profile"})
+                  {"name", "duration", "seed", "profile", "nhrp"})
     duration = lab.number("duration", 3600.0, positive=True)
     seed = lab.integer("seed", 1, minimum=0)
     profile = lab.string("profile", "cisco-iosxe")
     name = lab.string("name", "lab")
+    nhrp = lab.boolean("nhrp", True)
 
     nodes: list[NodeSpec] = []
     for i, t in enumerate(_tables(doc, "node", source, lines)):
@@ -363,12 +376,13 @@ def parse_scenario(text: str, source: str = "<scenario>", base: Path | None = No
     probes = []
     for i, t in enumerate(_tables(doc, "probe", source, lines)):
         r = _Reader(source, lines, "probe", i, t, f"probe[{i}]",
-                    {"name", "src", "dst", "interval", "size", "start", "stop"})
+                    {"name", "src", "dst", "interval", "size", "start", "stop", "source"})
         probes.append(ProbeSpec(
             name=r.string("name", f"probe{i}"), src=node_ref(r, "src"), dst=r.address("dst"),
             interval=r.number("interval", 1.0, positive=True),
             size=r.integer("size", 100, minimum=28),
-            start=r.number("start", 0.0, minimum=0), stop=r.number("stop", None, minimum=0)))
+            start=r.number("start", 0.0, minimum=0), stop=r.number("stop", None, minimum=0),
+            source=r.string("source")))
     faults = []
     for i, t in enumerate(_tables(doc, "fault", source, lines)):
         r = _Reader(source, lines, "fault", i, t, f"fault[{i}]", {"at", "action", "target"})
@@ -390,7 +404,7 @@ def parse_scenario(text: str, source: str = "<scenario>", base: Path | None = No
                               r.string("command", required=True)))
     return Scenario(source=source, duration=duration, seed=seed, profile=profile,
                     nodes=tuple(nodes), links=tuple(links), flows=tuple(flows),
-                    probes=tuple(probes), faults=tuple(faults), shows=tuple(shows), name=name)
+                    probes=tuple(probes), faults=tuple(faults), shows=tuple(shows), name=name, nhrp=nhrp)
 
 
 def load_scenario(path: str | Path) -> Scenario:
