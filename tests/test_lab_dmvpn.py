@@ -1,0 +1,157 @@
+"""The built-in DMVPN phase 3 lab (``dmvpn lab dmvpn``) in virtual time, and
+NHRP wired into the router: registration, redirect, shortcut, the
+spoke-to-spoke SA pair, multicast replication, the NHRP shows and admin."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import pytest
+from click.testing import CliRunner
+
+from dmvpn.cli.main import main as cli
+from dmvpn.config import load_config
+from dmvpn.ipsec.sa import Selector
+from dmvpn.lab.dmvpn_report import dmvpn_report
+from dmvpn.lab.runner import LabRun
+from dmvpn.lab.scenario import load_scenario
+from dmvpn.nhrp.states import EntryState
+from dmvpn.node.routing import RouteSource
+from dmvpn.wire.ipv4 import IpProto, IPv4Header
+
+DATA = resources.files("dmvpn.lab") / "data"
+NBMA = {"hub": "172.16.0.1", "spoke1": "172.16.0.11", "spoke2": "172.16.0.12", "spoke3": "172.16.0.13"}
+
+
+def _gre_sa(router, peer: str):
+    return router.sad.outbound_for(peer, Selector.hosts(NBMA[router.name], peer, 47))
+
+
+def _lab(duration: float | None = None) -> LabRun:
+    with resources.as_file(DATA / "dmvpn.toml") as path:
+        return LabRun(load_scenario(path), duration=duration)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """One run, with the hub's counters and SA packet counts noted at 30 s
+    (well after the shortcut) to compare with the end of the run."""
+    run = _lab()
+    noted = {}
+
+    def note() -> None:
+        hub = run.routers["hub"]
+        noted["forwarded"] = hub.counters.forwarded
+        noted["hub_sa_in"] = {p: [sa.pkts_decaps for sa in hub.sad.for_peer(NBMA[p]) if sa.direction.value == "in"]
+                              for p in ("spoke1", "spoke2")}
+        noted["spoke1_to_spoke2"] = _gre_sa(run.routers["spoke1"], NBMA["spoke2"]).pkts_encaps
+
+    run.sim.call_at(30.0, note)
+    result = run.run()
+    return result, noted
+
+
+def test_hub_config_has_no_static_map_for_any_spoke():
+    hub = load_config(DATA / "dmvpn" / "hub.cfg").interfaces["Tunnel0"]
+    assert hub.nhrp is not None and hub.nhrp.maps == () and hub.nhrp.redirect
+    for n in (1, 2, 3):
+        spoke = load_config(DATA / "dmvpn" / f"spoke{n}.cfg").interfaces["Tunnel0"].nhrp
+        assert spoke is not None and spoke.shortcut and spoke.nhs
+
+
+def test_every_spoke_registers_and_the_hub_learns_it(lab):
+    result, _ = lab
+    report = dmvpn_report(result)
+    assert sorted(r["spoke"] for r in report["registrations"]) == ["spoke1", "spoke2", "spoke3"]
+    assert all(r["at_s"] < 1.0 for r in report["registrations"])
+    hub = result.routers["hub"]
+    engine = hub.nhrp["Tunnel0"].engine
+    registered = {str(e.next_hop): str(e.peer_nbma) for e in engine.cache if e.state is EntryState.REGISTERED}
+    assert registered == {"10.0.0.11": NBMA["spoke1"], "10.0.0.12": NBMA["spoke2"], "10.0.0.13": NBMA["spoke3"]}
+    assert hub.tunnels["Tunnel0"].dynamic_maps == registered
+    # every registration went under IPsec: the hub has an SA pair with each spoke
+    assert all(_gre_sa(hub, NBMA[s]) is not None for s in ("spoke1", "spoke2", "spoke3"))
+
+
+def test_traffic_starts_via_the_hub_then_takes_the_shortcut(lab):
+    result, noted = lab
+    hub, spoke1, spoke2 = (result.routers[n] for n in ("hub", "spoke1", "spoke2"))
+    # the first echo and its reply went through the hub, which redirected both ways
+    assert hub.counters.forwarded == 2
+    assert hub.nhrp["Tunnel0"].engine.traffic.sent[8] == 2
+    report = dmvpn_report(result)
+    shortcuts = {(r["node"], r["prefix"], r["next_hop"], r["code"]) for r in report["shortcuts"]}
+    assert shortcuts == {("spoke1", "192.168.2.0/24", "10.0.0.12", "H"), ("spoke2", "192.168.1.0/24", "10.0.0.11", "H")}
+    assert all("Traffic Indication" in r["why"] for r in report["shortcuts"])
+    route = next(r for r in spoke1.routes.installed() if str(r.prefix) == "192.168.2.0/24")
+    assert route.source is RouteSource.NHRP and str(route.next_hop) == "10.0.0.12"
+    # the spoke-to-spoke SA pair, both ways, carries the probes
+    assert _gre_sa(spoke1, NBMA["spoke2"]) is not None and _gre_sa(spoke2, NBMA["spoke1"]) is not None
+    assert _gre_sa(spoke1, NBMA["spoke2"]).pkts_encaps > noted["spoke1_to_spoke2"] > 0
+    sas = report["spoke_to_spoke_sas"]
+    assert len(sas) == 1 and {sas[0]["initiator"], sas[0]["responder"]} == {"spoke1", "spoke2"}
+    # from then on the hub carries none of it: no forwarding, no ESP from either spoke
+    assert hub.counters.forwarded == noted["forwarded"]
+    assert report["hubs"][0]["forwarded_after_last_shortcut"] is False
+    for spoke in ("spoke1", "spoke2"):
+        now = [sa.pkts_decaps for sa in hub.sad.for_peer(NBMA[spoke]) if sa.direction.value == "in"]
+        assert now == noted["hub_sa_in"][spoke]
+
+
+def test_no_probe_is_lost(lab):
+    result, _ = lab
+    (probe,) = result.probes
+    assert probe.sent == 110 and probe.received == probe.sent and probe.lost == 0
+
+
+def test_same_seed_same_output():
+    runner = CliRunner()
+    first = runner.invoke(cli, ["lab", "dmvpn", "--json", "--duration", "40"])
+    second = runner.invoke(cli, ["lab", "dmvpn", "--json", "--duration", "40"])
+    assert first.exit_code == 0, first.output
+    assert first.output == second.output
+    doc = json.loads(first.output)
+    assert doc["nhrp"]["probes"][0]["lost"] == 0
+    text = runner.invoke(cli, ["lab", "dmvpn", "--duration", "40"])
+    assert "spoke1 registered to 10.0.0.1" in text.output
+    assert "H 192.168.2.0/24 via 10.0.0.12" in text.output
+
+
+def test_nhrp_shows_debug_and_clear_through_the_router():
+    run = _lab(duration=20)
+    result = run.run()
+    sim = result.sim
+    out = sim.admin("spoke1", "sh ip nhrp | json")
+    entries = json.loads(out)
+    assert out.endswith("\n") and entries
+    assert "Type:Hub, NHRP Peers:3" in sim.admin("hub", "show dmvpn")
+    assert "10.0.0.13/32" in sim.admin("hub", "sh dmvpn det")
+    assert json.loads(sim.admin("hub", "show dmvpn | json"))
+    assert "10.0.0.1" in sim.admin("spoke1", "show ip nhrp nhs detail")
+    assert "Resolution Request" in sim.admin("spoke1", "show ip nhrp traffic")
+    assert "H     192.168.2.0/24 [250/1] via 10.0.0.12" in sim.admin("spoke1", "show ip route")
+    assert sim.admin("spoke1", "debug nhrp packet") == "NHRP packet debugging is on"
+    assert sim.admin("spoke1", "debug nhrp") == "NHRP protocol debugging is on"
+    # clear ip nhrp: the shortcut and its mapping go, and with them the SAs to spoke 2
+    spoke1 = result.routers["spoke1"]
+    assert sim.admin("spoke1", "clear ip nhrp") == ""
+    sim.run(21.0)
+    assert not any(r.source is RouteSource.NHRP for r in spoke1.routes.installed())
+    assert "10.0.0.12" not in spoke1.tunnels["Tunnel0"].dynamic_maps
+    assert _gre_sa(spoke1, NBMA["spoke2"]) is None
+    assert _gre_sa(spoke1, NBMA["hub"]) is not None  # the NHS stays
+    assert any(e.category == "nhrp" for e in sim.events_for("spoke1"))
+
+
+def test_multicast_is_replicated_to_every_registered_spoke():
+    run = _lab(duration=5)
+    result = run.run()
+    hub = result.routers["hub"]
+    hub.kernel_host = True  # the OS hands the hub an OSPF hello for Tunnel0, as in real mode
+    hello = IPv4Header("10.0.0.1", "224.0.0.5", 89, ttl=1).encode(b"\x02\x01" + b"\x00" * 42)
+    hub.receive(5.0, "Tunnel0", hello)
+    sent = hub.poll_transmit()
+    assert sorted(".".join(str(b) for b in tx.packet[16:20]) for tx in sent) == sorted(
+        NBMA[s] for s in ("spoke1", "spoke2", "spoke3"))
+    assert all(tx.packet[9] == IpProto.ESP for tx in sent)  # each copy under the spoke's SA
