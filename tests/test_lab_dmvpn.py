@@ -155,3 +155,35 @@ def test_multicast_is_replicated_to_every_registered_spoke():
     assert sorted(".".join(str(b) for b in tx.packet[16:20]) for tx in sent) == sorted(
         NBMA[s] for s in ("spoke1", "spoke2", "spoke3"))
     assert all(tx.packet[9] == IpProto.ESP for tx in sent)  # each copy under the spoke's SA
+
+
+def _with_fault(name: str, seed: int = 1):
+    from dmvpn.cli.lab_cmd import DMVPN_FAULTS
+
+    with resources.as_file(DATA / "dmvpn.toml") as path:
+        scenario = DMVPN_FAULTS[name](load_scenario(path))
+    return LabRun(scenario, seed=seed).run()
+
+
+def test_hub_restart_spokes_register_again_within_the_dpd_bound():
+    """The restarted hub has no SAs; each spoke's periodic DPD (keepalive 10,
+    retry 3) finds it dead, its SAs go, IKE and registration start over:
+    within 10 + 5 x 3 s of the restart, the bound IOS's DPD gives."""
+    result = _with_fault("hub-restart")
+    (fault,) = dmvpn_report(result)["faults"]
+    assert fault["recovered_at_s"] is not None and 0 < fault["recovery_s"] <= 25.0
+    engine = result.routers["hub"].nhrp["Tunnel0"].engine
+    assert sum(1 for e in engine.cache if e.state is EntryState.REGISTERED) == 3
+    assert result.probes[0].lost == 0  # spoke to spoke does not need the hub
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_ten_percent_loss_still_converges(seed):
+    result = _with_fault("loss", seed)
+    report = dmvpn_report(result)
+    assert sorted(r["spoke"] for r in report["registrations"]) == ["spoke1", "spoke2", "spoke3"]
+    assert {(r["node"], r["prefix"]) for r in report["shortcuts"]} == {("spoke1", "192.168.2.0/24"),
+                                                                        ("spoke2", "192.168.1.0/24")}
+    assert not report["hubs"][0]["forwarded_after_last_shortcut"]
+    probe = report["probes"][0]
+    assert probe["received"] > 0.6 * probe["sent"]  # a round trip crosses the lossy WAN twice

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -17,7 +18,7 @@ from dmvpn.config import ConfigError
 from dmvpn.ike.profiles import PROFILES
 from dmvpn.lab.report import apply_fix, explain_history, explain_lab_sas, peer_pairs, summary
 from dmvpn.lab.runner import LabResult, LabRun
-from dmvpn.lab.scenario import Scenario, ScenarioError, load_scenario
+from dmvpn.lab.scenario import FaultAction, FaultSpec, Scenario, ScenarioError, load_scenario
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -192,6 +193,11 @@ def run_cmd(scenario_file: Path, profile: str | None, seed: int | None, duration
 
 
 DMVPN_SCENARIO = "dmvpn.toml"
+#: ``dmvpn lab dmvpn --fault NAME``: what each fault does to the scenario.
+DMVPN_FAULTS: dict[str, Callable[[Scenario], Scenario]] = {
+    "hub-restart": lambda sc: replace(sc, faults=(*sc.faults, FaultSpec(60.0, FaultAction.NODE_RESTART, "hub"))),
+    "loss": lambda sc: replace(sc, links=tuple(replace(link, loss=0.1) for link in sc.links)),
+}
 
 
 @lab.command("dmvpn")
@@ -201,7 +207,10 @@ DMVPN_SCENARIO = "dmvpn.toml"
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
               help="virtual seconds to run")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
-def dmvpn_cmd(profile: str | None, seed: int | None, duration: float | None, as_json: bool) -> None:
+@click.option("--fault", "faults", type=click.Choice(sorted(DMVPN_FAULTS)), multiple=True,
+              help="hub-restart: the hub restarts at 60 s; loss: 10%% loss on the WAN")
+def dmvpn_cmd(profile: str | None, seed: int | None, duration: float | None, as_json: bool,
+              faults: tuple[str, ...]) -> None:
     """DMVPN phase 3: a hub and three spokes that register, spoke 1's LAN
     pinging spoke 2's LAN via the hub until NHRP redirects it to a shortcut.
 
@@ -213,6 +222,8 @@ def dmvpn_cmd(profile: str | None, seed: int | None, duration: float | None, as_
         data = resources.files("dmvpn.lab") / "data" / DMVPN_SCENARIO
         with resources.as_file(data) as path:
             scenario = load_scenario(path)
+        for fault in faults:
+            scenario = DMVPN_FAULTS[fault](scenario)
         result = _run(scenario, profile=profile, seed=seed, duration=duration, fix=False, debug_node=None,
                       show_progress=not as_json)
         report = dmvpn_report(result)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from dmvpn.lab.runner import LabResult
+from dmvpn.lab.scenario import FaultAction
 from dmvpn.node.router import Router
 from dmvpn.wire.nhrp import PacketType
 
@@ -102,9 +103,29 @@ def hub_traffic(result: LabResult) -> list[dict[str, Any]]:
     return out
 
 
+def fault_recovery(result: LabResult) -> list[dict[str, Any]]:
+    """For each hub restart: when every spoke had registered again (the
+    spokes notice by DPD, their SAs to the hub go, IKE and registration
+    start over); ``recovered_at_s`` None if one never did."""
+    out = []
+    hubs = set(_hubs(result))
+    spokes = [n for n, r in result.routers.items() if r.nhrp and n not in hubs]
+    for fault in result.scenario.faults:
+        if fault.action is not FaultAction.NODE_RESTART or fault.target not in hubs:
+            continue
+        again = [next((at for _i, at, kind, _s, _d in result.routers[n].nhrp_milestones()
+                       if kind == "registered" and at >= fault.at), None) for n in spokes]
+        done = None if None in again else max(t for t in again if t is not None)
+        out.append({"fault": "hub restart", "hub": fault.target, "at_s": _t(fault.at),
+                    "recovered_at_s": _t(done) if done is not None else None,
+                    "recovery_s": _t(done - fault.at) if done is not None else None})
+    return out
+
+
 def dmvpn_report(result: LabResult) -> dict[str, Any]:
     """The whole report as one JSON-ready dict."""
     return {
+        "faults": fault_recovery(result),
         "registrations": registrations(result),
         "shortcuts": shortcuts(result),
         "spoke_to_spoke_sas": spoke_sas(result),
@@ -131,6 +152,10 @@ def render_text(report: dict[str, Any]) -> list[str]:
         lines.append(f"  {h['hub']}: forwarded {h['forwarded_packets']} packets ({h['forwarded_bytes']} bytes) "
                      f"spoke to spoke, the last at {h['last_forwarded_at_s']} s; "
                      f"{h['traffic_indications_sent']} Traffic Indications sent; after the last shortcut: {after}")
+    for f in report["faults"]:
+        lines.append(f"Fault: {f['fault']} of {f['hub']} at {f['at_s']} s: every spoke registered again "
+                     f"at {f['recovered_at_s']} s ({f['recovery_s']} s later)" if f["recovered_at_s"] is not None
+                     else f"Fault: {f['fault']} of {f['hub']} at {f['at_s']} s: not every spoke registered again")
     lines.append("Probes:")
     lines += [f"  {p['name']} ({p['src']} -> {p['dst']}): {p['received']}/{p['sent']} answered, {p['lost']} lost"
               for p in report["probes"]]
