@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from ipaddress import IPv4Address
 
 import pytest
 from click.testing import CliRunner
@@ -187,3 +188,21 @@ def test_ten_percent_loss_still_converges(seed):
     assert not report["hubs"][0]["forwarded_after_last_shortcut"]
     probe = report["probes"][0]
     assert probe["received"] > 0.6 * probe["sent"]  # a round trip crosses the lossy WAN twice
+
+
+def test_nbma_change_unique_registration_waits_for_the_old_entry_to_expire():
+    """Spoke 3 comes back with a new WAN address: the hub refuses its unique
+    registration (code 14) while the old binding lives (holdtime 600 s from
+    its registration at ~0.1 s), then the next retry registers, and the
+    hub's SAs to the old address are cleared with the entry."""
+    result = _with_fault("nbma-change")
+    (fault,) = dmvpn_report(result)["faults"]
+    assert fault["unique"] and fault["refusals"] > 0
+    assert 600.1 < fault["recovered_at_s"] < 600.1 + 5
+    hub = result.routers["hub"]
+    engine = hub.nhrp["Tunnel0"].engine
+    entry = engine.cache.host(IPv4Address("10.0.0.13"))
+    assert entry is not None and str(entry.peer_nbma) == "172.16.0.23"
+    assert hub.tunnels["Tunnel0"].dynamic_maps["10.0.0.13"] == "172.16.0.23"
+    assert not [sa for sa in hub.sad.all() if sa.peer == "172.16.0.13"]  # the old peer's SAs went with it
+    assert result.probes[0].lost == 0

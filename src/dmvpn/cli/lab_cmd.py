@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from importlib import resources
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -197,6 +198,9 @@ DMVPN_SCENARIO = "dmvpn.toml"
 DMVPN_FAULTS: dict[str, Callable[[Scenario], Scenario]] = {
     "hub-restart": lambda sc: replace(sc, faults=(*sc.faults, FaultSpec(60.0, FaultAction.NODE_RESTART, "hub"))),
     "loss": lambda sc: replace(sc, links=tuple(replace(link, loss=0.1) for link in sc.links)),
+    "nbma-change": lambda sc: replace(sc, duration=max(sc.duration, 900.0), faults=(
+        *sc.faults, FaultSpec(60.0, FaultAction.NODE_READDRESS, "spoke3", "GigabitEthernet0/0/0",
+                              IPv4Address("172.16.0.23")))),
 }
 
 
@@ -208,7 +212,9 @@ DMVPN_FAULTS: dict[str, Callable[[Scenario], Scenario]] = {
               help="virtual seconds to run")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
 @click.option("--fault", "faults", type=click.Choice(sorted(DMVPN_FAULTS)), multiple=True,
-              help="hub-restart: the hub restarts at 60 s; loss: 10%% loss on the WAN")
+              help="hub-restart: the hub restarts at 60 s; nbma-change: spoke 3 comes back at 60 s with "
+                   "a new WAN address (unique registration: refused until the hub's entry expires; runs "
+                   "900 s); loss: 10%% loss on the WAN")
 def dmvpn_cmd(profile: str | None, seed: int | None, duration: float | None, as_json: bool,
               faults: tuple[str, ...]) -> None:
     """DMVPN phase 3: a hub and three spokes that register, spoke 1's LAN

@@ -111,6 +111,9 @@ def fault_recovery(result: LabResult) -> list[dict[str, Any]]:
     hubs = set(_hubs(result))
     spokes = [n for n, r in result.routers.items() if r.nhrp and n not in hubs]
     for fault in result.scenario.faults:
+        if fault.action is FaultAction.NODE_READDRESS:
+            out.append(_readdress_recovery(result, fault.target, fault.at, str(fault.address)))
+            continue
         if fault.action is not FaultAction.NODE_RESTART or fault.target not in hubs:
             continue
         again = [next((at for _i, at, kind, _s, _d in result.routers[n].nhrp_milestones()
@@ -120,6 +123,21 @@ def fault_recovery(result: LabResult) -> list[dict[str, Any]]:
                     "recovered_at_s": _t(done) if done is not None else None,
                     "recovery_s": _t(done - fault.at) if done is not None else None})
     return out
+
+
+def _readdress_recovery(result: LabResult, spoke: str, at: float, address: str) -> dict[str, Any]:
+    """A spoke back with a new NBMA address: its unique registration is
+    refused (code 14) while the hub still holds the old binding; when that
+    expires, the next retry registers (NHRP.md 3.2)."""
+    engine = next(s.engine for s in result.routers[spoke].nhrp.values())
+    nhs = engine.nhs[0] if engine.nhs else None
+    registered = next((t for _i, t, kind, _s, _d in result.routers[spoke].nhrp_milestones() if kind == "registered"),
+                      None)
+    return {"fault": "NBMA address change", "spoke": spoke, "new_nbma": address, "at_s": _t(at),
+            "refusals": nhs.failures if nhs is not None else 0,
+            "unique": engine.settings.unique,
+            "recovered_at_s": _t(registered) if registered is not None else None,
+            "recovery_s": _t(registered - at) if registered is not None else None}
 
 
 def dmvpn_report(result: LabResult) -> dict[str, Any]:
@@ -153,6 +171,12 @@ def render_text(report: dict[str, Any]) -> list[str]:
                      f"spoke to spoke, the last at {h['last_forwarded_at_s']} s; "
                      f"{h['traffic_indications_sent']} Traffic Indications sent; after the last shortcut: {after}")
     for f in report["faults"]:
+        if f["fault"] == "NBMA address change":
+            unique = "unique registration" if f["unique"] else "no-unique"
+            lines.append(f"Fault: {f['spoke']} back at {f['at_s']} s with NBMA {f['new_nbma']} ({unique}): "
+                         f"{f['refusals']} registration attempts refused or unanswered, registered at "
+                         f"{f['recovered_at_s']} s ({f['recovery_s']} s later)")
+            continue
         lines.append(f"Fault: {f['fault']} of {f['hub']} at {f['at_s']} s: every spoke registered again "
                      f"at {f['recovered_at_s']} s ({f['recovery_s']} s later)" if f["recovered_at_s"] is not None
                      else f"Fault: {f['fault']} of {f['hub']} at {f['at_s']} s: not every spoke registered again")

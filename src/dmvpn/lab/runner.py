@@ -95,6 +95,8 @@ class LabRun:
         self.flows: list[FluidFlow] = []
         self.probes: list[ProbeResult] = []
         self.shows: list[tuple[ShowSpec, str]] = []
+        #: node -> (old, new) interface addresses of node-readdress faults so far
+        self._readdressed: dict[str, list[tuple[str, str]]] = {}
         self._build()
 
     # ------------------------------------------------------------------ build
@@ -104,6 +106,16 @@ class LabRun:
             config = load_config(spec.config)
         else:
             parsed = parse_config(self.config_transform(read_config_text(spec.config)), str(spec.config))
+            if parsed.config is None:
+                raise parsed.errors[0]
+            config = parsed.config
+        if name in self._readdressed:
+            text = read_config_text(spec.config)
+            if self.config_transform is not None:
+                text = self.config_transform(text)
+            for old, new in self._readdressed[name]:
+                text = text.replace(f" ip address {old} ", f" ip address {new} ")
+            parsed = parse_config(text, str(spec.config))
             if parsed.config is None:
                 raise parsed.errors[0]
             config = parsed.config
@@ -139,7 +151,8 @@ class LabRun:
         for probe in sc.probes:
             self._schedule_probe(probe)
         for fault in sc.faults:
-            sim.call_at(fault.at, functools.partial(self._fault, fault.action, fault.target))
+            sim.call_at(fault.at, functools.partial(self._fault, fault.action, fault.target, fault.interface,
+                                                    fault.address))
         for show in sc.shows:
             sim.call_at(min(show.at, self.duration), functools.partial(self._capture_show, show))
 
@@ -169,7 +182,17 @@ class LabRun:
 
         self.sim.call_at(spec.start, start)
 
-    def _fault(self, action: FaultAction, target: str) -> None:
+    def _fault(self, action: FaultAction, target: str, interface: str | None = None,
+               address: IPv4Address | None = None) -> None:
+        if action is FaultAction.NODE_READDRESS and interface is not None and address is not None:
+            current = self.routers[target].config.interface_address(interface)
+            if current is None:
+                raise ValueError(f"{self.scenario.source}: {target} has no address on {interface}")
+            self._readdressed.setdefault(target, []).append((str(current), str(address)))
+            for segment in self.segments.values():
+                if f"{target}:{interface}" in segment.attachments:
+                    segment.readdress(target, interface, str(address))
+            action = FaultAction.NODE_RESTART
         if action is FaultAction.NODE_RESTART:
             old = self.routers[target]
             self.retired.append(old)

@@ -33,8 +33,8 @@ wired and what happens to them in virtual time::
 
     [[fault]]
     at = 600
-    action = "link-down"     # link-down | link-up | node-restart
-    target = "wan"
+    action = "link-down"     # link-down | link-up | node-restart | node-readdress
+    target = "wan"           # node-readdress: target = "spoke3", interface = "Gi0/0/0", address = "A.B.C.D"
 
     [[show]]
     at = 3600
@@ -72,6 +72,8 @@ class FaultAction(Enum):
     LINK_DOWN = "link-down"
     LINK_UP = "link-up"
     NODE_RESTART = "node-restart"
+    #: the node restarts with a new address on one interface (a spoke's DHCP lease changed)
+    NODE_READDRESS = "node-readdress"
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,8 @@ class FaultSpec:
     at: float
     action: FaultAction
     target: str
+    interface: str | None = None  # node-readdress only
+    address: IPv4Address | None = None
 
 
 @dataclass(frozen=True)
@@ -385,7 +389,7 @@ def parse_scenario(text: str, source: str = "<scenario>", base: Path | None = No
             source=r.string("source")))
     faults = []
     for i, t in enumerate(_tables(doc, "fault", source, lines)):
-        r = _Reader(source, lines, "fault", i, t, f"fault[{i}]", {"at", "action", "target"})
+        r = _Reader(source, lines, "fault", i, t, f"fault[{i}]", {"at", "action", "target", "interface", "address"})
         action_text = r.string("action", required=True)
         try:
             action = FaultAction(action_text)
@@ -393,10 +397,15 @@ def parse_scenario(text: str, source: str = "<scenario>", base: Path | None = No
             r.fail("action", f"expected one of {', '.join(a.value for a in FaultAction)}, "
                              f"got {action_text!r}")
         target = r.string("target", required=True)
-        pool = node_names if action is FaultAction.NODE_RESTART else link_names
+        on_node = action in (FaultAction.NODE_RESTART, FaultAction.NODE_READDRESS)
+        pool = node_names if on_node else link_names
         if target not in pool:
             r.fail("target", f"no {'node' if pool is node_names else 'link'} named {target!r}")
-        faults.append(FaultSpec(r.number("at", required=True, minimum=0), action, target))
+        at = r.number("at", required=True, minimum=0)
+        if action is FaultAction.NODE_READDRESS:
+            faults.append(FaultSpec(at, action, target, r.string("interface", required=True), r.address("address")))
+        else:
+            faults.append(FaultSpec(at, action, target))
     shows = []
     for i, t in enumerate(_tables(doc, "show", source, lines)):
         r = _Reader(source, lines, "show", i, t, f"show[{i}]", {"at", "node", "command"})
