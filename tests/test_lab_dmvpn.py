@@ -206,3 +206,19 @@ def test_nbma_change_unique_registration_waits_for_the_old_entry_to_expire():
     assert hub.tunnels["Tunnel0"].dynamic_maps["10.0.0.13"] == "172.16.0.23"
     assert not [sa for sa in hub.sad.all() if sa.peer == "172.16.0.13"]  # the old peer's SAs went with it
     assert result.probes[0].lost == 0
+
+
+@pytest.mark.parametrize("command", ["show dmvpn", "show ip nhrp", "show ip nhrp detail", "show ip nhrp nhs detail",
+                                     "show ip nhrp traffic"])
+def test_genieparser_reads_the_lab_routers_shows_as_our_json(lab, command):
+    """Cisco's genieparser (os iosxe) parses what the routers print through
+    their dispatcher, and extracts exactly our ``| json``."""
+    import test_show_support as support
+
+    result, _ = lab
+    for node in ("hub", "spoke1", "spoke2", "spoke3"):
+        if command.startswith("show ip nhrp nhs") and node == "hub":
+            continue
+        text = result.sim.admin(node, command)
+        ours = json.loads(result.sim.admin(node, f"{command} | json"))
+        assert support.genie_parse("iosxe", command, text) == support.normalise(ours), (node, text)
