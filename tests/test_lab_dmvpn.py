@@ -222,3 +222,51 @@ def test_genieparser_reads_the_lab_routers_shows_as_our_json(lab, command):
         text = result.sim.admin(node, command)
         ours = json.loads(result.sim.admin(node, f"{command} | json"))
         assert support.genie_parse("iosxe", command, text) == support.normalise(ours), (node, text)
+
+
+def test_tshark_decodes_the_lab_nhrp_in_clear_gre(tmp_path):
+    """The lab without tunnel protection, captured on the WAN by the lab's
+    pcap writer: tshark (an independent decoder) finds every NHRP packet
+    type the lab exchanges, with good checksums and no expert warnings."""
+    import shutil
+    import subprocess
+
+    tshark = shutil.which("tshark")
+    assert tshark, "tshark is required for this test"
+    with resources.as_file(DATA / "dmvpn.toml") as path:
+        run = LabRun(load_scenario(path), duration=20,
+                     config_transform=lambda t: t.replace(" tunnel protection ipsec profile DMVPN-PROF\n", ""))
+    pcap = tmp_path / "wan.pcap"
+    run.sim.capture(run.segments["wan"], pcap)
+    result = run.run()
+    result.sim.close()
+    assert result.probes[0].lost == 0
+    out = subprocess.run([tshark, "-r", str(pcap), "-Y", "nhrp", "-T", "fields", "-e", "nhrp.hdr.op.type",
+                          "-e", "nhrp.hdr.chksum.status", "-e", "gre.key", "-e", "_ws.expert"],
+                         capture_output=True, text=True, check=True)
+    rows = [line.split("\t") for line in out.stdout.splitlines()]
+    types = {int(r[0]) for r in rows}
+    assert {1, 2, 3, 4, 8} <= types  # resolution req/rep, registration req/rep, traffic indication
+    assert all(r[1] == "1" for r in rows), rows  # checksum status 1: good
+    assert all(int(r[2], 16) == 100 for r in rows)  # the tunnel key
+    assert not [r for r in rows if r[3]], rows
+
+
+def test_protected_lab_sends_no_nhrp_or_gre_in_clear(tmp_path):
+    """With tunnel protection every NHRP packet rides the peer's ESP SA:
+    tshark finds only ISAKMP and ESP on the WAN."""
+    import shutil
+    import subprocess
+
+    tshark = shutil.which("tshark")
+    assert tshark, "tshark is required for this test"
+    run = _lab(duration=20)
+    pcap = tmp_path / "wan.pcap"
+    run.sim.capture(run.segments["wan"], pcap)
+    result = run.run()
+    result.sim.close()
+    out = subprocess.run([tshark, "-r", str(pcap), "-T", "fields", "-e", "frame.protocols"],
+                         capture_output=True, text=True, check=True)
+    protocols = out.stdout.split()
+    assert any(p.endswith(":esp") for p in protocols)
+    assert all(p.endswith((":esp", ":isakmp")) for p in protocols), set(protocols)
