@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 from click.testing import CliRunner
@@ -270,3 +270,37 @@ def test_protected_lab_sends_no_nhrp_or_gre_in_clear(tmp_path):
     protocols = out.stdout.split()
     assert any(p.endswith(":esp") for p in protocols)
     assert all(p.endswith((":esp", ":isakmp")) for p in protocols), set(protocols)
+
+
+def test_shortcut_over_an_existing_route_is_a_next_hop_override():
+    """When the spoke already has a route for the resolved prefix (here a
+    static one via the hub, standing in for a routing protocol's), NHRP
+    overrides its next hop (IOS ``%``) instead of adding an H route."""
+    extra = "ip route 192.168.2.0 255.255.255.0 10.0.0.1\nip route 192.168.1.0 255.255.255.0 10.0.0.1\nend\n"
+    with resources.as_file(DATA / "dmvpn.toml") as path:
+        run = LabRun(load_scenario(path), duration=30,
+                     config_transform=lambda t: t.replace("\nend\n", "\n" + extra) if "SPOKE" in t else t)
+    result = run.run()
+    spoke1, hub = result.routers["spoke1"], result.routers["hub"]
+    assert not any(r.source is RouteSource.NHRP for r in spoke1.routes.installed())
+    override = spoke1.routes.override_for(IPv4Network("192.168.2.0/24"))
+    assert override is not None and str(override.next_hop) == "10.0.0.12"
+    text = result.sim.admin("spoke1", "show ip route")
+    assert "S   % 192.168.2.0/24 [1/0] via 10.0.0.1" in text, text
+    assert "DT2" in result.sim.admin("spoke1", "show dmvpn")
+    assert hub.counters.forwarded == 2 and result.probes[0].lost == 0
+
+
+def test_phase2_next_hop_without_mapping_is_resolved_and_sent_via_the_hub_meanwhile():
+    """Spoke 1 routes spoke 2's LAN straight to spoke 2's tunnel address
+    (what a routing protocol keeping next hops gives, NHRP.md 3.4): the
+    first packets go via the NHS while NHRP resolves 10.0.0.12, then direct."""
+    with resources.as_file(DATA / "dmvpn.toml") as path:
+        run = LabRun(load_scenario(path), duration=30, config_transform=lambda t: t.replace(
+            "\nend\n", "\nip route 192.168.2.0 255.255.255.0 10.0.0.12\nend\n") if "SPOKE1" in t else t)
+    result = run.run()
+    spoke1, hub = result.routers["spoke1"], result.routers["hub"]
+    assert spoke1.tunnels["Tunnel0"].dynamic_maps.get("10.0.0.12") == NBMA["spoke2"]
+    assert _gre_sa(spoke1, NBMA["spoke2"]) is not None
+    assert 1 <= hub.counters.forwarded <= 4 and spoke1.counters.no_mapping_drops == 0
+    assert result.probes[0].lost == 0
