@@ -304,3 +304,17 @@ def test_phase2_next_hop_without_mapping_is_resolved_and_sent_via_the_hub_meanwh
     assert _gre_sa(spoke1, NBMA["spoke2"]) is not None
     assert 1 <= hub.counters.forwarded <= 4 and spoke1.counters.no_mapping_drops == 0
     assert result.probes[0].lost == 0
+
+
+@pytest.mark.parametrize("ttl", [2, 64, 255])
+def test_forwarding_decrements_ttl_with_a_checksum_scapy_agrees_with(ttl):
+    from scapy.layers.inet import IP
+
+    from dmvpn.node.router import _decrement_ttl
+
+    packet = IPv4Header("192.168.1.1", "192.168.2.1", IpProto.ICMP, ttl=ttl, identification=0x1234).encode(b"x" * 12)
+    out = _decrement_ttl(packet)
+    fresh = IP(out)
+    del fresh.chksum  # scapy computes it anew from the decremented header
+    assert out[8] == ttl - 1 and out[:8] == packet[:8] and out[12:] == packet[12:]
+    assert IP(bytes(fresh)).chksum == int.from_bytes(out[10:12], "big")

@@ -36,7 +36,7 @@ from typing import Protocol
 
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
 from dmvpn.nhrp.engine import NhrpEngine
-from dmvpn.nhrp.events import EntryGone, MappingAdded, NeedSa, RouteAdded, RouteRemoved, SendNhrp
+from dmvpn.nhrp.events import EntryGone, MappingAdded, NeedSa, NhrpOutput, RouteAdded, RouteRemoved, SendNhrp
 from dmvpn.nhrp.show_adapter import nhrp_show
 from dmvpn.nhrp.states import NhsState
 from dmvpn.node.routing import NextHopOverride, Route, RouteSource, RoutingTable
@@ -133,7 +133,7 @@ class NhrpSlot:
         return [e for e in events if (self.debug_packet if _is_packet_line(e) else self.debug)]
 
     # ------------------------------------------------------------ outputs
-    def _act(self, now: float, out: object) -> None:
+    def _act(self, now: float, out: NhrpOutput) -> None:
         if isinstance(out, SendNhrp):
             self.port.send_nhrp(now, self.interface, str(out.nbma), out.packet)
         elif isinstance(out, NeedSa):
