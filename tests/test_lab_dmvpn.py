@@ -318,3 +318,13 @@ def test_forwarding_decrements_ttl_with_a_checksum_scapy_agrees_with(ttl):
     del fresh.chksum  # scapy computes it anew from the decremented header
     assert out[8] == ttl - 1 and out[:8] == packet[:8] and out[12:] == packet[12:]
     assert IP(bytes(fresh)).chksum == int.from_bytes(out[10:12], "big")
+
+
+def test_timeline_plot_marks_the_nhrp_events_beside_the_sas(lab, tmp_path):
+    from dmvpn.lab.plot import nhrp_marks, plot_timeline
+
+    result, _ = lab
+    labels = [label for _at, label in nhrp_marks(result, "spoke1", NBMA["spoke2"])]
+    assert labels == ["NHRP mapping 10.0.0.12", "route 192.168.2.0/24 H via 10.0.0.12", "NHRP sees sa-up"]
+    path = plot_timeline(result, "spoke1", NBMA["spoke2"], tmp_path / "t.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -194,6 +194,7 @@ def run_cmd(scenario_file: Path, profile: str | None, seed: int | None, duration
 
 
 DMVPN_SCENARIO = "dmvpn.toml"
+DMVPN_PLOT_PEER = "172.16.0.12"  # spoke 2's NBMA address
 #: ``dmvpn lab dmvpn --fault NAME``: what each fault does to the scenario.
 DMVPN_FAULTS: dict[str, Callable[[Scenario], Scenario]] = {
     "hub-restart": lambda sc: replace(sc, faults=(*sc.faults, FaultSpec(60.0, FaultAction.NODE_RESTART, "hub"))),
@@ -211,11 +212,13 @@ DMVPN_FAULTS: dict[str, Callable[[Scenario], Scenario]] = {
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
               help="virtual seconds to run")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write spoke 1's timeline with spoke 2 (SAs and NHRP events; PNG or SVG by suffix)")
 @click.option("--fault", "faults", type=click.Choice(sorted(DMVPN_FAULTS)), multiple=True,
               help="hub-restart: the hub restarts at 60 s; nbma-change: spoke 3 comes back at 60 s with "
                    "a new WAN address (unique registration: refused until the hub's entry expires; runs "
                    "900 s); loss: 10%% loss on the WAN")
-def dmvpn_cmd(profile: str | None, seed: int | None, duration: float | None, as_json: bool,
+def dmvpn_cmd(profile: str | None, seed: int | None, duration: float | None, as_json: bool, plot: Path | None,
               faults: tuple[str, ...]) -> None:
     """DMVPN phase 3: a hub and three spokes that register, spoke 1's LAN
     pinging spoke 2's LAN via the hub until NHRP redirects it to a shortcut.
@@ -233,6 +236,10 @@ def dmvpn_cmd(profile: str | None, seed: int | None, duration: float | None, as_
         result = _run(scenario, profile=profile, seed=seed, duration=duration, fix=False, debug_node=None,
                       show_progress=not as_json)
         report = dmvpn_report(result)
+        if plot is not None:
+            from dmvpn.lab.plot import plot_timeline
+
+            plot_timeline(result, "spoke1", DMVPN_PLOT_PEER, plot)
         if as_json:
             click.echo(json.dumps({"scenario": scenario.name, "profile": result.profile, "seed": result.seed,
                                    "duration_s": result.duration, "nhrp": report,
