@@ -103,21 +103,54 @@ class NhrpSlot:
         self._generation = -1
         self._nhs_states: list[NhsState] = [n.state for n in engine.nhs]
         self._indications = [0, 0]  # sent, received
+        #: The engine was called since the last drain / deadline read: only
+        #: then can it have outputs or a new deadline (the engine's deadline
+        #: scans its cache, which a hub with many spokes cannot afford per packet).
+        self._touched = True
+        self._deadline: float | None = 0.0
+        self._deadline_stale = True
+
+    def _touch(self) -> NhrpEngine:
+        self._touched = self._deadline_stale = True
+        return self.engine
+
+    # ------------------------------------------------------------ inputs (the router's data path)
+    def receive(self, now: float, nbma_src: IPv4Address, nbma_dst: IPv4Address, data: bytes) -> None:
+        self._touch().receive(now, nbma_src, nbma_dst, data)
+
+    def resolve(self, now: float, address: IPv4Address) -> None:
+        self._touch().resolve(now, address)
+
+    def hairpin(self, now: float, nbma_src: IPv4Address, packet: bytes) -> None:
+        self._touch().hairpin(now, nbma_src, packet)
+
+    def used(self, now: float, address: IPv4Address) -> None:
+        self._touch().used(now, address)
+
+    def clear(self, now: float) -> None:
+        self._touch().clear(now)
 
     # ------------------------------------------------------------ SubEngine
     def handle_timer(self, now: float) -> None:
-        if not self.engine.started:
-            self.engine.start(now)
+        engine = self._touch()
+        if not engine.started:
+            engine.start(now)
             return
-        self.engine.handle_timer(now)
+        engine.handle_timer(now)
 
     def next_deadline(self) -> float | None:
-        return self.engine.next_deadline() if self.engine.started else 0.0
+        if self._deadline_stale:
+            self._deadline = self.engine.next_deadline() if self.engine.started else 0.0
+            self._deadline_stale = False
+        return self._deadline
 
     def drain(self, now: float) -> bool:
         moved = False
         if self._watched and self.sad.generation != self._generation:
             moved = self._check_sas(now)
+        if not (self._touched or moved):
+            return False
+        self._touched = False
         outputs = self.engine.poll_outputs()
         for out in outputs:
             self._act(now, out)
@@ -173,7 +206,7 @@ class NhrpSlot:
         self._watched.add(nbma)
         if self.port.sa_ready(self.interface, nbma):
             self._up.add(nbma)
-            self.engine.sa_up(now, IPv4Address(nbma))
+            self._touch().sa_up(now, IPv4Address(nbma))
             self._note(now, "sa-up", nbma)
             return
         self.port.acquire_sa(now, self.interface, nbma)
@@ -186,12 +219,12 @@ class NhrpSlot:
             ready = self.port.sa_ready(self.interface, nbma)
             if ready and nbma not in self._up:
                 self._up.add(nbma)
-                self.engine.sa_up(now, IPv4Address(nbma))
+                self._touch().sa_up(now, IPv4Address(nbma))
                 self._note(now, "sa-up", nbma)
                 moved = True
             elif not ready and nbma in self._up:
                 self._up.discard(nbma)
-                self.engine.sa_down(now, IPv4Address(nbma))
+                self._touch().sa_down(now, IPv4Address(nbma))
                 self._note(now, "sa-down", nbma)
                 moved = True
         return moved
@@ -254,7 +287,7 @@ def nhrp_admin(slots: Sequence[NhrpSlot], now: float, command: str, sa_ready: Ca
         return f"{what} debugging is {'on' if on else 'off'}"
     if words == ["clear", "ip", "nhrp"]:
         for slot in slots:
-            slot.engine.clear(now)
+            slot.clear(now)
         return ""
     return None
 

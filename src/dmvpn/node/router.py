@@ -457,7 +457,7 @@ class Router:
                 if slot is None:
                     self.counters.tunnel_drops += 1
                     return
-                slot.engine.receive(now, ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), delivery.payload)
+                slot.receive(now, ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), delivery.payload)
             return
         self.counters.not_for_us += 1
 
@@ -522,7 +522,7 @@ class Router:
         if hop.interface == name:
             slot = self.nhrp.get(name)
             if slot is not None and slot.engine.settings.redirect:
-                slot.engine.hairpin(now, ipaddress.IPv4Address(nbma_src), packet)
+                slot.hairpin(now, ipaddress.IPv4Address(nbma_src), packet)
         self.counters.forwarded += 1
         self.forwarded_bytes += len(packet)
         self.last_forwarded = now
@@ -537,7 +537,7 @@ class Router:
         if slot is None or tunnel.shutdown:
             self.counters.tunnel_drops += 1
             return None
-        slot.engine.resolve(now, ipaddress.IPv4Address(next_hop))
+        slot.resolve(now, ipaddress.IPv4Address(next_hop))
         nhs = next((n for n in slot.engine.nhs if n.state is NhsState.RESPONDING), None)
         if nhs is None:
             self.counters.no_mapping_drops += 1
@@ -555,7 +555,7 @@ class Router:
         if slot is None:
             return
         self._used_at[prefix] = now
-        slot.engine.used(now, ipaddress.IPv4Address(overlay[16:20]))
+        slot.used(now, ipaddress.IPv4Address(overlay[16:20]))
 
     def _multicast_out(self, now: float, name: str, tunnel: TunnelInterface, overlay: bytes) -> None:
         """A multicast overlay packet: one unicast copy to each NBMA address
