@@ -105,3 +105,18 @@ def test_decryptor_survives_mutated_exchanges() -> None:
                     b[rng.randrange(len(b))] = rng.randrange(256)
             rec = decode_datagram(UdpDatagram(d.frame, 0.0, d.src, d.dst, d.sport, d.dport, bytes(b)), dec)
             assert rec is None or "frame" in rec
+
+
+def test_truncated_capture_prints_what_is_there_and_fails(tmp_path) -> None:
+    """Issue 17: a truncated capture printed part of itself and exited 0 with
+    no warning. Now the frames before the cut, then one error line, exit 1."""
+    whole = _run(str(SS))
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(SS.read_bytes()[:-5])
+    r = CliRunner().invoke(main, ["decode", str(cut)])
+    assert r.exit_code == 1
+    errors = [x for x in r.output.splitlines() if x.startswith("Error:")]
+    assert len(errors) == 1 and "truncated after frame" in errors[0] and str(cut) in errors[0]
+    printed = [x for x in r.output.splitlines() if not x.startswith("Error:")]
+    assert printed and printed == whole.output.splitlines()[:len(printed)]
+    assert len(printed) <= len(whole.output.splitlines())

@@ -84,3 +84,43 @@ def test_wrong_direction_deleted_sa_unknown_spi_and_not_esp() -> None:
     with pytest.raises(EspDrop) as err:
         encapsulate(out, 3.0, b"x", 47)
     assert err.value.reason is DropReason.SA_DELETED and out.send_errors == 1
+
+
+def test_recv_errors_add_up_in_show_after_a_batch_of_bad_esp() -> None:
+    """Issue 17: ``#recv errors`` read 9,210 while the detail counters gave
+    3,560: truncated packets counted in the sum but in no detail counter.
+    A batch of replayed, forged and truncated ESP through the hub's data path
+    (sim): the short form's sum equals the detail form's breakdown."""
+    import re
+
+    from router_lab import HUB_NBMA, HUB_TUN, SPOKE_NBMA, build
+
+    sim, _, spoke, _ = build()
+    sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 2")
+    sim.run(5.0)
+    out = spoke.sad.outbound_for(HUB_NBMA)
+    gre = IPv4Header(src=SPOKE_NBMA, dst=HUB_NBMA, protocol=IpProto.GRE).encode(b"\x00\x00\x08\x00")
+    wan = "GigabitEthernet0/0/2"
+    for i in range(40):
+        good = protect(out, sim.now, gre)
+        sim.deliver("HUB", wan, good)
+        if i % 2 == 0:
+            sim.deliver("HUB", wan, good)                                      # replay
+        forged = protect(out, sim.now, gre)          # a fresh sequence number, so not a replay
+        sim.deliver("HUB", wan, forged[:-1] + bytes([forged[-1] ^ 1]))         # forged ICV
+        esp = protect(out, sim.now, gre)[20:]
+        sim.deliver("HUB", wan, IPv4Header(src=SPOKE_NBMA, dst=HUB_NBMA,
+                                           protocol=IpProto.ESP).encode(esp[:-3]))  # truncated
+    short = sim.admin("HUB", f"show crypto ipsec sa peer {SPOKE_NBMA}")
+    detail = sim.admin("HUB", f"show crypto ipsec sa peer {SPOKE_NBMA} detail")
+    recv = int(re.search(r"#recv errors (\d+)", short).group(1))
+
+    def count(label: str) -> int:
+        return int(re.search(re.escape(label) + r":? (\d+)", detail).group(1))
+
+    parts = {label: count(label) for label in ("#pkts verify failed", "replay failed (rcv)",
+                                               "#pkts invalid len (rcv)", "#pkts decaps failed (rcv)",
+                                               "#pkts invalid prot (recv)", "#pkts invalid sa (rcv)")}
+    assert parts["#pkts verify failed"] == 40 and parts["replay failed (rcv)"] == 20
+    assert parts["#pkts invalid len (rcv)"] == 40
+    assert recv == sum(parts.values()) == 100, (recv, parts)

@@ -177,7 +177,7 @@ def test_wireshark_esp_bug_12671_verifies_and_decrypts() -> None:
     assert len(packets) == 6
     expected_payload = bytes(range(8, 0x38))
     for pkt in packets:
-        sa, inner = unprotect(sad, 1.0, raw(pkt[IP]))
+        _sa, inner = unprotect(sad, 1.0, raw(pkt[IP]))
         header, icmp = decode_ipv4(inner)
         assert header.protocol == 1 and icmp[0] in (0, 8) and icmp.endswith(expected_payload)
     assert sorted(sa.pkts_decaps for sa in sad.all()) == [3, 3]
@@ -198,7 +198,8 @@ def tcpdump_keys() -> dict[int, tuple[str, bytes]]:
     return keys
 
 
-def open_unverified(esp: bytes, keys: dict[int, tuple[str, bytes]], key_override: bytes | None = None) -> tuple[int, bytes]:
+def open_unverified(esp: bytes, keys: dict[int, tuple[str, bytes]],
+                    key_override: bytes | None = None) -> tuple[int, bytes]:
     """Decrypt an ESP packet with a 96-bit ICV whose key we are not given
     (tcpdump's ``hmac96`` secrets carry only the cipher key)."""
     spi, _ = parse_esp_header(esp)

@@ -107,6 +107,20 @@ def test_timers_run_in_time_then_schedule_order() -> None:
     assert order == ["a", "b", "c"] and t.next_deadline() is None
 
 
+def test_cancelled_timers_fire_never_and_leave_the_heap() -> None:
+    transport = IkeTransport("r", RetransmitTimers(1.0, 2.0, 8.0, 3))
+    fired: list[str] = []
+    keep = transport.schedule(5.0, lambda now: fired.append("keep"))
+    handles = [transport.schedule(1.0 + i / 1000, lambda now, i=i: fired.append(f"gone{i}")) for i in range(200)]
+    for h in handles:
+        transport.cancel(h)
+    transport.cancel(handles[0])  # twice is harmless
+    assert len(transport._heap) < 100  # compacted: the callbacks (and what they hold) are released
+    assert transport.next_deadline() == 5.0  # a cancelled timer wakes nobody
+    transport.run_due(10.0)
+    assert fired == ["keep"] and keep[2] is not None and transport.next_deadline() is None
+
+
 def test_message_ids_are_never_reused() -> None:
     class Fixed:
         def __init__(self) -> None:

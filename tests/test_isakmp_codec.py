@@ -175,7 +175,7 @@ def test_tshark_decodes_our_packets_cleanly(tmp_path) -> None:
                          capture_output=True, text=True, env=env, check=True).stdout.splitlines()
     assert len(out) == len(pkts)
     from dmvpn.cli.decode_cmd import payload_type_sequence
-    for line, m in zip(out, msgs):
+    for line, m in zip(out, msgs, strict=False):
         _n, types, mid, xchg = line.split("\t")
         assert [int(x) for x in types.split(",")] == payload_type_sequence(m)
         assert int(mid, 16) == m.message_id and int(xchg) == m.exchange_type

@@ -207,3 +207,26 @@ endpoints = ["hub:GigabitEthernet0/0/2", "spoke:GigabitEthernet0/0/2", "spoke2:G
         assert _our_namespaces(name) == []
     finally:
         netlab("down", path)
+
+
+def test_netlab_down_removes_its_state_folder(tmp_path):
+    """Issue 17: ``netlab down`` left its state folder behind. Here on a run
+    folder of our own, after an ``up`` that left its files (logs, a PID file,
+    a daemon's leftover folder): ``down`` removes the lab's folder and the
+    run folder it was the last lab in; one with another lab in it stays."""
+    from dmvpn.lab.netlab import Netlab
+    from dmvpn.lab.scenario import load_scenario
+
+    run_dir = tmp_path / "netlab-run"
+    lab = Netlab(load_scenario(_scenario(tmp_path, f"d{os.getpid()}")), run_dir=run_dir)
+    other = run_dir / "another-lab"
+    for folder in (lab.dir / "hub.d", other):
+        folder.mkdir(parents=True)
+    for name in ("hub.log", "hub.pid", "spoke.log", "hub.d/core"):
+        (lab.dir / name).write_text("x\n")
+    assert lab.down() == []
+    assert not lab.dir.exists() and other.exists()
+    other.rmdir()
+    lab.dir.mkdir()
+    lab.down()
+    assert not run_dir.exists()

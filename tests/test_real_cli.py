@@ -7,14 +7,18 @@ from __future__ import annotations
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "real"))
 from real_lab import DMVPN, RealLab, ask, control, require_root_tools, sh, wait_control, wait_for
+
+from dmvpn.runtime.real.control import ControlClientError
 
 HUB = Path(__file__).resolve().parent.parent / "src" / "dmvpn" / "lab" / "data" / "hub.cfg"
 
@@ -144,3 +148,49 @@ def test_run_force_nat_t_carries_esp_in_udp_between_daemons(lab, tmp_path):
     # last ones when tshark stops); the spoke's SA counted each Echo sent.
     assert sum(p.endswith(":udpencap:esp") for _, _, p in fields) >= 2
     assert int(re.search(r"#pkts encaps: (\d+)", spoke_show).group(1)) >= received
+
+
+def test_run_survives_a_flood_of_idle_control_connections(lab, tmp_path):
+    """Issue 17: ~20,000 idle control connections exhausted the descriptors and
+    EMFILE on accept killed the loop with a traceback. With RLIMIT_NOFILE at
+    32 (so a few dozen connections reach EMFILE), the daemon refuses or backs
+    off, drops the idle clients after the timeout, answers again, and stops
+    cleanly."""
+    ns = _hub_namespace(lab)
+    sock, log = tmp_path / "flood.sock", tmp_path / "flood.log"
+    proc = lab.start(ns, "prlimit", "--nofile=32:32", DMVPN, "run", str(HUB), "--control", str(sock),
+                     "--tun-name", "tun-fl", log=log)
+    wait_control(sock, proc, log)
+    clients = []
+    try:
+        end = time.monotonic() + 3
+        while len(clients) < 60 and time.monotonic() < end and proc.poll() is None:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(str(sock))
+            except OSError:      # the backlog is full: let the daemon accept
+                s.close()
+                time.sleep(0.01)
+                continue
+            clients.append(s)
+        time.sleep(0.5)
+        assert proc.poll() is None, log.read_text()
+        assert len(clients) == 60
+        wait_for(lambda: _answers(sock), 15, "the daemon to answer after the idle timeout")
+    finally:
+        for s in clients:
+            s.close()
+    runtime = ask(sock, "show runtime")
+    assert "control socket idle timeout" in runtime
+    assert lab.stop(proc) == 0
+    text = log.read_text()
+    assert "Traceback" not in text and text.rstrip().endswith("%DMVPN: stopped")
+    assert not sock.exists()
+
+
+def _answers(sock: Path) -> bool:
+    try:
+        return ask(sock, "show runtime").startswith("Runtime for")
+    except ControlClientError:
+        return False

@@ -105,3 +105,165 @@ def test_loop_on_loopback(tmp_path):
     assert "%DMVPN: engine error on a packet from lo0: ValueError: boom" in lines[0]
     assert lines[1].endswith("PROBE: got 37 bytes") and lines[-1].endswith("%DMVPN: stopped")
     assert not (tmp_path / "probe.sock").exists()
+
+
+def _start(tmp_path, engine, control, **kw):
+    log = io.StringIO()
+    runtime = RealRuntime(engine, Underlay([]), [], control,
+                          LogPrinter(log, IosClock(base=datetime(2026, 1, 1))), **kw)
+    thread = threading.Thread(target=runtime.run)
+    thread.start()
+    return runtime, thread, log
+
+
+def test_control_connections_capped_and_idle_ones_dropped(tmp_path):
+    """Issue 17: idle control connections were never timed out and had no cap
+    (20,000 of them exhausted the descriptors). Over the cap a client is
+    answered at once; an idle one is dropped after the timeout."""
+    path = tmp_path / "cap.sock"
+    runtime, thread, _ = _start(tmp_path, ProbeEngine(), ControlServer(path, max_clients=3, idle_timeout=0.5))
+    idle = []
+    try:
+        for _ in range(3):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.connect(str(path))
+            idle.append(s)
+        time.sleep(0.1)
+        extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        extra.settimeout(5)
+        extra.connect(str(path))
+        assert extra.recv(200) == b"% Too many control connections (at most 3 at once)\n"
+        extra.close()
+        started = time.monotonic()
+        assert idle[0].recv(200).startswith(b"% Timed out waiting for a command")
+        assert 0.3 < time.monotonic() - started < 3
+        assert send_command(path, "show x") == "x wohs"          # the slots are free again
+        assert "control socket idle timeout: 3" in send_command(path, "show runtime")
+    finally:
+        for s in idle:
+            s.close()
+        runtime.stop()
+        thread.join(5)
+    assert not thread.is_alive()
+
+
+class _NoDescriptors:
+    """A listener whose accept(2) fails as when the process is out of descriptors."""
+
+    def __init__(self, real: socket.socket) -> None:
+        self.real = real
+        self.calls = 0
+
+    def accept(self):
+        self.calls += 1
+        raise OSError(24, "Too many open files")
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_accept_out_of_descriptors_does_not_kill_the_loop(tmp_path):
+    """Issue 17: ControlServer.accept caught only BlockingIOError, so EMFILE
+    killed the loop. Now: one log line, the listener rests, the daemon runs."""
+    path = tmp_path / "emfile.sock"
+    control = ControlServer(path)
+    fake = _NoDescriptors(control.sock)
+    control.sock = fake  # type: ignore[assignment]  # the loop only calls accept/fileno/close
+    runtime, thread, log = _start(tmp_path, ProbeEngine(), control)
+    try:
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(str(path))      # queued in the backlog: the listener is readable
+        time.sleep(1.2)
+        assert thread.is_alive()
+        assert 2 <= fake.calls <= 6        # retried after each 0.5 s back-off, not spinning
+        client.close()
+    finally:
+        runtime.stop()
+        thread.join(5)
+    assert not thread.is_alive() and runtime.failed is None
+    lines = log.getvalue().splitlines()
+    assert sum("control socket accept failed: Too many open files" in line for line in lines) == 1
+    assert lines[-1].endswith("%DMVPN: stopped")
+
+
+class _BrokenEngine(ProbeEngine):
+    """Raises from next_deadline once armed: a bug in the loop's own path."""
+
+    armed = False
+    shutdowns: list[str]
+
+    def next_deadline(self) -> float | None:
+        if self.armed:
+            self.armed = False
+            raise RuntimeError("deadline bug")
+        return None
+
+    def admin(self, now: float, command: str) -> str:
+        self.shutdowns = [*getattr(self, "shutdowns", []), command]
+        return "DELETE sent"
+
+
+def test_loop_failure_still_runs_the_shutdown(tmp_path):
+    """Issue 17: the loop dying sent no DELETE. Now the shutdown path runs
+    (its command reaches the engine), one line says why, run() reports it."""
+    engine = _BrokenEngine()
+    runtime, thread, log = _start(tmp_path, engine, ControlServer(tmp_path / "b.sock"),
+                                  shutdown_command="clear crypto sa")
+    engine.armed = True
+    runtime.stop()                      # wakes the loop, which calls next_deadline
+    thread.join(5)
+    assert not thread.is_alive()
+    assert engine.shutdowns == ["clear crypto sa"]
+    assert runtime.failed == "RuntimeError: deadline bug"
+    lines = log.getvalue().splitlines()
+    assert any("runtime loop failed (RuntimeError: deadline bug); shutting down" in x for x in lines)
+    assert lines[-1].endswith("%DMVPN: stopped") and not (tmp_path / "b.sock").exists()
+
+
+class _BadMessageEngine(ProbeEngine):
+    """Logs a syslog message per datagram, as the IKE engine does for a
+    malformed ISAKMP datagram."""
+
+    def receive(self, now: float, iface: str, packet: bytes) -> None:
+        self.received.append((iface, packet))
+        self._events.append(LogEvent(now, self.name, "isakmp", f"IKE message dropped ({len(packet)} bytes)",
+                                     {"facility": "%CRYPTO-4-IKMP_BAD_MESSAGE"}))
+
+
+def test_a_flood_of_bad_datagrams_writes_a_few_log_lines(tmp_path):
+    """Issue 17: one log line per malformed packet, with no limit. 3,000 bad
+    datagrams through the real loop: at most 10 lines a second of that cause
+    plus the counts of the rest."""
+    port = _free_udp_port()
+    engine = _BadMessageEngine()
+    underlay = Underlay([UnderlaySpec("lo0", ipaddress.IPv4Address("127.0.0.1"), udp_ports=(port,),
+                                      raw_protocols=())])
+    log = io.StringIO()
+    runtime = RealRuntime(engine, underlay, [], None, LogPrinter(log, IosClock(base=datetime(2026, 1, 1))))
+    thread = threading.Thread(target=runtime.run)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            for i in range(3000):
+                client.sendto(b"bad isakmp %d" % i, ("127.0.0.1", port))
+                if i % 200 == 0:
+                    time.sleep(0.005)      # let the loop drain: the socket buffer must not drop them
+        wait_end = time.monotonic() + 10
+        while len(engine.received) < 3000 and time.monotonic() < wait_end:
+            time.sleep(0.01)
+    finally:
+        runtime.stop()
+        thread.join(5)
+    elapsed = time.monotonic() - started
+    lines = log.getvalue().splitlines()
+    kept = [x for x in lines if "IKMP_BAD_MESSAGE: IKE message dropped" in x]
+    counts = [int(x.split("LOG_SUPPRESSED: ")[1].split()[0]) for x in lines if "LOG_SUPPRESSED" in x]
+    assert len(engine.received) == 3000
+    assert 10 <= len(kept) <= 10 * (int(elapsed) + 2)
+    assert len(kept) + sum(counts) == 3000
+    assert lines[-1].endswith("%DMVPN: stopped")

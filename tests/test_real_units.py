@@ -5,6 +5,7 @@ protocol (server and client in one process)."""
 from __future__ import annotations
 
 import io
+import re
 import socket
 import threading
 from datetime import datetime
@@ -17,6 +18,7 @@ from dmvpn.lab.netlab import linux_ifname
 from dmvpn.runtime.real.control import MAX_COMMAND, BadRequest, ControlClientError, ControlServer, Pending, send_command
 from dmvpn.runtime.real.daemon import DEFAULT_TUNNEL_MTU, router_spec, tun_names
 from dmvpn.runtime.real.errors import RuntimeSetupError
+from dmvpn.runtime.real.lograte import LogRateLimit
 from dmvpn.runtime.real.loop import LogPrinter
 from dmvpn.sansio import LogEvent
 from dmvpn.show.debug_log import IosClock
@@ -35,7 +37,7 @@ def test_linux_ifname(ios, linux):
 def test_router_spec_from_the_seed_hub():
     spec = router_spec(load_config(SEED / "hub.cfg"), control=Path("/x.sock"), tun_name="tun-hub")
     assert [(u.iface, str(u.address), u.udp_ports, u.raw_protocols) for u in spec.underlay] == [
-        ("GigabitEthernet0/0/2", "172.17.3.1", (500, 4500), (50,))]
+        ("GigabitEthernet0/0/2", "172.17.3.1", (500, 4500), (50, 47))]
     tuns = [(t.iface, t.name, str(t.address), t.mtu) for t in spec.tuns]
     assert tuns == [("Tunnel0", "tun-hub", "10.2.2.1/24", 1400)]
     assert spec.shutdown_command == "clear crypto sa"
@@ -85,7 +87,7 @@ def _serve_one(server: ControlServer, answer) -> threading.Thread:
         server.sock.settimeout(5)
         conn, _ = server.sock.accept()
         conn.settimeout(5)  # bounded: a silent client ends the wait as an empty line
-        server.pending[conn.fileno()] = Pending(conn)
+        server.pending[conn.fileno()] = Pending(conn, 0.0)
         while True:
             try:
                 command = server.read(conn)
@@ -165,3 +167,31 @@ def test_log_printer_survives_a_closed_stream():
     printer.note(1.0, "nobody reads this")  # must not raise
     printer(LogEvent(2.0, "R", "isakmp", "nor this"))
     assert printer.stream is None
+
+
+def test_log_rate_limit_per_cause_counts_what_it_suppresses():
+    """Issue 17: 20,000 bad ISAKMP datagrams wrote 20,000 log lines. Now at
+    most 10 lines a second per syslog tag, the rest counted in one
+    ``%DMVPN-4-LOG_SUPPRESSED`` line per interval; other tags and debug lines
+    are not held back by one noisy cause."""
+    out = io.StringIO()
+    printer = LogPrinter(out, IosClock(base=datetime(2026, 11, 29, 2, 41, 0)))
+    bad = {"facility": "%CRYPTO-4-IKMP_BAD_MESSAGE"}
+    for i in range(20_000):                      # 20,000 in 2 s of runtime time
+        printer(LogEvent(i / 10_000, "R", "isakmp", f"IKE message {i} dropped", dict(bad)))
+        if i == 5_000:
+            printer(LogEvent(0.5, "R", "isakmp", "DPD", {"facility": "%CRYPTO-5-IKE_DPD_PEER_DEAD"}))
+            printer(LogEvent(0.5, "R", "isakmp", "(1001):debug line"))
+    printer.tick(5.0)
+    lines = out.getvalue().splitlines()
+    kept = [x for x in lines if "IKMP_BAD_MESSAGE: IKE message" in x]
+    assert len(kept) == 20
+    suppressed = [x for x in lines if "%DMVPN-4-LOG_SUPPRESSED" in x]
+    assert len(suppressed) == 2
+    counts = [int(re.search(r"LOG_SUPPRESSED: (\d+) %CRYPTO-4-IKMP_BAD_MESSAGE messages suppressed "
+                            r"in the last 1 s", x).group(1)) for x in suppressed]
+    assert sum(counts) == 20_000 - 20
+    assert any("IKE_DPD_PEER_DEAD: DPD" in x for x in lines) and any("(1001):debug line" in x for x in lines)
+    assert printer.rate_limit.total_suppressed == {"%CRYPTO-4-IKMP_BAD_MESSAGE": 19_980}
+    with pytest.raises(ValueError):
+        LogRateLimit(0)

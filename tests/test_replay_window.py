@@ -19,7 +19,8 @@ from dmvpn.runtime.randomness import SeededRandomSource
 TF = EspTransform(EspTransformId.ESP_AES_CBC, 128, EspAuthAlgorithm.HMAC_SHA2_256)
 
 
-def pair(window: int = 1024, esn: bool = False) -> tuple[SecurityAssociationDatabase, SecurityAssociation, SecurityAssociation]:
+def pair(window: int = 1024, esn: bool = False,
+         ) -> tuple[SecurityAssociationDatabase, SecurityAssociation, SecurityAssociation]:
     sad = SecurityAssociationDatabase(SeededRandomSource(7, "replay"))
     kw = dict(peer="192.0.2.2", local="192.0.2.1", transform=TF, encryption_key=bytes(16),
               integrity_key=bytes(range(32)), replay_window_size=window, esn=esn,

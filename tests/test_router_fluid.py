@@ -77,3 +77,21 @@ def test_flow_follows_a_restarted_receiver():
     assert fresh.ike.children and flow.history[-1].sa is not None
     out = hub.sad.outbound_for("172.17.3.2")
     assert fresh.sad.lookup_inbound(out.spi).bytes == out.bytes > 0   # both ends count the new SA alike
+
+
+def test_long_flow_keeps_a_short_history_and_no_dead_keys():
+    """Issue 17: the flow's segment history (one per rekey) was scanned whole
+    on every sync and never pruned, so the lab grew quadratically; every
+    deleted SA kept its cipher contexts. Many rekeys later the history holds
+    only the segments an end has not credited yet, and deleted SAs no keys."""
+    sim, hub, spoke, _ = build()
+    up(sim)
+    flow = FluidFlow(sim, hub, spoke, SPOKE_TUN, 0.85e9, 1400, start=10.0, stop=1000.0)
+    sim.run(400.0)
+    assert len(flow.stats.spis) >= 6                      # several volume rekeys happened
+    for end in (hub, spoke):
+        flow.sync(end, 400.0)
+    assert len(flow.history) == 1
+    assert flow.stats.sent_bytes == flow.stats.received_bytes + flow.stats.lost_bytes
+    dead = [sa for r in (hub, spoke) for sa in r.sad.history if sa.state.value == "deleted"]
+    assert dead and all(sa.cipher is None and sa.integrity is None for sa in dead)

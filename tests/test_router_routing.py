@@ -217,3 +217,42 @@ def test_fluid_to_the_peers_lan_follows_the_static_route() -> None:
     assert hub.sad.outbound_for(SPOKE_NBMA).bytes == flow.stats.sent_bytes
     with pytest.raises(ValueError, match=r"HUB has no tunnel toward 172\.31\.0\.1"):
         hub.tunnel_path("172.31.0.1")
+
+
+def test_scenario_flow_and_probe_to_a_peers_loopback(tmp_path) -> None:
+    from dmvpn.lab.runner import LabRun
+    from dmvpn.lab.scenario import load_scenario
+    (tmp_path / "hub.cfg").write_text(hub_text(prefix=HUB_EXTRA))
+    (tmp_path / "spoke.cfg").write_text(spoke_text(prefix=SPOKE_EXTRA))
+    (tmp_path / "lan.toml").write_text(f"""
+[lab]
+duration = 60
+[[node]]
+name = "hub"
+config = "hub.cfg"
+[[node]]
+name = "spoke"
+config = "spoke.cfg"
+[[link]]
+endpoints = ["hub:GigabitEthernet0/0/2", "spoke:GigabitEthernet0/0/2"]
+[[flow]]
+src = "hub"
+dst = "{SPOKE_LAN}"
+rate_mbps = 10
+start = 5
+[[probe]]
+src = "spoke"
+dst = "{HUB_LAN}"
+start = 5
+[[show]]
+at = 30
+node = "hub"
+command = "show ip route"
+""")
+    result = LabRun(load_scenario(tmp_path / "lan.toml")).run()
+    (flow,) = result.flows
+    assert flow.stats.received_bytes == flow.stats.sent_bytes > 0.8 * flow.stats.offered_bytes
+    (probe,) = result.probes
+    assert probe.received >= probe.sent - 2 > 40
+    ((_spec, text),) = result.shows
+    assert "\nS     192.168.2.0/24 [1/0] via 10.2.2.2\n" in text

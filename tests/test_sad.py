@@ -35,7 +35,10 @@ def new_sad(**kw: object) -> SecurityAssociationDatabase:
     return SecurityAssociationDatabase(SeededRandomSource(3, "sad"), **kw)  # type: ignore[arg-type]
 
 
-def sa(spi: int, direction: SaDirection, lifetime: SaLifetime = SaLifetime(), **kw: object) -> SecurityAssociation:
+DEFAULT_LIFETIME = SaLifetime()
+
+
+def sa(spi: int, direction: SaDirection, lifetime: SaLifetime = DEFAULT_LIFETIME, **kw: object) -> SecurityAssociation:
     return SecurityAssociation(spi=spi, direction=direction, peer=SPOKE, local=HUB, transform=TF,
                                encryption_key=bytes(16), integrity_key=bytes(32), selector=GRE,
                                lifetime=lifetime, **kw)  # type: ignore[arg-type]

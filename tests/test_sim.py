@@ -452,3 +452,17 @@ def test_one_virtual_hour_lossy_ping(capsys):
         summary = sim.admin(node, "show ping").splitlines()[-1]
         got = int(summary.split("(")[1].split("/")[0])
         assert 7200 * 0.97 < got < 7200  # both legs may lose: ~2% of pings fail
+
+
+@pytest.mark.parametrize("words, reply", [
+    ("repeat 1e400", "% Invalid repeat value '1e400'"),
+    ("size nan", "% Invalid size value 'nan'"),
+    ("timeout nan", "% Invalid timeout value 'nan'"),
+    ("interval inf", "% Invalid interval value 'inf'"),
+])
+def test_ping_rejects_non_finite_numbers(words, reply):
+    """Issue 17: ``repeat 1e400`` / ``size nan`` were an internal error in the
+    daemon (int() of a non-finite float), ``timeout nan`` was accepted."""
+    sim = Simulator(seed=1)
+    sim.add_node(IcmpEchoEngine("r1", {"eth0": "10.0.0.1/24"}, sim.random_for("r1")))
+    assert sim.admin("r1", f"ping 10.0.0.2 {words}") == reply

@@ -22,7 +22,7 @@ ORACLES = Path("/work/shared/oracles/pcaps")
 CAPTURES = sorted(glob.glob(str(ORACLES / "tcpdump" / "*.pcap"))) + \
     sorted(glob.glob(str(ORACLES / "strongswan" / "*.pcap")))
 
-addresses = st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: "%d.%d.%d.%d" % t)
+addresses = st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t)))
 
 
 def test_decode_error_shape():

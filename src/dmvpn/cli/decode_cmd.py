@@ -28,6 +28,8 @@ from dmvpn.crypto.ikev1_kdf import exchange_iv, phase1_iv
 from dmvpn.ike.v2.keytable import Ikev2KeyRecord, KeyTableError, load_key_table
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.isakmp import (
+    IKE_PORT,
+    NAT_T_PORT,
     IsakmpMessage,
     Udp4500Kind,
     classify_udp4500,
@@ -55,9 +57,6 @@ from dmvpn.wire.isakmp_registry import (
     name_of,
 )
 from dmvpn.wire.pcap_reader import CaptureError, UdpDatagram, read_frames, udp_datagram
-
-ISAKMP_PORT = 500
-NAT_T_PORT = 4500
 
 
 class KeysFileError(ValueError):
@@ -87,6 +86,8 @@ def load_ikev1_keys(path: str | Path) -> dict[bytes, bytes]:
         if not key:
             raise KeysFileError(f"{path} line {n}: empty encryption key")
         keys[cookie] = key
+    if not keys:
+        raise KeysFileError(f"{path}: no 'initiator-cookie-hex,encryption-key-hex' line in the keys file")
     return keys
 
 
@@ -256,7 +257,7 @@ def decode_datagram(
             if classify_udp4500(data) is not Udp4500Kind.IKE:
                 return None
             data = data[4:]
-        elif ISAKMP_PORT not in ports:
+        elif IKE_PORT not in ports:
             return None
         if is_ikev2(data):
             rec.update(decode_ikev2(data, v2))
@@ -297,18 +298,31 @@ def decode_capture(
     decryptor = CaptureDecryptor(keys or {})
     v2 = Ikev2Decryptor(ikev2_keys or {})
     records: list[dict[str, Any]] = []
-    for frame in read_frames(path):
-        try:
-            dgram = udp_datagram(frame)
-        except DecodeError as exc:
-            records.append({"frame": frame.number, "error": f"IPv4/UDP: {exc}"})
-            continue
-        if dgram is None:
-            continue
-        rec = decode_datagram(dgram, decryptor, v2)
-        if rec is not None:
-            records.append(rec)
+    try:
+        for frame in read_frames(path, strict=True):
+            try:
+                dgram = udp_datagram(frame)
+            except DecodeError as exc:
+                records.append({"frame": frame.number, "error": f"IPv4/UDP: {exc}"})
+                continue
+            if dgram is None:
+                continue
+            rec = decode_datagram(dgram, decryptor, v2)
+            if rec is not None:
+                records.append(rec)
+    except CaptureError as exc:
+        if not records:
+            raise
+        raise PartialCapture(str(exc), records) from None
     return records
+
+
+class PartialCapture(CaptureError):
+    """The capture is cut short: ``records`` holds what came before the cut."""
+
+    def __init__(self, message: str, records: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.records = records
 
 
 def _short(value: Any) -> str:
@@ -374,10 +388,13 @@ def render_text(records: list[dict[str, Any]]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def decode_command(capture: str, keys_file: str | None, ikev2_file: str | None, as_json: bool) -> None:
     """Print every ISAKMP and IKEv2 message in CAPTURE (pcap or pcapng, gzip allowed)."""
+    cut: PartialCapture | None = None
     try:
         keys = load_ikev1_keys(keys_file) if keys_file else {}
         v2_keys = load_key_table(ikev2_file) if ikev2_file else {}
         records = decode_capture(capture, keys, v2_keys)
+    except PartialCapture as exc:  # print what was there, then fail on the cut
+        records, cut = exc.records, exc
     except (KeysFileError, KeyTableError, CaptureError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -386,6 +403,8 @@ def decode_command(capture: str, keys_file: str | None, ikev2_file: str | None, 
         text = render_text(records)
         if text:
             click.echo(text)
+    if cut is not None:
+        raise click.ClickException(str(cut))
 
 
 __all__ = ["CaptureDecryptor", "decode_capture", "decode_command", "load_ikev1_keys"]

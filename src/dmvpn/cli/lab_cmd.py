@@ -19,7 +19,7 @@ from dmvpn.config import ConfigError
 from dmvpn.ike.profiles import PROFILES
 from dmvpn.lab.report import apply_fix, explain_history, explain_lab_sas, peer_pairs, summary
 from dmvpn.lab.runner import LabResult, LabRun
-from dmvpn.lab.scenario import FaultAction, FaultSpec, Scenario, ScenarioError, load_scenario
+from dmvpn.lab.scenario import MAX_DURATION, FaultAction, FaultSpec, Scenario, ScenarioError, load_scenario
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -129,11 +129,34 @@ def _mechanism(result: LabResult) -> str:
     return f"profile {p.name}: soft limits acted on at once"
 
 
+class _Seconds(click.ParamType):  # type: ignore[type-arg]  # generic only in click's stubs of some versions
+    """Virtual seconds: a finite number > 0, at most :data:`MAX_DURATION`
+    (click's FloatRange lets NaN through: every comparison with it is false)."""
+
+    name = "seconds"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)  # type: ignore[arg-type]  # click hands strings or floats; others fail below
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not 0 < seconds <= MAX_DURATION:  # False for NaN too
+            self.fail(f"{value!r} is not in the range 0 < seconds <= {MAX_DURATION:.0f}", param, ctx)
+        return seconds
+
+
+def _check_outputs(**paths: Path | None) -> None:
+    """Fail before the run, not after it, on an output file whose folder is missing."""
+    for option, path in paths.items():
+        if path is not None and not path.parent.is_dir():
+            raise ValueError(f"--{option.replace('_', '-')} {path}: folder {path.parent} does not exist")
+
+
 def _options(fn: F) -> F:
     fn = click.option("--profile", type=click.Choice(sorted(PROFILES)), default=None,
                       help="behaviour profile for every node (default: the scenario's)")(fn)
     fn = click.option("--seed", type=click.IntRange(min=0), default=None, help="random seed")(fn)
-    fn = click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+    fn = click.option("--duration", type=_Seconds(), default=None,
                       help="virtual seconds to run")(fn)
     fn = click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")(fn)
     fn = click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -154,7 +177,7 @@ def _guarded(fn: Callable[[], None]) -> None:
     """Scenario and config errors are one line, exit status 1."""
     try:
         fn()
-    except (ScenarioError, ConfigError, ValueError) as exc:
+    except (ScenarioError, ConfigError, ValueError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 
@@ -168,6 +191,7 @@ def seed_cmd(profile: str | None, seed: int | None, duration: float | None, as_j
     Prints the hub's `show crypto ipsec sa peer 172.17.3.2`, a summary and the
     explanation of every SA."""
     def go() -> None:
+        _check_outputs(plot=plot, debug_log=debug_log)
         scenario = _seed_scenario()
         result = _run(scenario, profile=profile, seed=seed, duration=duration, fix=fix,
                       debug_node=SEED_NODE if debug_log else None, show_progress=not as_json)
@@ -184,6 +208,7 @@ def run_cmd(scenario_file: Path, profile: str | None, seed: int | None, duration
             plot: Path | None, debug_log: Path | None, fix: bool, explain: bool) -> None:
     """Run SCENARIO_FILE (TOML: nodes, links, flows, probes, faults, shows)."""
     def go() -> None:
+        _check_outputs(plot=plot, debug_log=debug_log)
         scenario = load_scenario(scenario_file)
         first = scenario.nodes[0].name
         result = _run(scenario, profile=profile, seed=seed, duration=duration, fix=fix,
@@ -200,8 +225,8 @@ DMVPN_FAULTS: dict[str, Callable[[Scenario], Scenario]] = {
     "hub-restart": lambda sc: replace(sc, faults=(*sc.faults, FaultSpec(60.0, FaultAction.NODE_RESTART, "hub"))),
     "loss": lambda sc: replace(sc, links=tuple(replace(link, loss=0.1) for link in sc.links)),
     "nbma-change": lambda sc: replace(sc, duration=max(sc.duration, 900.0), faults=(
-        *sc.faults, FaultSpec(60.0, FaultAction.NODE_READDRESS, "spoke3", "GigabitEthernet0/0/0",
-                              IPv4Address("172.16.0.23")))),
+        *sc.faults, FaultSpec(60.0, FaultAction.NODE_READDRESS, "spoke3", interface="GigabitEthernet0/0/0",
+                              address=IPv4Address("172.16.0.23")))),
 }
 
 

@@ -73,6 +73,8 @@ def run_command(config_file: str, control: str | None, profile: str, tun_name: s
     runtime.printer.note(runtime.now(), f"{config.hostname} running ({profile}): {underlay}; {tunnels}; "
                                         f"control {control_path}{nat_t}")
     runtime.run()
+    if runtime.failed is not None:  # logged, peers told, TUNs removed: exit as a failure
+        sys.exit(1)
 
 
 def _control_path(control: str | None, node: str | None) -> Path:
@@ -161,7 +163,7 @@ def clear_command(control: str | None, node: str | None, words: tuple[str, ...])
     _client("clear", "clear", control, node, words)
 
 
-@click.command("ping")
+@click.command("ping", context_settings={"ignore_unknown_options": True})  # "repeat -1" is a word
 @_CONTROL
 @_NODE
 @_WORDS

@@ -134,11 +134,11 @@ class EspTransform:
             )
         if self.is_aead and self.auth != EspAuthAlgorithm.NONE:
             raise UnsupportedTransform(f"{self.encr.name} is combined mode: auth must be NONE")
-        if not self.is_aead and self.auth not in _HMACS:
-            if self.encr == EspTransformId.ESP_NULL or self.auth != EspAuthAlgorithm.NONE:
-                raise UnsupportedTransform(
-                    f"authentication algorithm {self.auth!r} is not supported with {self.encr.name}"
-                )
+        if (not self.is_aead and self.auth not in _HMACS
+                and (self.encr == EspTransformId.ESP_NULL or self.auth != EspAuthAlgorithm.NONE)):
+            raise UnsupportedTransform(
+                f"authentication algorithm {self.auth!r} is not supported with {self.encr.name}"
+            )
 
     @property
     def is_aead(self) -> bool:

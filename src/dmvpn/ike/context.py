@@ -24,7 +24,7 @@ from dmvpn.ike.manager import Datagram
 from dmvpn.ike.profiles import BehaviourProfile
 from dmvpn.ike.proposals import ChildPolicy
 from dmvpn.ike.states import ChildState, QuickModeState
-from dmvpn.ike.transport import IkeTransport
+from dmvpn.ike.transport import IkeTransport, TimerHandle
 from dmvpn.ipsec.sa import Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
 from dmvpn.sansio import RandomSource
@@ -120,12 +120,12 @@ class Ikev1Context:
                               "reason": child.reason.value, "loser": child.loser}, category="ipsec")
 
     # ------------------------------------------------------------ timers and sending
-    def schedule(self, t: float, fn: Callable[[float], None]) -> None:
-        self.transport.schedule(t, fn)
+    def schedule(self, t: float, fn: Callable[[float], None]) -> TimerHandle:
+        return self.transport.schedule(t, fn)
 
-    def call_at(self, t: float, fn: Callable[[float, _T], None], arg: _T) -> None:
+    def call_at(self, t: float, fn: Callable[[float, _T], None], arg: _T) -> TimerHandle:
         """Call ``fn(now, arg)`` at ``t`` (``arg`` bound now, not when it fires)."""
-        self.transport.schedule(t, lambda now: fn(now, arg))
+        return self.transport.schedule(t, lambda now: fn(now, arg))
 
     def send_raw(self, now: float, sa: IsakmpSa, wire: bytes) -> None:
         """One ISAKMP message to the peer of ``sa``, on the SA's ports."""

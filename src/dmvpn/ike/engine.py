@@ -236,7 +236,7 @@ class Ikev1Engine:
         self.sas.append(sa)
         if not initiator:
             timeout = self.transport.timers.give_up_after()
-            self.ctx.call_at(now + timeout, self._responder_timeout, sa)
+            sa.responder_timeout = self.ctx.call_at(now + timeout, self._responder_timeout, sa)
         return sa
 
     def _responder_timeout(self, now: float, sa: IsakmpSa) -> None:
@@ -309,6 +309,9 @@ class Ikev1Engine:
             if request.rekey_of is not None and request.rekey_of.state is ChildState.REKEYING:
                 request.rekey_of.transition(ChildEvent.REKEY_FAILED)
         sa.pending = []
+        if sa.responder_timeout is not None:  # refused or failed: nothing is left to time out
+            self.transport.cancel(sa.responder_timeout)
+            sa.responder_timeout = None
         self.remove_isakmp_sa(now, sa)
 
     def _p1_rekey(self, now: float, sa: IsakmpSa) -> None:

@@ -26,7 +26,7 @@ from dmvpn.ike.states import (
     next_phase1,
     next_quick_mode,
 )
-from dmvpn.ike.transport import MessageIds, ReceivedMessages, Retransmit
+from dmvpn.ike.transport import MessageIds, ReceivedMessages, Retransmit, TimerHandle
 from dmvpn.ipsec.sa import SaOriginReason, SecurityAssociation, Selector
 from dmvpn.wire.isakmp import IKE_PORT, IsakmpMessage, decrypt_message, encrypt_message
 
@@ -64,6 +64,8 @@ class IsakmpSa:
     rekey_started: bool = False
     replaced: bool = False
     retransmit: Retransmit | None = None
+    #: A responder's give-up timer (Main Mode not finished in time).
+    responder_timeout: TimerHandle | None = None
     last_rx: bytes = b""
     last_tx: bytes = b""
     peer_dpd: bool = False

@@ -24,6 +24,11 @@ from dmvpn.ike.manager import Datagram
 from dmvpn.sansio import LogEvent, RandomSource
 
 TimerCallback = Callable[[float], None]
+#: A scheduled timer: [due time, tie-break, callback or None once cancelled].
+TimerHandle = list[Any]
+#: Cancelled timers are dropped from the heap once they are this many and
+#: at least half of it (amortised O(1); memory freed, not held until due).
+_COMPACT_AT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,25 +111,50 @@ class IkeTransport:
         self.category = category
         #: ``debug crypto isakmp``: when False, :meth:`debug_line` drops its line.
         self.debug = False
-        self._heap: list[tuple[float, int, TimerCallback]] = []
+        self._heap: list[TimerHandle] = []
+        self._cancelled = 0
         self._tie = count()
         self._out: list[Datagram] = []
         self._events: list[LogEvent] = []
 
     # ------------------------------------------------------------ timers
-    def schedule(self, t: float, fn: TimerCallback) -> None:
-        """Call ``fn(now)`` once ``now >= t``; equal times run in schedule order."""
-        heapq.heappush(self._heap, (t, next(self._tie), fn))
+    def schedule(self, t: float, fn: TimerCallback) -> TimerHandle:
+        """Call ``fn(now)`` once ``now >= t``; equal times run in schedule order.
+        The handle is for :meth:`cancel`."""
+        entry: TimerHandle = [t, next(self._tie), fn]
+        heapq.heappush(self._heap, entry)
+        return entry
+
+    def cancel(self, handle: TimerHandle) -> None:
+        """Forget a timer that has not fired: its callback (and whatever it
+        holds, an SA, a message) is released now, so state a hostile peer
+        makes us create and then abandon does not wait for its deadline."""
+        if handle[2] is None:
+            return
+        handle[2] = None
+        self._cancelled += 1
+        heap = self._heap
+        if self._cancelled >= _COMPACT_AT and 2 * self._cancelled >= len(heap):
+            heap[:] = [e for e in heap if e[2] is not None]
+            heapq.heapify(heap)
+            self._cancelled = 0
 
     def run_due(self, now: float) -> None:
         """Run every timer due at ``now`` (including ones they schedule for ``now``)."""
         heap = self._heap
         while heap and heap[0][0] <= now:
-            _t, _seq, fn = heapq.heappop(heap)
-            fn(now)
+            fn = heapq.heappop(heap)[2]
+            if fn is None:
+                self._cancelled -= 1
+            else:
+                fn(now)
 
     def next_deadline(self) -> float | None:
-        return self._heap[0][0] if self._heap else None
+        heap = self._heap
+        while heap and heap[0][2] is None:  # a cancelled timer wakes nobody
+            heapq.heappop(heap)
+            self._cancelled -= 1
+        return heap[0][0] if heap else None
 
     # ------------------------------------------------------------ retransmission
     def arm_retransmit(self, now: float, rt: Retransmit, resend: TimerCallback, give_up: TimerCallback) -> None:

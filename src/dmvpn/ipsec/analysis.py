@@ -22,6 +22,7 @@ Definitions (they are what the seed question needs, and the lab prints them):
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -90,7 +91,7 @@ class PeerAnalysis:
             if x.collision_with is not None:
                 seen.add(id(x.collision_with))
             times.append(x.at)
-        return [b - a for a, b in zip(times, times[1:])]
+        return [b - a for a, b in itertools.pairwise(times)]
 
     @property
     def median_rekey_interval(self) -> float | None:
@@ -148,9 +149,10 @@ def analyse(records: list[SaRecord], node: str, peer: str, end: float,
     starts = sorted(x.at for x in xs)
     points = sorted({r.installed_at for r in mine} | {r.deleted_at for r in mine if r.deleted_at}
                     | {t + settle for t in starts if t + settle <= end})
+    alive_in = _AliveCount([r for r in mine if r.direction == "inbound"])
+    alive_out = _AliveCount([r for r in mine if r.direction == "outbound"])
     for t in points:
-        n_in = sum(1 for r in mine if r.direction == "inbound" and r.alive_at(t))
-        n_out = sum(1 for r in mine if r.direction == "outbound" and r.alive_at(t))
+        n_in, n_out = alive_in.at(t), alive_out.at(t)
         result.max_inbound_alive = max(result.max_inbound_alive, n_in)
         result.max_outbound_alive = max(result.max_outbound_alive, n_out)
         if min(n_in, n_out) > result.max_pairs_alive:
@@ -160,3 +162,17 @@ def analyse(records: list[SaRecord], node: str, peer: str, end: float,
             result.settled = True
             result.max_pairs_outside_rekeys = max(result.max_pairs_outside_rekeys, min(n_in, n_out))
     return result
+
+
+class _AliveCount:
+    """How many of ``records`` are alive at a moment, in O(log n): an SA is
+    deleted no earlier than it is installed, so the SAs alive at ``t`` are
+    those installed by ``t`` less those deleted by ``t``
+    (:meth:`SaRecord.alive_at`)."""
+
+    def __init__(self, records: list[SaRecord]) -> None:
+        self.installs = sorted(r.installed_at for r in records)
+        self.deletes = sorted(r.deleted_at for r in records if r.deleted_at is not None)
+
+    def at(self, t: float) -> int:
+        return bisect_right(self.installs, t) - bisect_right(self.deletes, t)

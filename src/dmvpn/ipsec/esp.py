@@ -148,6 +148,7 @@ def decapsulate(sa: SecurityAssociation, now: float, packet: bytes) -> tuple[int
     replay = sa.replay
     if replay is None:  # deleted, or not an inbound SA
         sa.recv_errors += 1
+        sa.decaps_failures += 1
         if sa.state is SaState.DELETED:
             raise EspDrop(DropReason.SA_DELETED, sa.spi)
         raise EspDrop(DropReason.MALFORMED, sa.spi, "SA is not inbound")
@@ -155,6 +156,7 @@ def decapsulate(sa: SecurityAssociation, now: float, packet: bytes) -> tuple[int
     body_len = n - sa.overhead  # SPI, sequence, IV and ICV
     if body_len < 2 or (body_len % sa.block):
         sa.recv_errors += 1
+        sa.invalid_len_drops += 1
         raise EspDrop(DropReason.MALFORMED, sa.spi, f"{n} bytes do not fit the transform")
     seq = _U32.unpack_from(packet, 4)[0]
     kind = sa.kind
@@ -201,6 +203,7 @@ def decapsulate(sa: SecurityAssociation, now: float, packet: bytes) -> tuple[int
     stop = m - 2 - padlen
     if stop < start or (padlen and not plaintext.endswith(PAD_PREFIXES[padlen], 0, m - 2)):
         sa.recv_errors += 1
+        sa.decaps_failures += 1
         try:  # name the exact fault
             split_trailer(plaintext[start:], ESP_HEADER_BYTES + sa.iv_size)
             detail = "bad trailer"
@@ -297,6 +300,7 @@ def open_datagram(sad: SecurityAssociationDatabase, now: float,
     next_header, inner = decapsulate(sa, now, payload)
     if next_header != NEXT_HEADER_IPV4 and sa.mode is _TUNNEL:
         sa.recv_errors += 1
+        sa.invalid_prot_drops += 1
         raise EspDrop(DropReason.MALFORMED, spi, f"next header {next_header} in tunnel mode")
     return sa, header, next_header, inner
 

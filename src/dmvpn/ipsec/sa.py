@@ -38,7 +38,8 @@ KILOBYTE = 1024
 # Which ESP code path an SA takes (see dmvpn.ipsec.esp).
 KIND_GENERIC = 0  # ESN, NULL cipher, no integrity, truncated GCM ICVs
 KIND_CBC_HMAC = 1  # AES/3DES-CBC with HMAC, 32-bit sequence numbers
-KIND_GCM16 = 2  # AES-GCM with a 16-byte ICV, 32-bit sequence numbers  # IOS "kilobytes" lifetimes: 4,608,000 KB is ~37.7 Gbit
+KIND_GCM16 = 2  # AES-GCM with a 16-byte ICV, 32-bit sequence numbers
+# IOS "kilobytes" lifetimes: 4,608,000 KB is ~37.7 Gbit
 
 
 class SaDirection(Enum):
@@ -140,12 +141,11 @@ class SaLifetime:
     soft_bytes: int | None = int(4_608_000 * KILOBYTE * 0.9)
 
     def __post_init__(self) -> None:
-        if self.hard_seconds is not None and self.soft_seconds is not None:
-            if self.soft_seconds > self.hard_seconds:
-                raise ValueError("soft time limit is after the hard time limit")
-        if self.hard_bytes is not None and self.soft_bytes is not None:
-            if self.soft_bytes > self.hard_bytes:
-                raise ValueError("soft volume limit exceeds the hard volume limit")
+        if (self.hard_seconds is not None and self.soft_seconds is not None
+                and self.soft_seconds > self.hard_seconds):
+            raise ValueError("soft time limit is after the hard time limit")
+        if self.hard_bytes is not None and self.soft_bytes is not None and self.soft_bytes > self.hard_bytes:
+            raise ValueError("soft volume limit exceeds the hard volume limit")
 
 
 class SecurityAssociation:
@@ -160,6 +160,7 @@ class SecurityAssociation:
         # IOS counters
         "pkts_encaps", "pkts_decaps", "send_errors", "recv_errors",
         "bytes", "replay_drops", "integrity_failures",
+        "invalid_len_drops", "decaps_failures", "invalid_prot_drops",
         "first_packet_time", "last_packet_time",
         # limits bookkeeping
         "soft_fired", "hard_fired", "volume_mark",
@@ -223,6 +224,10 @@ class SecurityAssociation:
 
         self.pkts_encaps = self.pkts_decaps = 0
         self.send_errors = self.recv_errors = 0
+        #: the rest of ``recv_errors`` (with ``replay_drops`` and
+        #: ``integrity_failures``), as IOS's detail form breaks it down:
+        #: ``invalid len (rcv)``, ``decaps failed (rcv)``, ``invalid prot (recv)``
+        self.invalid_len_drops = self.decaps_failures = self.invalid_prot_drops = 0
         self.bytes = self.replay_drops = self.integrity_failures = 0
         self.first_packet_time: float | None = None
         self.last_packet_time: float | None = None
@@ -269,6 +274,15 @@ class SecurityAssociation:
             self.gcm, self.salt = self.cipher.aead, self.cipher.salt
             if self.icv_size == 16 and not esn:
                 self.kind = KIND_GCM16
+
+    def release_keys(self) -> None:
+        """Drop the cipher and integrity contexts (and with them the keys) of
+        a deleted SA: its record stays for show and explain, its key material
+        need not, and a long run must not keep a context per rekey."""
+        self.cipher = self.integrity = self.hmac_base = None
+        self.cbc_encrypt = self.cbc_decrypt = self.gcm = None
+        self.salt = b""
+        self.kind = KIND_GENERIC
 
     def __repr__(self) -> str:
         return (

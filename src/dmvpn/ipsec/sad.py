@@ -180,6 +180,7 @@ class SecurityAssociationDatabase:
         sa.deleted_at = now
         sa.replay = None  # the packet path's one check for "no longer usable":
         sa.seq_limit = 0  # inbound looks at the window, outbound at the counter
+        sa.release_keys()
         if sa.direction is SaDirection.INBOUND:
             if self.inbound.get(sa.spi) is sa:
                 del self.inbound[sa.spi]

@@ -132,6 +132,7 @@ class FluidFlow:
                     self.stats.received_bytes += nbytes
                     router.credit_received(seg_end, inbound, self.local, nbytes, npkts)
         self.credited_until[key] = max(last, now)
+        self._prune_history()
         if router is self.src and self.start <= now < self.stop and self.history[-1].sa is None and self.policy:
             router.request_sa(now, self.path)
 
@@ -170,6 +171,18 @@ class FluidFlow:
                 self.history.append(_Segment(at, current))
             if current is not None and current.spi not in self.stats.spis:
                 self.stats.spis.append(current.spi)
+
+    def _prune_history(self) -> None:
+        """Forget the segments every end has credited past: only the one
+        holding the earliest ``credited_until`` and those after it are still
+        read, so the history stays a few segments long however long the run."""
+        done = min(self.credited_until.values())
+        hist = self.history
+        drop = 0
+        while drop + 1 < len(hist) and hist[drop + 1].start <= done:
+            drop += 1
+        if drop:
+            del hist[:drop]
 
     def _pieces(self, t0: float, t1: float) -> list[tuple[float, float, SecurityAssociation | None]]:
         out = []

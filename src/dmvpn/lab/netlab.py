@@ -23,9 +23,11 @@ go with them). ``status`` reports what exists.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -259,9 +261,9 @@ class Netlab:
                 _ip("netns", "del", ns)
                 done.append(f"namespace {ns} deleted")
         if self.dir.exists():
-            for path in self.dir.iterdir():
-                path.unlink()
-            self.dir.rmdir()
+            shutil.rmtree(self.dir)
+        with contextlib.suppress(OSError):  # the run folder, once no other lab is up in it
+            self.dir.parent.rmdir()
         return done
 
     # ------------------------------------------------------------------ status

@@ -21,10 +21,16 @@ from dmvpn.config import load_config, parse_config
 from dmvpn.config.parser import read_config_text
 from dmvpn.ipsec.ledger import SaRecord, record_of
 from dmvpn.lab.fluid import FluidFlow
-from dmvpn.lab.scenario import FaultAction, ProbeSpec, Scenario, ShowSpec
+from dmvpn.lab.scenario import FaultAction, FaultSpec, LinkSpec, ProbeSpec, Scenario, ShowSpec
 from dmvpn.node.icmp_echo import PingSession
 from dmvpn.node.router import Router
 from dmvpn.runtime.sim import LinkParams, Segment, Simulator
+from dmvpn.runtime.sim.links import Channel
+from dmvpn.wire.ipv4 import IpProto
+from dmvpn.wire.isakmp import NON_ESP_MARKER
+from dmvpn.wire.isakmp_registry import ExchangeType
+
+IKE_PORTS = (500, 4500)
 
 #: How often (virtual seconds) the progress callback is told where the run is.
 PROGRESS_STEPS = 200
@@ -74,6 +80,33 @@ def _split(end_to_end: float, loss: bool = False) -> float:
     return 1.0 - math.sqrt(1.0 - end_to_end) if loss else end_to_end / 2.0
 
 
+def is_informational(packet: bytes) -> bool:
+    """An ISAKMP Informational exchange (RFC 2408 4.8: DELETE, DPD), on UDP
+    500 or behind the non-ESP marker on 4500 (RFC 3948 2.2). It is encrypted,
+    so the exchange type is all a middlebox that loses them can see."""
+    if len(packet) < 28 or packet[9] != IpProto.UDP:
+        return False
+    ihl = (packet[0] & 15) * 4
+    dport = int.from_bytes(packet[ihl + 2:ihl + 4], "big")
+    if dport not in IKE_PORTS:
+        return False
+    start = ihl + 8
+    if dport == IKE_PORTS[1]:
+        if packet[start:start + 4] != NON_ESP_MARKER:
+            return False
+        start += 4
+    return len(packet) > start + 18 and packet[start + 18] == ExchangeType.INFORMATIONAL
+
+
+def link_params(spec: LinkSpec | FaultSpec, mtu: int, bandwidth_mbps: float | None) -> LinkParams:
+    """One channel's share of a link's (or an impair fault's) end-to-end figures."""
+    return LinkParams(
+        delay=_split(spec.delay_ms / 1000.0), jitter=_split(spec.jitter_ms / 1000.0),
+        loss=_split(spec.loss, loss=True), duplicate=_split(spec.duplicate, loss=True),
+        reorder=_split(spec.reorder, loss=True),
+        bandwidth=bandwidth_mbps * 1e6 if bandwidth_mbps else None, mtu=mtu)
+
+
 class LabRun:
     """One run of ``scenario``; ``profile``, ``seed`` and ``duration``
     override the scenario's own values."""
@@ -100,7 +133,9 @@ class LabRun:
         self._build()
 
     # ------------------------------------------------------------------ build
-    def _router(self, name: str) -> Router:
+    def _router(self, name: str, incarnation: int = 0) -> Router:
+        """Node ``name``'s router; a restarted one (``incarnation`` > 0) draws
+        fresh randomness, as a rebooted box would (new cookies and SPIs)."""
         spec = next(n for n in self.scenario.nodes if n.name == name)
         if self.config_transform is None:
             config = load_config(spec.config)
@@ -119,8 +154,8 @@ class LabRun:
             if parsed.config is None:
                 raise parsed.errors[0]
             config = parsed.config
-        return Router(config, self.sim.random_for(name), spec.profile or self.profile, name=name,
-                      nhrp=self.scenario.nhrp)
+        rng = self.sim.random_for(name if incarnation == 0 else f"{name}#{incarnation}")
+        return Router(config, rng, spec.profile or self.profile, name=name, nhrp=self.scenario.nhrp)
 
     def _build(self) -> None:
         sc, sim = self.scenario, self.sim
@@ -129,11 +164,7 @@ class LabRun:
             self.routers[node.name] = router
             sim.add_node(router)
         for link in sc.links:
-            params = LinkParams(
-                delay=_split(link.delay_ms / 1000.0), jitter=_split(link.jitter_ms / 1000.0),
-                loss=_split(link.loss, loss=True), duplicate=_split(link.duplicate, loss=True),
-                reorder=_split(link.reorder, loss=True),
-                bandwidth=link.bandwidth_mbps * 1e6 if link.bandwidth_mbps else None, mtu=link.mtu)
+            params = link_params(link, link.mtu, link.bandwidth_mbps)
             segment = sim.segment(link.name, params)
             for node_name, iface in link.endpoints:
                 address = self.routers[node_name].config.interface_address(iface)
@@ -151,8 +182,7 @@ class LabRun:
         for probe in sc.probes:
             self._schedule_probe(probe)
         for fault in sc.faults:
-            sim.call_at(fault.at, functools.partial(self._fault, fault.action, fault.target, fault.interface,
-                                                    fault.address))
+            sim.call_at(fault.at, functools.partial(self._fault, fault))
         for show in sc.shows:
             sim.call_at(min(show.at, self.duration), functools.partial(self._capture_show, show))
 
@@ -160,8 +190,13 @@ class LabRun:
         self.shows.append((show, self.sim.admin(show.node, show.command)))
 
     def _owner_of_overlay(self, address: IPv4Address) -> Router:
+        """The router with tunnel address ``address``, else the one with it on
+        another interface (a Loopback LAN reached by a route over the tunnel)."""
         for router in self.routers.values():
             if any(t.address.ip == address for t in router.tunnels.values()):
+                return router
+        for router in self.routers.values():
+            if str(address) in router.local_addresses:
                 return router
         raise ValueError(f"{self.scenario.source}: no node owns overlay address {address}")
 
@@ -182,21 +217,24 @@ class LabRun:
 
         self.sim.call_at(spec.start, start)
 
-    def _fault(self, action: FaultAction, target: str, interface: str | None = None,
-               address: IPv4Address | None = None) -> None:
-        if action is FaultAction.NODE_READDRESS and interface is not None and address is not None:
-            current = self.routers[target].config.interface_address(interface)
-            if current is None:
-                raise ValueError(f"{self.scenario.source}: {target} has no address on {interface}")
-            self._readdressed.setdefault(target, []).append((str(current), str(address)))
-            for segment in self.segments.values():
-                if f"{target}:{interface}" in segment.attachments:
-                    segment.readdress(target, interface, str(address))
+    def _fault(self, fault: FaultSpec) -> None:
+        action, target = fault.action, fault.target
+        if action is FaultAction.CLOCK_JUMP:
+            self.sim.jump_clock(target, fault.seconds)
+            return
+        if action is FaultAction.IMPAIR:
+            self._impair(fault)
+            return
+        if action is FaultAction.DROP_DELETES:
+            self._drop_deletes(fault)
+            return
+        if action is FaultAction.NODE_READDRESS and fault.interface is not None and fault.address is not None:
+            self._readdress(target, fault.interface, str(fault.address))
             action = FaultAction.NODE_RESTART
         if action is FaultAction.NODE_RESTART:
             old = self.routers[target]
             self.retired.append(old)
-            router = self._router(target)
+            router = self._router(target, incarnation=len(self.retired))
             self.routers[target] = router
             for flow in self.flows:
                 if old in (flow.src, flow.dst):
@@ -205,6 +243,43 @@ class LabRun:
             return
         for attachment in self.segments[target].attachments.values():
             attachment.set_up(action is FaultAction.LINK_UP)
+
+    def _readdress(self, node: str, interface: str, address: str) -> None:
+        """``node``'s ``interface`` gets ``address`` (the restart that follows
+        builds its router from the config with the new address)."""
+        current = self.routers[node].config.interface_address(interface)
+        if current is None:
+            raise ValueError(f"{self.scenario.source}: {node} has no address on {interface}")
+        self._readdressed.setdefault(node, []).append((str(current), address))
+        for segment in self.segments.values():
+            if f"{node}:{interface}" in segment.attachments:
+                segment.readdress(node, interface, address)
+
+    def _channels(self, link: str) -> list[Channel]:
+        return [c for a in self.segments[link].attachments.values() for c in (a.uplink, a.downlink)]
+
+    def _impair(self, fault: FaultSpec) -> None:
+        """The link's channels take the fault's figures, then their own back."""
+        channels = self._channels(fault.target)
+        own = [c.params for c in channels]
+        for c in channels:
+            c.params = link_params(fault, c.params.mtu, None if c.params.bandwidth is None
+                                   else c.params.bandwidth / 1e6)
+        if fault.duration is not None:
+            def restore() -> None:
+                for c, params in zip(channels, own, strict=True):
+                    c.params = params
+            self.sim.call_at(self.sim.now + fault.duration, restore)
+
+    def _drop_deletes(self, fault: FaultSpec) -> None:
+        channels = self._channels(fault.target)
+        for c in channels:
+            c.drop_if = is_informational
+        if fault.duration is not None:
+            def restore() -> None:
+                for c in channels:
+                    c.drop_if = None
+            self.sim.call_at(self.sim.now + fault.duration, restore)
 
     # ------------------------------------------------------------------ run
     def run(self) -> LabResult:

@@ -33,8 +33,34 @@ wired and what happens to them in virtual time::
 
     [[fault]]
     at = 600
-    action = "link-down"     # link-down | link-up | node-restart | node-readdress
-    target = "wan"           # node-readdress: target = "spoke3", interface = "Gi0/0/0", address = "A.B.C.D"
+    action = "link-down"     # link-down | link-up | node-restart | node-readdress | impair |
+    target = "wan"           # drop-deletes | clock-jump
+
+    [[fault]]                # the link's impairments change for a while
+    at = 900                 # (end-to-end figures, as in [[link]])
+    action = "impair"
+    target = "wan"
+    duration = 30            # then the link's own figures return (default: to the end)
+    loss = 0.3               # also duplicate, reorder, delay_ms, jitter_ms
+
+    [[fault]]                # every ISAKMP Informational exchange (where DELETEs
+    at = 1200                # and DPD travel, RFC 2408 4.8) on the link is lost
+    action = "drop-deletes"
+    target = "wan"
+    duration = 120
+
+    [[fault]]                # the node's clock jumps forward
+    at = 1500
+    action = "clock-jump"
+    target = "hub"
+    seconds = 300
+
+    [[fault]]                # the node restarts with a new address on one
+    at = 60                  # interface (a spoke's new DHCP lease)
+    action = "node-readdress"
+    target = "spoke3"
+    interface = "GigabitEthernet0/0/0"
+    address = "172.16.0.23"
 
     [[show]]
     at = 3600
@@ -47,6 +73,7 @@ expected a number > 0, got 'fast'``.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -54,6 +81,10 @@ from enum import Enum
 from ipaddress import AddressValueError, IPv4Address
 from pathlib import Path
 from typing import Any, Literal, NoReturn, overload
+
+#: The longest lab run, in virtual seconds (a year: the lab is linear in
+#: virtual time, a day takes minutes of wall time).
+MAX_DURATION = 365 * 86400.0
 
 
 class ScenarioError(Exception):
@@ -72,8 +103,15 @@ class FaultAction(Enum):
     LINK_DOWN = "link-down"
     LINK_UP = "link-up"
     NODE_RESTART = "node-restart"
+    IMPAIR = "impair"
+    DROP_DELETES = "drop-deletes"
+    CLOCK_JUMP = "clock-jump"
     #: the node restarts with a new address on one interface (a spoke's DHCP lease changed)
     NODE_READDRESS = "node-readdress"
+
+
+NODE_FAULTS = (FaultAction.NODE_RESTART, FaultAction.CLOCK_JUMP, FaultAction.NODE_READDRESS)
+IMPAIRMENTS = ("loss", "duplicate", "reorder", "delay_ms", "jitter_ms")
 
 
 @dataclass(frozen=True)
@@ -130,10 +168,21 @@ class ProbeSpec:
 
 @dataclass(frozen=True)
 class FaultSpec:
+    """A fault at ``at``: ``duration`` bounds impair and drop-deletes (None:
+    to the end), ``seconds`` is how far a clock jumps; the impairments are
+    end-to-end figures, as in :class:`LinkSpec`."""
+
     at: float
     action: FaultAction
     target: str
-    interface: str | None = None  # node-readdress only
+    duration: float | None = None
+    seconds: float = 0.0
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    interface: str | None = None  # node-readdress: the interface and its new address
     address: IPv4Address | None = None
 
 
@@ -248,7 +297,7 @@ class _Reader:
                 self.fail(None, f"missing field '{key}'")
             return default
         value = self.data[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             self.fail(key, f"expected a number, got {value!r}")
         if positive and value <= 0:
             self.fail(key, f"expected a number > 0, got {value!r}")
@@ -293,6 +342,43 @@ def _tables(doc: dict[str, Any], name: str, source: str, lines: _Lines) -> list[
     return value
 
 
+_FAULT_FIELDS = {"at", "action", "target", "duration", "seconds", "interface", "address", *IMPAIRMENTS}
+
+
+def _fault(r: _Reader, node_names: set[str], link_names: set[str]) -> FaultSpec:
+    """One [[fault]] table."""
+    action_text = r.string("action", required=True)
+    try:
+        action = FaultAction(action_text)
+    except ValueError:
+        r.fail("action", f"expected one of {', '.join(a.value for a in FaultAction)}, got {action_text!r}")
+    target = r.string("target", required=True)
+    pool = node_names if action in NODE_FAULTS else link_names
+    if target not in pool:
+        r.fail("target", f"no {'node' if pool is node_names else 'link'} named {target!r}")
+    for key, allowed in (("duration", action in (FaultAction.IMPAIR, FaultAction.DROP_DELETES)),
+                         ("seconds", action is FaultAction.CLOCK_JUMP),
+                         ("interface", action is FaultAction.NODE_READDRESS),
+                         ("address", action is FaultAction.NODE_READDRESS),
+                         *((k, action is FaultAction.IMPAIR) for k in IMPAIRMENTS)):
+        if r.has(key) and not allowed:
+            r.fail(key, f"not a field of a {action.value} fault")
+    if action is FaultAction.CLOCK_JUMP and not r.has("seconds"):
+        r.fail(None, "missing field 'seconds' (how far the clock jumps forward)")
+    readdress = action is FaultAction.NODE_READDRESS
+    return FaultSpec(
+        at=r.number("at", required=True, minimum=0), action=action, target=target,
+        duration=r.number("duration", None, positive=True),
+        seconds=r.number("seconds", 0.0, positive=True),
+        loss=r.number("loss", 0.0, minimum=0, maximum=1),
+        duplicate=r.number("duplicate", 0.0, minimum=0, maximum=1),
+        reorder=r.number("reorder", 0.0, minimum=0, maximum=1),
+        delay_ms=r.number("delay_ms", 0.0, minimum=0),
+        jitter_ms=r.number("jitter_ms", 0.0, minimum=0),
+        interface=r.string("interface", required=True) if readdress else None,
+        address=r.address("address") if readdress else None)
+
+
 def parse_scenario(text: str, source: str = "<scenario>", base: Path | None = None) -> Scenario:
     """Parse scenario ``text``; config paths are relative to ``base``."""
     base = base or Path(".")
@@ -312,7 +398,7 @@ def parse_scenario(text: str, source: str = "<scenario>", base: Path | None = No
         raise ScenarioError(source, lines.of("lab", 0), "lab", "use a single [lab] table")
     lab = _Reader(source, lines, "lab", 0, lab_table, "lab",
                   {"name", "duration", "seed", "profile", "nhrp"})
-    duration = lab.number("duration", 3600.0, positive=True)
+    duration = lab.number("duration", 3600.0, positive=True, maximum=MAX_DURATION)
     seed = lab.integer("seed", 1, minimum=0)
     profile = lab.string("profile", "cisco-iosxe")
     name = lab.string("name", "lab")
@@ -387,25 +473,8 @@ def parse_scenario(text: str, source: str = "<scenario>", base: Path | None = No
             size=r.integer("size", 100, minimum=28),
             start=r.number("start", 0.0, minimum=0), stop=r.number("stop", None, minimum=0),
             source=r.string("source")))
-    faults = []
-    for i, t in enumerate(_tables(doc, "fault", source, lines)):
-        r = _Reader(source, lines, "fault", i, t, f"fault[{i}]", {"at", "action", "target", "interface", "address"})
-        action_text = r.string("action", required=True)
-        try:
-            action = FaultAction(action_text)
-        except ValueError:
-            r.fail("action", f"expected one of {', '.join(a.value for a in FaultAction)}, "
-                             f"got {action_text!r}")
-        target = r.string("target", required=True)
-        on_node = action in (FaultAction.NODE_RESTART, FaultAction.NODE_READDRESS)
-        pool = node_names if on_node else link_names
-        if target not in pool:
-            r.fail("target", f"no {'node' if pool is node_names else 'link'} named {target!r}")
-        at = r.number("at", required=True, minimum=0)
-        if action is FaultAction.NODE_READDRESS:
-            faults.append(FaultSpec(at, action, target, r.string("interface", required=True), r.address("address")))
-        else:
-            faults.append(FaultSpec(at, action, target))
+    faults = [_fault(_Reader(source, lines, "fault", i, t, f"fault[{i}]", _FAULT_FIELDS), node_names, link_names)
+              for i, t in enumerate(_tables(doc, "fault", source, lines))]
     shows = []
     for i, t in enumerate(_tables(doc, "show", source, lines)):
         r = _Reader(source, lines, "show", i, t, f"show[{i}]", {"at", "node", "command"})
@@ -423,4 +492,6 @@ def load_scenario(path: str | Path) -> Scenario:
         text = path.read_text()
     except OSError as exc:
         raise ScenarioError(str(path), None, "", f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(str(path), None, "", f"not UTF-8 text (byte {exc.start})") from None
     return parse_scenario(text, str(path), path.parent)

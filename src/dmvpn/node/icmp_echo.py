@@ -24,6 +24,7 @@ Admin commands (IOS-like):
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,7 +71,10 @@ class PingSession:
     outstanding: dict[int, float] = field(default_factory=dict)
     order: deque[int] = field(default_factory=deque)
     results: list[str] = field(default_factory=list)
-    rtts: list[float] = field(default_factory=list)
+    #: replies received and their round trips in whole ms (min, sum, max):
+    #: what the summary line prints, kept as running figures, not a list.
+    received: int = 0
+    rtt_ms: tuple[int, int, int] | None = None
     data: bytes = b""
 
     def __post_init__(self) -> None:
@@ -82,9 +86,11 @@ class PingSession:
     def finished(self) -> bool:
         return self.sent == self.repeat and not self.outstanding
 
-    @property
-    def received(self) -> int:
-        return len(self.rtts)
+    def note_reply(self, rtt: float) -> None:
+        ms = round(rtt * 1000)
+        self.received += 1
+        low, total, high = self.rtt_ms if self.rtt_ms is not None else (ms, 0, ms)
+        self.rtt_ms = (min(low, ms), total + ms, max(high, ms))
 
     def deadline(self) -> float | None:
         times = []
@@ -104,9 +110,9 @@ class PingSession:
     def summary(self) -> str:
         pct = 100 * self.received // self.repeat if self.repeat else 0
         line = f"Success rate is {pct} percent ({self.received}/{self.repeat})"
-        if self.rtts:
-            ms = [round(r * 1000) for r in self.rtts]
-            line += f", round-trip min/avg/max = {min(ms)}/{round(sum(ms) / len(ms))}/{max(ms)} ms"
+        if self.rtt_ms is not None:
+            low, total, high = self.rtt_ms
+            line += f", round-trip min/avg/max = {low}/{round(total / self.received)}/{high} ms"
         return line
 
 
@@ -241,6 +247,8 @@ class IcmpEchoEngine:
                 number = float(value)
             except ValueError:
                 return f"% Invalid {key} value {value!r}"
+            if not math.isfinite(number):  # nan, inf, 1e400: no int() of them
+                return f"% Invalid {key} value {value!r}"
             if key == "interval":
                 interval = number
             elif key in options:
@@ -260,8 +268,7 @@ class IcmpEchoEngine:
         iface, source = route[0], source or route[1]
         session = PingSession(str(destination), source, iface,
                               int.from_bytes(self.random.token_bytes(2), "big"),
-                              repeat, size, timeout, interval, next_send=now,
-                              results=["?"] * repeat)
+                              repeat, size, timeout, interval, next_send=now)
         self.sessions.append(session)
         self.last = session
         self.handle_timer(now)
@@ -288,6 +295,7 @@ class IcmpEchoEngine:
 
     def _send_echo(self, now: float, session: PingSession) -> None:
         seq = session.sent
+        session.results.append("?")  # grows as Echos go out: ``repeat 2147483647`` allocates nothing up front
         echo = IcmpMessage.echo(reply=False, identifier=session.identifier, sequence=seq,
                                 data=session.data)
         self._send(session.iface, session.source, session.destination, echo)
@@ -305,7 +313,7 @@ class IcmpEchoEngine:
                     return
                 self._deadline_stale = True
                 session.results[message.sequence] = "!"
-                session.rtts.append(now - sent_at)
+                session.note_reply(now - sent_at)
                 if session.interval is None:
                     session.next_send = now
                     self.handle_timer(now)

@@ -180,6 +180,9 @@ class RouterShowState:
             recv_errors=sum(sa.recv_errors for sa in flow_in),
             replay_failed_rcv=sum(sa.replay_drops for sa in flow_in),
             verify_failed=sum(sa.integrity_failures for sa in flow_in),
+            invalid_len_rcv=sum(sa.invalid_len_drops for sa in flow_in),
+            decaps_failed_rcv=sum(sa.decaps_failures for sa in flow_in),
+            invalid_prot_recv=sum(sa.invalid_prot_drops for sa in flow_in),
         )
         current = self.router.sad.outbound_for(peer, selector)
         first = (outbound or inbound)[0]

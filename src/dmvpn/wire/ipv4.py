@@ -68,7 +68,7 @@ def parse_ipv4_address(text: str) -> bytes:
 @lru_cache(maxsize=4096)
 def format_ipv4_address(raw: bytes) -> str:
     """4 bytes -> dotted quad."""
-    return "%d.%d.%d.%d" % (raw[0], raw[1], raw[2], raw[3])
+    return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
 
 
 @dataclass(slots=True)

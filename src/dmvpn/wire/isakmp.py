@@ -173,7 +173,8 @@ def decode_payload_chain(
     ptype = first_payload
     while ptype != PayloadType.NONE:
         if offset + GENERIC_HEADER_LEN > end:
-            raise DecodeError(offset, f"payload type {int(ptype)}: generic header truncated ({end - offset} bytes left)")
+            raise DecodeError(offset, f"payload type {int(ptype)}: generic header truncated "
+                                      f"({end - offset} bytes left)")
         nxt, _reserved, length = struct.unpack_from("!BBH", buf, offset)
         if length < GENERIC_HEADER_LEN:
             raise DecodeError(offset + 2, f"payload type {int(ptype)}: length {length} < 4")
@@ -243,7 +244,8 @@ def decrypt_message(data: bytes, cipher: IkeCipher, key: bytes, iv: bytes) -> tu
     hdr = decode_header(data)
     ciphertext = data[HEADER_LEN : hdr.length]
     if not ciphertext or len(ciphertext) % cipher.block_size:
-        raise DecodeError(HEADER_LEN, f"encrypted body of {len(ciphertext)} bytes is not a multiple of {cipher.block_size}")
+        raise DecodeError(HEADER_LEN, f"encrypted body of {len(ciphertext)} bytes is not a multiple "
+                                      f"of {cipher.block_size}")
     try:
         plain = cipher.decrypt(key, iv, ciphertext)
     except ValueError as exc:

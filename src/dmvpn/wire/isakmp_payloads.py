@@ -17,7 +17,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import ClassVar, Self, Union
+from typing import ClassVar, Self
 
 from dmvpn.crypto.dh_groups import DhGroup
 from dmvpn.crypto.ike_algorithms import EncryptionAlgorithm, HashAlgorithm
@@ -472,22 +472,22 @@ class UnknownPayload:
         return self.data
 
 
-Payload = Union[
-    SaPayload,
-    KePayload,
-    IdPayload,
-    CertPayload,
-    CertRequestPayload,
-    HashPayload,
-    SignaturePayload,
-    NoncePayload,
-    NotifyPayload,
-    DeletePayload,
-    VendorIdPayload,
-    NatDPayload,
-    NatOaPayload,
-    UnknownPayload,
-]
+Payload = (
+    SaPayload
+    | KePayload
+    | IdPayload
+    | CertPayload
+    | CertRequestPayload
+    | HashPayload
+    | SignaturePayload
+    | NoncePayload
+    | NotifyPayload
+    | DeletePayload
+    | VendorIdPayload
+    | NatDPayload
+    | NatOaPayload
+    | UnknownPayload
+)
 
 #: Body decoders of the payloads that need no more than their bytes.
 _SIMPLE: dict[int, Callable[[bytes, int, int], Payload]] = {

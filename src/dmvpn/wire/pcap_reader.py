@@ -69,27 +69,35 @@ _PCAP_MAGIC = {
 }
 
 
-def read_frames(path: str | Path) -> Iterator[Frame]:
+def read_frames(path: str | Path, *, strict: bool = False) -> Iterator[Frame]:
     """Every frame of a pcap or pcapng file (gzip allowed), in file order.
 
-    A truncated final record ends the iteration; an unknown file type raises
-    :class:`CaptureError`."""
-    yield from parse_capture(_load(path), str(path))
+    A truncated final record ends the iteration (with ``strict``, raises
+    :class:`CaptureError` naming it, after the frames before it); an unknown
+    file type raises :class:`CaptureError`."""
+    yield from parse_capture(_load(path), str(path), strict=strict)
 
 
-def parse_capture(raw: bytes, name: str = "capture") -> Iterator[Frame]:
+def parse_capture(raw: bytes, name: str = "capture", *, strict: bool = False) -> Iterator[Frame]:
     """Frames of an uncompressed pcap or pcapng image held in memory."""
     if raw[:4] in _PCAP_MAGIC:
-        yield from _pcap_frames(raw)
+        yield from _pcap_frames(raw, name, strict)
     elif raw[:4] == b"\x0a\x0d\x0d\x0a":
-        yield from _pcapng_frames(raw, name)
+        yield from _pcapng_frames(raw, name, strict)
     else:
         raise CaptureError(f"{name}: not a pcap or pcapng file (magic {raw[:4].hex() or 'empty'})")
 
 
-def _pcap_frames(raw: bytes) -> Iterator[Frame]:
+def _truncated(name: str, strict: bool, number: int, off: int, total: int) -> None:
+    if strict:
+        raise CaptureError(f"{name}: truncated after frame {number} "
+                           f"(a record at byte {off} runs past the end, {total} bytes)")
+
+
+def _pcap_frames(raw: bytes, name: str, strict: bool) -> Iterator[Frame]:
     endian, unit = _PCAP_MAGIC[raw[:4]]
     if len(raw) < 24:
+        _truncated(name, strict, 0, 0, len(raw))
         return
     linktype = struct.unpack_from(endian + "I", raw, 20)[0] & 0x0FFFFFFF
     off, number = 24, 0
@@ -97,13 +105,16 @@ def _pcap_frames(raw: bytes) -> Iterator[Frame]:
         sec, frac, incl, _orig = struct.unpack_from(endian + "IIII", raw, off)
         off += 16
         if off + incl > len(raw):
+            _truncated(name, strict, number, off - 16, len(raw))
             return
         number += 1
         yield Frame(number, sec + frac * unit, linktype, raw[off : off + incl])
         off += incl
+    if off < len(raw):  # a record header cut short
+        _truncated(name, strict, number, off, len(raw))
 
 
-def _pcapng_frames(raw: bytes, name: str) -> Iterator[Frame]:
+def _pcapng_frames(raw: bytes, name: str, strict: bool) -> Iterator[Frame]:
     off, number = 0, 0
     endian = "<"
     interfaces: list[tuple[int, float]] = []
@@ -119,6 +130,7 @@ def _pcapng_frames(raw: bytes, name: str) -> Iterator[Frame]:
             interfaces = []
         btype, blen = struct.unpack_from(endian + "II", raw, off)
         if blen < 12 or blen % 4 or off + blen > len(raw):
+            _truncated(name, strict, number, off, len(raw))
             return
         body = raw[off + 8 : off + blen - 4]
         if btype == 1 and len(body) >= 8:  # Interface Description Block
@@ -138,6 +150,8 @@ def _pcapng_frames(raw: bytes, name: str) -> Iterator[Frame]:
             number += 1
             yield Frame(number, 0.0, linktype, body[4:])
         off += blen
+    if off < len(raw):  # a block header cut short
+        _truncated(name, strict, number, off, len(raw))
 
 
 def _if_tsresol(options: bytes, endian: str) -> float:

@@ -62,7 +62,7 @@ def decode_udp(data: bytes, src: str | None = None, dst: str | None = None) -> U
         raise DecodeError(4, f"UDP length {length} is shorter than the header")
     if length > len(data):
         raise DecodeError(4, f"UDP length {length} exceeds the {len(data)} bytes received")
-    if checksum and src is not None and dst is not None:
-        if internet_checksum(_pseudo_header(src, dst, length) + bytes(data[:length])) != 0:
-            raise DecodeError(6, f"UDP checksum 0x{checksum:04x} is wrong")
+    if (checksum and src is not None and dst is not None
+            and internet_checksum(_pseudo_header(src, dst, length) + bytes(data[:length])) != 0):
+        raise DecodeError(6, f"UDP checksum 0x{checksum:04x} is wrong")
     return UdpDatagram(src_port, dst_port, bytes(data[UDP_HEADER:length]), checksum)

@@ -21,12 +21,27 @@ from dmvpn.runtime.real.errors import RuntimeSetupError
 
 MAX_COMMAND = 4096
 REPLY_TIMEOUT = 2.0
+#: Connections open at once (IOS has 16 vty lines); one more is answered
+#: "% Too many control connections" and closed at once.
+MAX_CLIENTS = 16
+#: Seconds a client may take to send its line before it is dropped (IOS's
+#: ``exec-timeout``, shortened: a command is one line).
+IDLE_TIMEOUT = 5.0
+#: After accept(2) fails for want of descriptors (EMFILE, ENFILE...), the
+#: listener is not watched for this long, so the loop does not spin on it.
+ACCEPT_BACKOFF = 0.5
+IDLE_REPLY = f"% Timed out waiting for a command ({IDLE_TIMEOUT:g} s)"
 DEFAULT_CONTROL_DIR = Path("/run/dmvpn")
 
 
 def default_control_path(hostname: str) -> Path:
     """``/run/dmvpn/<hostname>.sock``."""
     return DEFAULT_CONTROL_DIR / f"{hostname}.sock"
+
+
+class AcceptFailed(Exception):
+    """accept(2) failed for a reason other than "no client waiting";
+    ``str()`` is the reason."""
 
 
 class BadRequest(Exception):
@@ -39,6 +54,7 @@ class Pending:
     """A client connection whose command line is not complete yet."""
 
     sock: socket.socket
+    since: float
     data: bytearray = field(default_factory=bytearray)
 
 
@@ -46,8 +62,11 @@ class ControlServer:
     """The listening socket; the runtime's loop calls :meth:`accept` and
     :meth:`read` when they are readable and :meth:`reply` once a line is in."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, max_clients: int = MAX_CLIENTS,
+                 idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.path = Path(path)
+        self.max_clients = max_clients
+        self.idle_timeout = idle_timeout
         self._remove_stale()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,15 +102,35 @@ class ControlServer:
             probe.close()
         raise RuntimeSetupError(f"control socket {self.path} is in use: another daemon is running")
 
-    def accept(self) -> socket.socket | None:
-        """Accept one client (non-blocking), or None."""
+    def accept(self, now: float) -> socket.socket | None:
+        """Accept one client (non-blocking), or None when none is waiting.
+        A client over :attr:`max_clients` is answered "% Too many control
+        connections" and closed (then None too). accept(2) failing otherwise (no descriptor
+        left, EMFILE/ENFILE, a client gone, ...) raises
+        :class:`AcceptFailed` with the reason; the server stays usable."""
         try:
             conn, _ = self.sock.accept()
         except BlockingIOError:
             return None
+        except OSError as exc:
+            raise AcceptFailed(exc.strerror or str(exc)) from None
+        if len(self.pending) >= self.max_clients:
+            self._answer(conn, f"% Too many control connections (at most {self.max_clients} at once)")
+            return None
         conn.setblocking(False)
-        self.pending[conn.fileno()] = Pending(conn)
+        self.pending[conn.fileno()] = Pending(conn, now)
         return conn
+
+    def expired(self, now: float) -> list[socket.socket]:
+        """The clients that sent no complete line within the idle timeout."""
+        limit = now - self.idle_timeout
+        return [p.sock for p in self.pending.values() if p.since <= limit]
+
+    def next_expiry(self) -> float | None:
+        """When the oldest pending client times out, or None."""
+        if not self.pending:
+            return None
+        return min(p.since for p in self.pending.values()) + self.idle_timeout
 
     def read(self, conn: socket.socket) -> str | None:
         """Read what the client sent; the command once its line is complete
@@ -119,6 +158,10 @@ class ControlServer:
         """Send ``text`` and close the connection (bounded by a timeout so a
         stuck client cannot stall the daemon)."""
         self.pending.pop(conn.fileno(), None)
+        self._answer(conn, text)
+
+    @staticmethod
+    def _answer(conn: socket.socket, text: str) -> None:
         try:
             conn.settimeout(REPLY_TIMEOUT)
             conn.sendall(text.encode() + (b"" if text.endswith("\n") else b"\n"))

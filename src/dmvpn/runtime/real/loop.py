@@ -29,7 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from dmvpn.runtime.real.control import BadRequest, ControlServer
+from dmvpn.runtime.real.control import ACCEPT_BACKOFF, IDLE_REPLY, AcceptFailed, BadRequest, ControlServer
+from dmvpn.runtime.real.lograte import SUPPRESSED_TAG, LogRateLimit
 from dmvpn.runtime.real.tun import TunDevice
 from dmvpn.runtime.real.underlay import Receiver, Underlay
 from dmvpn.sansio import Engine, LogEvent
@@ -45,17 +46,37 @@ class LogPrinter:
     """Prints log events one line each, IOS style
     (``Nov 29 02:41:07: ISAKMP: (1001):...``), optionally only some
     categories (``None``: every event the engine emits; engines themselves
-    gate per-packet debugging behind their ``debug`` commands)."""
+    gate per-packet debugging behind their ``debug`` commands).
 
-    def __init__(self, stream: TextIO, clock: IosClock, categories: set[str] | None = None) -> None:
+    Syslog messages (a facility such as ``%CRYPTO-4-IKMP_BAD_MESSAGE``) go
+    through ``rate_limit`` per tag, the suppressed ones counted in one line
+    per interval (:mod:`dmvpn.runtime.real.lograte`); debug lines, which the
+    operator asked for, are not limited."""
+
+    def __init__(self, stream: TextIO, clock: IosClock, categories: set[str] | None = None,
+                 rate_limit: LogRateLimit | None = None) -> None:
         self.stream: TextIO | None = stream
         self.clock = clock
         self.categories = categories
+        self.rate_limit = LogRateLimit() if rate_limit is None else rate_limit
 
     def __call__(self, event: LogEvent) -> None:
         if self.categories is not None and event.category not in self.categories:
             return
+        facility = event.fields.get("facility", event.category.upper())
+        if facility.startswith("%"):
+            self.tick(event.time)
+            if not self.rate_limit.allow(event.time, facility):
+                return
         self._write(render_line(event, self.clock) + "\n")
+
+    def tick(self, now: float, *, final: bool = False) -> None:
+        """Report the intervals that ended with lines suppressed (``final``:
+        every count left)."""
+        for cause, n in self.rate_limit.due(now, final=final):
+            self._write(f"{self.clock.timestamp(now)}: {SUPPRESSED_TAG}: {n} {cause} message"
+                        f"{'s' if n != 1 else ''} suppressed in the last "
+                        f"{self.rate_limit.interval:g} s\n")
 
     def note(self, now: float, text: str) -> None:
         """A line from the runtime itself (start, stop, send errors)."""
@@ -85,6 +106,7 @@ class RuntimeCounters:
     admin: int = 0
     non_ipv4: int = 0
     engine_errors: dict[str, int] = field(default_factory=dict)
+    control_errors: dict[str, int] = field(default_factory=dict)
 
 
 class RealRuntime:
@@ -111,6 +133,10 @@ class RealRuntime:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._stop = False
+        #: when the control listener is watched again after accept(2) failed
+        self._accept_resume: float | None = None
+        #: why the loop ended on an unexpected exception (None: it did not)
+        self.failed: str | None = None
         self.selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
         for receiver in underlay.receivers:
             self.selector.register(receiver.sock, selectors.EVENT_READ, ("underlay", receiver))
@@ -140,7 +166,11 @@ class RealRuntime:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, lambda *_: self.stop())
         try:
-            self._loop()
+            try:
+                self._loop()
+            except Exception as exc:  # a runtime bug: still say goodbye to the peers
+                self.failed = f"{type(exc).__name__}: {exc}"
+                self.printer.note(self.now(), f"runtime loop failed ({self.failed}); shutting down")
             self._shutdown()
         finally:
             for sig, handler in previous.items():
@@ -151,7 +181,7 @@ class RealRuntime:
         engine = self.engine
         self._flush(self.now())
         while not self._stop:
-            deadline = engine.next_deadline()
+            deadline = self._next_wakeup(engine.next_deadline())
             now = self.now()
             timeout = None if deadline is None else deadline - now
             if timeout is not None and timeout < EPOLL_RESOLUTION:
@@ -170,6 +200,9 @@ class RealRuntime:
                     self._from_client(obj)
                 else:
                     self._drain_wakeup()
+            if self.control is not None:
+                self._control_timers(self.now())
+            self.printer.tick(self.now())
             deadline = engine.next_deadline()
             now = self.now()
             if deadline is not None and deadline <= now:
@@ -184,6 +217,7 @@ class RealRuntime:
             if reply:
                 self.printer.note(now, f"shutdown: {reply}")
             self._flush(now)
+        self.printer.tick(now, final=True)  # the last counts, before "stopped"
         self.printer.note(now, "stopped")
 
     # -- inputs ---------------------------------------------------------------
@@ -222,8 +256,41 @@ class RealRuntime:
 
     def _accept(self) -> None:
         assert self.control is not None
-        while (conn := self.control.accept()) is not None:
-            self.selector.register(conn, selectors.EVENT_READ, ("conn", conn))
+        now = self.now()
+        try:
+            while (conn := self.control.accept(now)) is not None:
+                self.selector.register(conn, selectors.EVENT_READ, ("conn", conn))
+        except AcceptFailed as exc:
+            # no descriptor left (EMFILE/ENFILE) or the like: stop watching the
+            # listener for a moment (it stays readable: the loop would spin)
+            self.selector.unregister(self.control.sock)
+            self._accept_resume = now + ACCEPT_BACKOFF
+            key = f"accept: {exc}"
+            first = key not in self.counters.control_errors
+            self._count(self.counters.control_errors, key, 1)
+            if first:
+                self.printer.note(now, f"control socket accept failed: {exc}; "
+                                       f"not accepting for {ACCEPT_BACKOFF:g} s")
+
+    def _next_wakeup(self, deadline: float | None) -> float | None:
+        """The engine's deadline, or sooner a control client's idle timeout
+        or the end of an accept back-off."""
+        if self.control is None:
+            return deadline
+        times = [t for t in (deadline, self.control.next_expiry(), self._accept_resume) if t is not None]
+        return min(times) if times else None
+
+    def _control_timers(self, now: float) -> None:
+        """Drop the clients that sent no line in time; watch the listener
+        again once the back-off is over."""
+        assert self.control is not None
+        for conn in self.control.expired(now):
+            self._count(self.counters.control_errors, "idle timeout", 1)
+            self.selector.unregister(conn)
+            self.control.reply(conn, IDLE_REPLY)
+        if self._accept_resume is not None and now >= self._accept_resume:
+            self._accept_resume = None
+            self.selector.register(self.control.sock, selectors.EVENT_READ, ("accept", None))
 
     def _from_client(self, conn: socket.socket) -> None:
         assert self.control is not None
@@ -267,6 +334,10 @@ class RealRuntime:
             lines.append(f"  {c.non_ipv4} non-IPv4 packets from TUN dropped")
         for name, n in sorted(c.engine_errors.items()):
             lines.append(f"  engine errors {name}: {n}")
+        for name, n in sorted(self.printer.rate_limit.total_suppressed.items()):
+            lines.append(f"  log lines suppressed {name}: {n}")
+        for name, n in sorted(c.control_errors.items()):
+            lines.append(f"  control socket {name}: {n}")
         for name, n in sorted(c.tx_errors.items()):
             lines.append(f"  transmit errors {name}: {n}")
         return "\n".join(lines)

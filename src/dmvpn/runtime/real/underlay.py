@@ -9,9 +9,13 @@ Here that maps to the kernel as follows:
   bound to the interface address, so the kernel does not answer "port
   unreachable"; each datagram is rebuilt as IPv4 + UDP (RFC 791, RFC 768)
   for the engine. UDP-encapsulated ESP on 4500 arrives this way too;
-* receiving other IP protocols (ESP = 50; ICMP for the echo engine): a raw
-  socket per protocol, bound to the address so only datagrams addressed to
-  it arrive; the kernel hands them over with their IPv4 header.
+* receiving other IP protocols (ESP = 50; GRE = 47; ICMP for the echo
+  engine): a raw socket per protocol, bound to the address so only datagrams
+  addressed to it arrive; the kernel hands them over with their IPv4 header.
+  GRE in clear is the engine's to judge (a protected tunnel drops and counts
+  it); without a GRE socket the kernel would answer each one with an ICMP
+  "protocol unreachable" in clear, and its ICMP rate limit, spent on those,
+  would then hold back the host's own replies (RFC 1122 3.2.2.1).
 
 Reads go into one preallocated buffer and each descriptor is drained in
 batches (REFERENCE.md, "What a Python data plane can do here").
@@ -28,10 +32,9 @@ from dataclasses import dataclass, field
 from dmvpn.runtime.real.errors import RuntimeSetupError
 from dmvpn.runtime.real.fragmentation import CannotFragment, fragment
 from dmvpn.wire.ipv4 import IpProto, IPv4Header
+from dmvpn.wire.isakmp import IKE_PORT, NAT_T_PORT
 from dmvpn.wire.udp import encode_udp
 
-IKE_PORT = 500
-NAT_T_PORT = 4500
 RECV_BUFFER = 65535
 SOCKET_BUFFER = 4 * 1024 * 1024
 IP_MTU = getattr(socket, "IP_MTU", 14)  # Linux <linux/in.h>
@@ -45,7 +48,7 @@ class UnderlaySpec:
     iface: str
     address: ipaddress.IPv4Address
     udp_ports: tuple[int, ...] = (IKE_PORT, NAT_T_PORT)
-    raw_protocols: tuple[int, ...] = (int(IpProto.ESP),)
+    raw_protocols: tuple[int, ...] = (int(IpProto.ESP), int(IpProto.GRE))
 
 
 @dataclass(slots=True)

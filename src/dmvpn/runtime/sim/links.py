@@ -4,7 +4,9 @@ shared segments.
 A :class:`Channel` is one direction of travel. A packet handed to it is, in
 this order: dropped if the channel is down (``dropped_down``); dropped if
 larger than the MTU (``dropped_mtu``, plus a ``sim`` LogEvent; no
-fragmentation is simulated); dropped with probability ``loss``
+fragmentation is simulated); dropped if the channel's ``drop_if`` filter
+(None by default; a lab fault such as lost DELETEs) says so
+(``dropped_filter``); dropped with probability ``loss``
 (``dropped_loss``); serialized at ``bandwidth`` bit/s behind the packets
 already queued (unbounded FIFO; IPv4 bytes only, no L2 overhead); duplicated
 with probability ``duplicate``; then each copy arrives after ``delay``, plus
@@ -74,6 +76,7 @@ class ChannelStats:
     dropped_loss: int = 0
     dropped_mtu: int = 0
     dropped_down: int = 0
+    dropped_filter: int = 0
     duplicated: int = 0
     reordered: int = 0
 
@@ -90,6 +93,7 @@ class Channel:
         self.params = params
         self.sink = sink
         self.up = True
+        self.drop_if: Callable[[bytes], bool] | None = None
         self.stats = ChannelStats()
         self.rng = random.Random(sim.derive_seed(f"channel:{name}"))
         self._busy_until = 0.0
@@ -113,6 +117,9 @@ class Channel:
             self.sim.emit(LogEvent(self.sim.now, self.name, "sim",
                                    f"packet of {len(packet)} bytes exceeds MTU {p.mtu}, dropped",
                                    {"size": len(packet), "mtu": p.mtu}))
+            return
+        if self.drop_if is not None and self.drop_if(packet):
+            st.dropped_filter += 1
             return
         rng = self.rng
         if p.loss and rng.random() < p.loss:

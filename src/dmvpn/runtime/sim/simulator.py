@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 from dmvpn.runtime.randomness import SeededRandomSource, derive_seed
 from dmvpn.runtime.sim.links import Channel, Link, LinkParams, Port, Segment
 from dmvpn.runtime.sim.pcap import PcapWriter
-from dmvpn.sansio import Engine, LogEvent
+from dmvpn.sansio import Engine, LogEvent, Transmit
 
 # An engine asking again and again to be woken at the current instant is
 # spinning; stop with a clear error instead of hanging.
@@ -43,6 +43,38 @@ class SimNode:
     token: int = 0
     spin_time: float = -1.0
     spin_count: int = 0
+
+
+class ShiftedClock:
+    """An engine whose clock runs ``offset`` seconds ahead of virtual time (a
+    peer whose clock jumped): every time handed to it is shifted, and its
+    deadlines shifted back. Its log events and SA history carry its own
+    (jumped) clock, as a real box's log would. Forward only: the runtimes'
+    clocks are monotonic."""
+
+    def __init__(self, engine: Engine, offset: float) -> None:
+        self.engine = engine
+        self.name = engine.name
+        self.offset = offset
+
+    def receive(self, now: float, iface: str, packet: bytes) -> None:
+        self.engine.receive(now + self.offset, iface, packet)
+
+    def handle_timer(self, now: float) -> None:
+        self.engine.handle_timer(now + self.offset)
+
+    def next_deadline(self) -> float | None:
+        deadline = self.engine.next_deadline()
+        return None if deadline is None else deadline - self.offset
+
+    def admin(self, now: float, command: str) -> str:
+        return self.engine.admin(now + self.offset, command)
+
+    def poll_transmit(self) -> list[Transmit]:
+        return self.engine.poll_transmit()
+
+    def poll_events(self) -> list[LogEvent]:
+        return self.engine.poll_events()
 
 
 class Simulator:
@@ -96,6 +128,18 @@ class Simulator:
         node.scheduled = None
         node.token += 1
         self._after(node)
+
+    def jump_clock(self, name: str, seconds: float) -> None:
+        """Node ``name``'s clock jumps ``seconds`` (> 0) ahead of virtual time,
+        at once and from now on; its pending timers fall due accordingly."""
+        if not 0.0 < seconds < float("inf"):
+            raise ValueError(f"a clock jumps forward by a finite number of seconds, got {seconds}")
+        engine = self._node(name).engine
+        if isinstance(engine, ShiftedClock):
+            engine.offset += seconds
+            self.replace_engine(name, engine)
+        else:
+            self.replace_engine(name, ShiftedClock(engine, seconds))
 
     def connect(self, a: str, a_iface: str, b: str, b_iface: str,
                 params: LinkParams | None = None, *, reverse: LinkParams | None = None) -> Link:
