@@ -234,7 +234,7 @@ DMVPN_FAULTS: dict[str, Callable[[Scenario], Scenario]] = {
 @click.option("--profile", type=click.Choice(sorted(PROFILES)), default=None,
               help="behaviour profile for every node (default: the scenario's)")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="random seed")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=_Seconds(), default=None,
               help="virtual seconds to run")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -253,6 +253,7 @@ def dmvpn_cmd(profile: str | None, seed: int | None, duration: float | None, as_
     from dmvpn.lab.dmvpn_report import dmvpn_report, render_text
 
     def go() -> None:
+        _check_outputs(plot=plot)
         data = resources.files("dmvpn.lab") / "data" / DMVPN_SCENARIO
         with resources.as_file(data) as path:
             scenario = load_scenario(path)
