@@ -86,7 +86,7 @@ def test_long_flow_keeps_a_short_history_and_no_dead_keys():
     only the segments an end has not credited yet, and deleted SAs no keys."""
     sim, hub, spoke, _ = build()
     up(sim)
-    flow = FluidFlow(sim, hub, spoke, SPOKE_TUN, 0.85e9, 1400, start=10.0, stop=1000.0)
+    flow = FluidFlow(hub, spoke, SPOKE_TUN, 0.85e9, 1400, start=10.0, stop=1000.0)
     sim.run(400.0)
     assert len(flow.stats.spis) >= 6                      # several volume rekeys happened
     for end in (hub, spoke):
