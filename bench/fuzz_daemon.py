@@ -450,15 +450,30 @@ IPSEC_FIELDS = {"decaps": (SA, r"#pkts decaps: (\d+)"), "recv_errors": (SA, r"#r
                 "invalid_len": (DETAIL, r"#pkts invalid len \(rcv\) (\d+)")}
 
 
+def query(sock: str, command: str, patience: float = 20.0) -> str:
+    """One of our own control commands. While the hostile clients of a control
+    batch hold the daemon's connection slots (16 at most), it refuses new
+    ones by closing them, as it should; ours retries until the idle ones have
+    been dropped (5 s) instead of taking the refusal for a failure."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return send_command(sock, command, timeout=10.0)
+        except ControlClientError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.25)
+
+
 def ipsec_counters(sock: str) -> dict[str, int]:
     """The hub's ESP counters, summed over its SAs."""
-    texts = {command: send_command(sock, command, timeout=10.0) for command in (SA, DETAIL)}
+    texts = {command: query(sock, command) for command in (SA, DETAIL)}
     return {k: sum(int(m) for m in re.findall(rx, texts[command])) for k, (command, rx) in IPSEC_FIELDS.items()}
 
 
 def packets_in(sock: str) -> tuple[int, list[str]]:
     """The hub's underlay packets-in count and its engine-error lines."""
-    text = send_command(sock, "show runtime", timeout=10.0)
+    text = query(sock, "show runtime")
     m = re.search(rf"{re.escape('GigabitEthernet0/0/2')}: (\d+) packets in", text)
     return (int(m.group(1)) if m else 0), [line.strip() for line in text.splitlines() if "engine errors" in line]
 

@@ -2,5 +2,5 @@
 # The README's main job: the seed lab (hub + spoke from ../shared/seed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh main   # the package alone: no test packages
 exec .venv/bin/dmvpn lab seed "$@"

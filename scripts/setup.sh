@@ -1,9 +1,27 @@
 #!/usr/bin/env bash
-# Installs what the project needs on a fresh Debian machine (run as root):
-# Debian packages the tests and the real-mode daemon use, then a venv with
-# the package and its test dependencies. Idempotent and quiet when done.
+# Installs what the project needs on a fresh Debian machine (run as root).
+#   setup.sh main   the venv with the package alone: what the main job (the
+#                   seed lab) needs, without the tests' packages
+#   setup.sh        (or "test") also the Debian packages the tests and the
+#                   real-mode daemon use, and the package's test extra
+# Idempotent and quiet when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode=${1:-test}
+case "$mode" in main|test) ;; *) echo "setup: unknown mode '$mode' (main or test)" >&2; exit 2 ;; esac
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+main_stamp=.venv/.dmvpn-installed-main
+if [ ! -f "$main_stamp" ] || [ pyproject.toml -nt "$main_stamp" ]; then
+  echo "setup: installing the package into .venv" >&2
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e .
+  touch "$main_stamp"
+fi
+[ "$mode" = main ] && exit 0
 
 need_apt=()
 command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
@@ -29,14 +47,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
-fi
-stamp=.venv/.dmvpn-installed
+stamp=.venv/.dmvpn-installed-test
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: installing Python packages into .venv" >&2
-  .venv/bin/pip install -q --upgrade pip >/dev/null
+  echo "setup: installing the test packages into .venv" >&2
   .venv/bin/pip install -q -e '.[test]'
   touch "$stamp"
 fi

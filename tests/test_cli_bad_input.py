@@ -30,6 +30,9 @@ TIMEOUT = 30
 FILE_COMMANDS: dict[str, list[str]] = {
     "decode": ["decode", "{file}"],
     "decode --ikev1-keys": ["decode", "{capture}", "--ikev1-keys", "{file}"],
+    "decode --ikev2-keys": ["decode", "{capture}", "--ikev2-keys", "{file}"],
+    "analyze": ["analyze", "{file}"],
+    "analyze --side": ["analyze", "--side", "hub={file}"],
     "config check": ["config", "check", "{file}"],
     "lab run": ["lab", "run", "{file}"],
     "run": ["run", "{file}", "--control", NO_SOCKET],
@@ -45,6 +48,7 @@ NUMBER_COMMANDS: dict[str, list[str]] = {
     "lab run --seed": ["lab", "run", "{scenario}", "--json", "--duration", "1", "--seed", "{n}"],
     "lab dmvpn --duration": ["lab", "dmvpn", "--json", "--duration", "{n}"],
     "lab dmvpn --seed": ["lab", "dmvpn", "--json", "--duration", "1", "--seed", "{n}"],
+    "analyze --lab-duration": ["analyze", "{seed_show}", "--lab", "--lab-duration", "{n}"],
     "ping repeat": ["ping", "--control", NO_SOCKET, "10.0.0.1", "repeat", "{n}"],
     "ping size": ["ping", "--control", NO_SOCKET, "10.0.0.1", "size", "{n}"],
     "ping timeout": ["ping", "--control", NO_SOCKET, "10.0.0.1", "timeout", "{n}"],
@@ -94,13 +98,14 @@ def _cases(root: Path) -> dict[str, list[str]]:
                         f'config = "{data / "hub.cfg"}"\n')
     capture = Path(__file__).resolve().parents[2] / "shared" / "oracles" / "pcaps" / "strongswan" / \
         "ike_v1_strongswan.pcap"
+    seed_show = capture.parents[2].parent / "seed" / "hub_show_crypto_ipsec_sa_peer.txt"
     cases = {}
     for name, argv in FILE_COMMANDS.items():
         for kind in FILE_KINDS:
             cases[f"{name} [{kind} file]"] = [a.format(file=files[kind], capture=capture) for a in argv]
     for name, argv in NUMBER_COMMANDS.items():
         for n in NUMBERS:
-            cases[f"{name} {n}"] = [a.format(n=n, scenario=scenario) for a in argv]
+            cases[f"{name} {n}"] = [a.format(n=n, scenario=scenario, seed_show=seed_show) for a in argv]
     for name, argv in {**DAEMON_COMMANDS, **OUTPUT_COMMANDS}.items():
         cases[name] = argv
     return cases

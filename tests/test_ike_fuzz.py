@@ -11,11 +11,13 @@ import random
 import tracemalloc
 from dataclasses import replace
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import isakmp_samples as S
+from dmvpn.ike.isakmp_sa import ChildRequest
+from dmvpn.ike.states import QuickModeState
+from dmvpn.ipsec.sa import Selector
 from ike_harness import HUB, SPOKE, IkeNet, seed_text
 
 
@@ -160,3 +162,30 @@ def test_rejected_main_modes_hold_no_memory():
         tracemalloc.stop()
     assert not any(not s.established for s in hub.sas)   # nothing half-open left
     assert grown < 256 * 1024, f"{grown // 1024} KB retained by 2,500 rejected Main Modes"
+
+
+def test_a_peer_cannot_open_quick_modes_without_bound():
+    """Issue 17: an authenticated peer that starts Quick Modes and never
+    finishes them gets at most the profile's number of responder nodes."""
+    net = IkeNet(4)
+    hub = net.add(HUB, seed_text("hub.cfg"), debug=False)
+    spoke = net.add(SPOKE, seed_text("spoke.cfg"), debug=False)
+    net.acquire(SPOKE, HUB)
+    net.run(10.0)
+    assert len(hub.children) == 1
+    isakmp = spoke.ctx.isakmp_for(HUB)
+    assert isakmp is not None
+    request = ChildRequest(spoke.child_policies[0], HUB, SPOKE, Selector.hosts(SPOKE, HUB, 47))
+    for _ in range(40):
+        spoke.quick_mode.build_i(net.now, isakmp, request)
+    for d in spoke.poll_datagrams():  # message 1s reach the hub; its replies are lost
+        hub.receive(net.now, d.src, d.sport, d.dst, d.dport, d.payload)
+    hub.poll_datagrams()
+    done = (QuickModeState.IKE_QM_FAILED, QuickModeState.IKE_QM_PHASE2_COMPLETE)
+    open_nodes = [n for s in hub.sas for n in s.nodes.values() if not n.initiator and n.state not in done]
+    limit = hub.profile.max_quick_modes_in_flight
+    assert len(open_nodes) == limit and hub.stats["qm_limit_drops"] == 40 - limit
+    net.run(net.now + 200.0)  # the open ones finish or give up; the tunnel still works
+    assert not [n for s in hub.sas for n in s.nodes.values() if not n.initiator and n.state not in done]
+    out = spoke.sad.outbound_for(HUB)
+    assert out is not None and hub.sad.lookup_inbound(out.spi) is not None

@@ -123,7 +123,10 @@ def parse_config_block(lines: list[Line], settings: Settings) -> None:
     for line in lines:
         numbered[line.no - 1] = line.text
     source = lines[0].source
-    result = parse_config("\n".join(numbered), source)
+    text = "\n".join(numbered)
+    result = parse_config(text, source)
+    if not result.commands_in(text):  # a "!" or a stray word is no config
+        return
     if result.config is not None:
         settings.configs.append(result.config)
         settings.config_texts.append("\n".join(numbered) + "\n")

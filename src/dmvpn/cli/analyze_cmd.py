@@ -18,6 +18,7 @@ from dmvpn.analyze.diagnosis import diagnose
 from dmvpn.analyze.render import render_json, render_text
 from dmvpn.analyze.report import analyse_sides
 from dmvpn.analyze.text import InputError
+from dmvpn.cli.params import Seconds
 
 #: Larger inputs are read only this far (and that is said).
 MAX_BYTES = 64 * 1024 * 1024
@@ -62,7 +63,7 @@ def _sides(files: tuple[str, ...], side_specs: tuple[str, ...]) -> dict[str, lis
 @click.option("--lab", "lab", is_flag=True,
               help="replay the situation in the lab from the configs and the measured rate, "
                    "with and without the change")
-@click.option("--lab-duration", type=click.FloatRange(min=1), default=3600.0, show_default=True,
+@click.option("--lab-duration", type=Seconds(), default=3600.0, show_default=True,
               help="virtual seconds for each --lab run")
 def analyze_command(files: tuple[str, ...], side_specs: tuple[str, ...], as_json: bool, lab: bool,
                     lab_duration: float) -> None:

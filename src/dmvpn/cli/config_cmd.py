@@ -26,19 +26,11 @@ def _check(path: str) -> ParseResult:
     except ConfigError as exc:
         return ParseResult(path, None, [exc])
     result = parse_config(text, path)
-    if result.ok and not _recognised_lines(text, result):
+    if result.ok and not result.commands_in(text):
         # an empty file or one of unknown commands only (random text) is no config
         result.errors.append(ConfigError(path, 0, "no IOS configuration command in the file"
                                          + (" (empty)" if not text.strip() else "")))
     return result
-
-
-def _recognised_lines(text: str, result: ParseResult) -> int:
-    """Top-level lines that are neither blank, a ``!`` comment nor an unknown
-    command (an indented line with no known parent says nothing)."""
-    unknown = {w.line for w in result.warnings if w.message.startswith("unknown command")}
-    return sum(1 for n, line in enumerate(text.splitlines(), 1)
-               if line.strip() and not line[0].isspace() and not line.startswith("!") and n not in unknown)
 
 
 def _result_json(r: ParseResult) -> dict[str, object]:

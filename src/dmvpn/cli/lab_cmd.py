@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from dmvpn.cli.params import Seconds
 from dmvpn.config import ConfigError
 from dmvpn.ike.profiles import PROFILES
 from dmvpn.lab.report import apply_fix, explain_history, explain_lab_sas, peer_pairs, summary
 from dmvpn.lab.runner import LabResult, LabRun
-from dmvpn.lab.scenario import MAX_DURATION, FaultAction, FaultSpec, Scenario, ScenarioError, load_scenario
+from dmvpn.lab.scenario import FaultAction, FaultSpec, Scenario, ScenarioError, load_scenario
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -129,22 +130,6 @@ def _mechanism(result: LabResult) -> str:
     return f"profile {p.name}: soft limits acted on at once"
 
 
-class _Seconds(click.ParamType):  # type: ignore[type-arg]  # generic only in click's stubs of some versions
-    """Virtual seconds: a finite number > 0, at most :data:`MAX_DURATION`
-    (click's FloatRange lets NaN through: every comparison with it is false)."""
-
-    name = "seconds"
-
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        try:
-            seconds = float(value)  # type: ignore[arg-type]  # click hands strings or floats; others fail below
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number of seconds", param, ctx)
-        if not 0 < seconds <= MAX_DURATION:  # False for NaN too
-            self.fail(f"{value!r} is not in the range 0 < seconds <= {MAX_DURATION:.0f}", param, ctx)
-        return seconds
-
-
 def _check_outputs(**paths: Path | None) -> None:
     """Fail before the run, not after it, on an output file whose folder is missing."""
     for option, path in paths.items():
@@ -156,7 +141,7 @@ def _options(fn: F) -> F:
     fn = click.option("--profile", type=click.Choice(sorted(PROFILES)), default=None,
                       help="behaviour profile for every node (default: the scenario's)")(fn)
     fn = click.option("--seed", type=click.IntRange(min=0), default=None, help="random seed")(fn)
-    fn = click.option("--duration", type=_Seconds(), default=None,
+    fn = click.option("--duration", type=Seconds(), default=None,
                       help="virtual seconds to run")(fn)
     fn = click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")(fn)
     fn = click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -234,7 +219,7 @@ DMVPN_FAULTS: dict[str, Callable[[Scenario], Scenario]] = {
 @click.option("--profile", type=click.Choice(sorted(PROFILES)), default=None,
               help="behaviour profile for every node (default: the scenario's)")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="random seed")
-@click.option("--duration", type=_Seconds(), default=None,
+@click.option("--duration", type=Seconds(), default=None,
               help="virtual seconds to run")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,

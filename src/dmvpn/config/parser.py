@@ -87,6 +87,14 @@ class ParseResult:
     def ok(self) -> bool:
         return not self.errors
 
+    def commands_in(self, text: str) -> int:
+        """Top-level lines of ``text`` (the text parsed) that are neither
+        blank, a ``!`` comment nor an unknown command: 0 means the text held
+        no configuration at all (empty, or random text), whatever the model."""
+        unknown = {w.line for w in self.warnings if w.message.startswith("unknown command")}
+        return sum(1 for n, line in enumerate(text.splitlines(), 1)
+                   if line.strip() and not line[0].isspace() and not line.startswith("!") and n not in unknown)
+
 
 def parse_config(text: str, source: str = "<string>") -> ParseResult:
     """Parse a whole configuration held in ``text``; ``source`` names it in

@@ -91,7 +91,8 @@ class Ikev1Context:
     sas: list[IsakmpSa] = field(default_factory=list)
     children: ChildTable = field(default_factory=ChildTable)
     stats: dict[str, int] = field(default_factory=lambda: {"rekeys_started": 0, "collisions": 0,
-                                                           "p1_failures": 0, "qm_failures": 0})
+                                                           "p1_failures": 0, "qm_failures": 0,
+                                                           "qm_limit_drops": 0})
     #: Flows whose negotiation failed, and until when acquires for them are ignored.
     holdoff: dict[Flow, float] = field(default_factory=dict)
     #: When each peer last sent us an IKE message (for DPD, RFC 3706).

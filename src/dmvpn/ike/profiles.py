@@ -65,6 +65,11 @@ class BehaviourProfile:
     retransmit_max_interval: float = 40.0
     retransmit_limit: int = 5
     max_half_open: int = 64
+    #: Quick Modes a peer may have open with us as responder at once (each
+    #: holds a node, SPIs and nonces until its retransmissions run out); more
+    #: are dropped unanswered, so an authenticated but hostile peer cannot
+    #: grow the node table without bound. IOS does not document its figure.
+    max_quick_modes_in_flight: int = 16
     node_purge_delay: float = 30.0
     dpd_retries: int = 5
 

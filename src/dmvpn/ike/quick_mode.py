@@ -238,7 +238,7 @@ class QuickMode:
         """Message 1 of a new exchange: authenticate it, read the proposed
         selectors, pick a policy and a transform; answer with :meth:`build_r`."""
         opened = self._open_first(now, sa, mid, data)
-        if opened is None:
+        if opened is None or self._over_limit(now, sa, mid):
             return
         msg, iv = opened
         node = self._new_responder_node(now, sa, mid, data, iv)
@@ -263,6 +263,19 @@ class QuickMode:
         for _ in ids:
             self.ctx.log(now, sa.conn_id, f"processing ID payload. message ID = {mid}")
         self.build_r(now, sa, node, proposal.number, t, ids)
+
+    def _over_limit(self, now: float, sa: IsakmpSa, mid: int) -> bool:
+        """True (and the message dropped) when the peer already has the
+        profile's maximum of Quick Modes open with us as responder."""
+        done = (QuickModeState.IKE_QM_FAILED, QuickModeState.IKE_QM_PHASE2_COMPLETE)
+        open_now = sum(1 for s in self.ctx.sas if s.peer == sa.peer
+                       for n in s.nodes.values() if not n.initiator and n.state not in done)
+        if open_now < self.ctx.profile.max_quick_modes_in_flight:
+            return False
+        self.ctx.stats["qm_limit_drops"] += 1
+        self.ctx.log(now, sa.conn_id, f"{open_now} Quick Modes already open with {sa.peer}: "
+                                      f"message ID = {mid} dropped")
+        return True
 
     def _open_first(self, now: float, sa: IsakmpSa, mid: int, data: bytes) -> tuple[IsakmpMessage, bytes] | None:
         """Decrypt message 1 and check its HASH(1) (RFC 2409 section 5.5)."""

@@ -158,4 +158,6 @@ def load_key_table(path: str | Path) -> dict[tuple[bytes, bytes], Ikev2KeyRecord
         except KeyTableError as exc:
             raise KeyTableError(f"{path}:{n}: {exc}") from None
         table[(rec.spi_i, rec.spi_r)] = rec
+    if not table:  # an empty file given on purpose is a mistake worth naming
+        raise KeyTableError(f"{path}: no 'SPIi,SPIr,SK_ei,SK_er,...' record in the key table")
     return table
