@@ -46,6 +46,8 @@ NUMBER_COMMANDS: dict[str, list[str]] = {
     "lab seed --seed": ["lab", "seed", "--json", "--duration", "1", "--seed", "{n}"],
     "lab run --duration": ["lab", "run", "{scenario}", "--json", "--duration", "{n}"],
     "lab run --seed": ["lab", "run", "{scenario}", "--json", "--duration", "1", "--seed", "{n}"],
+    "lab dmvpn --duration": ["lab", "dmvpn", "--json", "--duration", "{n}"],
+    "lab dmvpn --seed": ["lab", "dmvpn", "--json", "--duration", "1", "--seed", "{n}"],
     "analyze --lab-duration": ["analyze", "{seed_show}", "--lab", "--lab-duration", "{n}"],
     "ping repeat": ["ping", "--control", NO_SOCKET, "10.0.0.1", "repeat", "{n}"],
     "ping size": ["ping", "--control", NO_SOCKET, "10.0.0.1", "size", "{n}"],
@@ -58,6 +60,7 @@ DAEMON_COMMANDS = {name: [name, "--control", NO_SOCKET, "crypto", "sa"]
 OUTPUT_COMMANDS = {
     "lab seed --plot": ["lab", "seed", "--json", "--duration", "1", "--plot", "/nonexistent/dir/p.png"],
     "lab seed --debug-log": ["lab", "seed", "--json", "--duration", "1", "--debug-log", "/nonexistent/dir/d.log"],
+    "lab dmvpn --plot": ["lab", "dmvpn", "--json", "--duration", "1", "--plot", "/nonexistent/dir/p.png"],
 }
 
 

@@ -56,6 +56,7 @@ def scenario_text(faults: str) -> str:
 name = "faults"
 duration = {DURATION:g}
 seed = 3
+nhrp = false  # the seed's configs, run as the seed lab runs them (static NHRP maps)
 [[node]]
 name = "hub"
 config = "{DATA / 'hub.cfg'}"

@@ -68,7 +68,7 @@ def test_flow_follows_a_restarted_receiver():
     up(sim)
     flow = FluidFlow(hub, spoke, SPOKE_TUN, 50e6, 1000, start=10.0, stop=200.0)
     sim.run(50.0)
-    fresh = Router(spoke.config, sim.random_for("SPOKE1-reboot"), name="SPOKE1")
+    fresh = Router(spoke.config, sim.random_for("SPOKE1-reboot"), name="SPOKE1", nhrp=False)
     flow.replace_router(spoke, fresh, sim.now)
     sim.replace_engine("SPOKE1", fresh)
     sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 100 interval 1 timeout 2")

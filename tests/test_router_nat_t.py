@@ -21,7 +21,8 @@ def build(force_hub: bool, force_spoke: bool):
     routers = {}
     for name, text, force in (("HUB", hub_text(), force_hub), ("SPOKE1", spoke_text(), force_spoke)):
         config = parse_config(text, name).config
-        routers[name] = Router(config, sim.random_for(name), "cisco-iosxe", name=name, force_nat_t=force)
+        routers[name] = Router(config, sim.random_for(name), "cisco-iosxe", name=name, force_nat_t=force,
+                               nhrp=False)
         sim.add_node(routers[name])
     wan = sim.connect("HUB", WAN, "SPOKE1", WAN, LinkParams(delay=0.002))
     return sim, routers["HUB"], routers["SPOKE1"], wan

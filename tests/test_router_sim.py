@@ -300,7 +300,7 @@ def test_hub_with_three_spokes_on_a_segment():
     for name, text, addr in texts:
         result = parse_config(text, name)
         assert not result.errors
-        routers[name] = Router(result.config, sim.random_for(name), name=name)
+        routers[name] = Router(result.config, sim.random_for(name), name=name, nhrp=False)
         sim.add_node(routers[name])
         seg.attach(name, WAN, addr)
     for i in (2, 3, 4):

@@ -1,4 +1,4 @@
-"""``dmvpn lab run SCENARIO.toml`` and ``dmvpn lab seed``: scenarios in the
+"""``dmvpn lab run SCENARIO.toml``, ``dmvpn lab seed`` and ``dmvpn lab dmvpn``: scenarios in the
 simulator, with the show output, a summary, the explanation of every SA,
 the hub's ``debug crypto isakmp`` log and the SA timeline plot."""
 
@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import resources
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -18,7 +20,7 @@ from dmvpn.config import ConfigError
 from dmvpn.ike.profiles import PROFILES
 from dmvpn.lab.report import apply_fix, explain_history, explain_lab_sas, peer_pairs, summary
 from dmvpn.lab.runner import LabResult, LabRun
-from dmvpn.lab.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
+from dmvpn.lab.scenario import FaultAction, FaultSpec, Scenario, ScenarioError, load_scenario, parse_scenario
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -207,4 +209,66 @@ def run_cmd(scenario_file: Path, profile: str | None, seed: int | None, duration
                       debug_node=first if debug_log else None, show_progress=not as_json)
         _report(result, focus=None, explain=explain, as_json=as_json, debug_log=debug_log,
                 debug_node=first, plot=plot)
+    _guarded(go)
+
+
+DMVPN_SCENARIO = "dmvpn.toml"
+DMVPN_PLOT_PEER = "172.16.0.12"  # spoke 2's NBMA address
+#: ``dmvpn lab dmvpn --fault NAME``: what each fault does to the scenario.
+DMVPN_FAULTS: dict[str, Callable[[Scenario], Scenario]] = {
+    "hub-restart": lambda sc: replace(sc, faults=(*sc.faults, FaultSpec(60.0, FaultAction.NODE_RESTART, "hub"))),
+    "loss": lambda sc: replace(sc, links=tuple(replace(link, loss=0.1) for link in sc.links)),
+    "nbma-change": lambda sc: replace(sc, duration=max(sc.duration, 900.0), faults=(
+        *sc.faults, FaultSpec(60.0, FaultAction.NODE_READDRESS, "spoke3", interface="GigabitEthernet0/0/0",
+                              address=IPv4Address("172.16.0.23")))),
+}
+
+
+@lab.command("dmvpn")
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default=None,
+              help="behaviour profile for every node (default: the scenario's)")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="random seed")
+@click.option("--duration", type=Seconds(), default=None,
+              help="virtual seconds to run")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write spoke 1's timeline with spoke 2 (SAs and NHRP events; PNG or SVG by suffix)")
+@click.option("--fault", "faults", type=click.Choice(sorted(DMVPN_FAULTS)), multiple=True,
+              help="hub-restart: the hub restarts at 60 s; nbma-change: spoke 3 comes back at 60 s with "
+                   "a new WAN address (unique registration: refused until the hub's entry expires; runs "
+                   "900 s); loss: 10%% loss on the WAN")
+def dmvpn_cmd(profile: str | None, seed: int | None, duration: float | None, as_json: bool, plot: Path | None,
+              faults: tuple[str, ...]) -> None:
+    """DMVPN phase 3: a hub and three spokes that register, spoke 1's LAN
+    pinging spoke 2's LAN via the hub until NHRP redirects it to a shortcut.
+
+    Prints the shows, when each spoke registered, when and why each shortcut
+    and spoke-to-spoke SA pair appeared, and what the hub carried."""
+    from dmvpn.lab.dmvpn_report import dmvpn_report, render_text
+
+    def go() -> None:
+        _check_outputs(plot=plot)
+        data = resources.files("dmvpn.lab") / "data" / DMVPN_SCENARIO
+        with resources.as_file(data) as path:
+            scenario = load_scenario(path)
+        for fault in faults:
+            scenario = DMVPN_FAULTS[fault](scenario)
+        result = _run(scenario, profile=profile, seed=seed, duration=duration, fix=False, debug_node=None,
+                      show_progress=not as_json)
+        report = dmvpn_report(result)
+        if plot is not None:
+            from dmvpn.lab.plot import plot_timeline
+
+            plot_timeline(result, "spoke1", DMVPN_PLOT_PEER, plot)
+        if as_json:
+            click.echo(json.dumps({"scenario": scenario.name, "profile": result.profile, "seed": result.seed,
+                                   "duration_s": result.duration, "nhrp": report,
+                                   "shows": {f"{s.node}: {s.command}": t for s, t in result.shows}}, indent=2))
+            return
+        for spec, text in result.shows:
+            click.echo(f"{result.routers[spec.node].config.hostname}#{spec.command}")
+            click.echo(text)
+            click.echo()
+        click.echo(f"DMVPN lab ({result.profile}, seed {result.seed}, {result.duration:.0f} s virtual)")
+        click.echo("\n".join(render_text(report)))
     _guarded(go)

@@ -82,6 +82,9 @@ class SecurityAssociationDatabase:
         #: activated or deleted (the only changes that move the choice):
         #: every sent packet asks.
         self._chosen: dict[tuple[str, Selector], SecurityAssociation | None] = {}
+        #: Bumped with every such change, so a watcher (the router's NHRP
+        #: slot, waiting for an SA to a peer) rechecks only when it moved.
+        self.generation = 0
         self.unknown_spi_drops = 0
         self._next_conn_id = conn_id_base | 1  # inbound odd, outbound even
         self._timers: list[tuple[float, int, int, SecurityAssociation]] = []
@@ -126,6 +129,7 @@ class SecurityAssociationDatabase:
         sa.iv_take = self.iv_pool.take
         sa.state = SaState.ACTIVE if active else SaState.INSTALLING
         self._chosen.clear()
+        self.generation += 1
         if sa.direction is SaDirection.INBOUND:
             self.inbound[sa.spi] = sa
         else:
@@ -163,6 +167,7 @@ class SecurityAssociationDatabase:
         if sa.state is SaState.INSTALLING:
             sa.state = SaState.ACTIVE
             self._chosen.clear()
+            self.generation += 1
 
     def delete(self, sa: SecurityAssociation, now: float) -> None:
         """Remove ``sa`` (a DELETE arrived, ``clear crypto sa``, or the IKE
@@ -171,6 +176,7 @@ class SecurityAssociationDatabase:
             return
         sa.state = SaState.DELETED
         self._chosen.clear()
+        self.generation += 1
         sa.deleted_at = now
         sa.replay = None  # the packet path's one check for "no longer usable":
         sa.seq_limit = 0  # inbound looks at the window, outbound at the counter

@@ -128,6 +128,8 @@ class LabRun:
         self.flows: list[FluidFlow] = []
         self.probes: list[ProbeResult] = []
         self.shows: list[tuple[ShowSpec, str]] = []
+        #: node -> (old, new) interface addresses of node-readdress faults so far
+        self._readdressed: dict[str, list[tuple[str, str]]] = {}
         self._build()
 
     # ------------------------------------------------------------------ build
@@ -142,8 +144,18 @@ class LabRun:
             if parsed.config is None:
                 raise parsed.errors[0]
             config = parsed.config
+        if name in self._readdressed:
+            text = read_config_text(spec.config)
+            if self.config_transform is not None:
+                text = self.config_transform(text)
+            for old, new in self._readdressed[name]:
+                text = text.replace(f" ip address {old} ", f" ip address {new} ")
+            parsed = parse_config(text, str(spec.config))
+            if parsed.config is None:
+                raise parsed.errors[0]
+            config = parsed.config
         rng = self.sim.random_for(name if incarnation == 0 else f"{name}#{incarnation}")
-        return Router(config, rng, spec.profile or self.profile, name=name)
+        return Router(config, rng, spec.profile or self.profile, name=name, nhrp=self.scenario.nhrp)
 
     def _build(self) -> None:
         sc, sim = self.scenario, self.sim
@@ -198,8 +210,9 @@ class LabRun:
         router = self.routers[spec.src]
 
         def start() -> None:
+            source = f" source {spec.source}" if spec.source else ""
             self.sim.admin(spec.src, f"ping {spec.dst} repeat {count} size {spec.size} "
-                                     f"timeout 2 interval {spec.interval:g}")
+                                     f"timeout 2 interval {spec.interval:g}{source}")
             result.session = router.host.last
 
         self.sim.call_at(spec.start, start)
@@ -215,6 +228,9 @@ class LabRun:
         if action is FaultAction.DROP_DELETES:
             self._drop_deletes(fault)
             return
+        if action is FaultAction.NODE_READDRESS and fault.interface is not None and fault.address is not None:
+            self._readdress(target, fault.interface, str(fault.address))
+            action = FaultAction.NODE_RESTART
         if action is FaultAction.NODE_RESTART:
             old = self.routers[target]
             self.retired.append(old)
@@ -227,6 +243,17 @@ class LabRun:
             return
         for attachment in self.segments[target].attachments.values():
             attachment.set_up(action is FaultAction.LINK_UP)
+
+    def _readdress(self, node: str, interface: str, address: str) -> None:
+        """``node``'s ``interface`` gets ``address`` (the restart that follows
+        builds its router from the config with the new address)."""
+        current = self.routers[node].config.interface_address(interface)
+        if current is None:
+            raise ValueError(f"{self.scenario.source}: {node} has no address on {interface}")
+        self._readdressed.setdefault(node, []).append((str(current), address))
+        for segment in self.segments.values():
+            if f"{node}:{interface}" in segment.attachments:
+                segment.readdress(node, interface, address)
 
     def _channels(self, link: str) -> list[Channel]:
         return [c for a in self.segments[link].attachments.values() for c in (a.uplink, a.downlink)]

@@ -7,6 +7,7 @@ wired and what happens to them in virtual time::
     duration = 3600          # virtual seconds
     seed = 1
     profile = "cisco-iosxe"  # behaviour profile for every node (see ike/profiles.py)
+    nhrp = true              # run NHRP on tunnels with ``ip nhrp`` lines (false: static maps only)
 
     [[node]]
     name = "hub"
@@ -28,10 +29,11 @@ wired and what happens to them in virtual time::
     src = "spoke"
     dst = "10.2.2.1"
     interval = 1.0
+    source = "Loopback0"     # optional: ping's source (an address or interface of src)
 
     [[fault]]
     at = 600
-    action = "link-down"     # link-down | link-up | node-restart | impair |
+    action = "link-down"     # link-down | link-up | node-restart | node-readdress | impair |
     target = "wan"           # drop-deletes | clock-jump
 
     [[fault]]                # the link's impairments change for a while
@@ -52,6 +54,13 @@ wired and what happens to them in virtual time::
     action = "clock-jump"
     target = "hub"
     seconds = 300
+
+    [[fault]]                # the node restarts with a new address on one
+    at = 60                  # interface (a spoke's new DHCP lease)
+    action = "node-readdress"
+    target = "spoke3"
+    interface = "GigabitEthernet0/0/0"
+    address = "172.16.0.23"
 
     [[show]]
     at = 3600
@@ -97,9 +106,11 @@ class FaultAction(Enum):
     IMPAIR = "impair"
     DROP_DELETES = "drop-deletes"
     CLOCK_JUMP = "clock-jump"
+    #: the node restarts with a new address on one interface (a spoke's DHCP lease changed)
+    NODE_READDRESS = "node-readdress"
 
 
-NODE_FAULTS = (FaultAction.NODE_RESTART, FaultAction.CLOCK_JUMP)
+NODE_FAULTS = (FaultAction.NODE_RESTART, FaultAction.CLOCK_JUMP, FaultAction.NODE_READDRESS)
 IMPAIRMENTS = ("loss", "duplicate", "reorder", "delay_ms", "jitter_ms")
 
 
@@ -152,6 +163,7 @@ class ProbeSpec:
     size: int = 100
     start: float = 0.0
     stop: float | None = None
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +182,8 @@ class FaultSpec:
     reorder: float = 0.0
     delay_ms: float = 0.0
     jitter_ms: float = 0.0
+    interface: str | None = None  # node-readdress: the interface and its new address
+    address: IPv4Address | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +206,7 @@ class Scenario:
     faults: tuple[FaultSpec, ...] = ()
     shows: tuple[ShowSpec, ...] = ()
     name: str = "lab"
+    nhrp: bool = True
 
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*(#.*)?$")
@@ -302,6 +317,14 @@ class _Reader:
             self.fail(key, f"expected an integer >= {minimum}, got {value!r}")
         return value
 
+    def boolean(self, key: str, default: bool) -> bool:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if not isinstance(value, bool):
+            self.fail(key, f"expected true or false, got {value!r}")
+        return value
+
     def address(self, key: str) -> IPv4Address:
         text = self.string(key, required=True)
         try:
@@ -319,7 +342,7 @@ def _tables(doc: dict[str, Any], name: str, source: str, lines: _Lines) -> list[
     return value
 
 
-_FAULT_FIELDS = {"at", "action", "target", "duration", "seconds", *IMPAIRMENTS}
+_FAULT_FIELDS = {"at", "action", "target", "duration", "seconds", "interface", "address", *IMPAIRMENTS}
 
 
 def _fault(r: _Reader, node_names: set[str], link_names: set[str]) -> FaultSpec:
@@ -335,11 +358,14 @@ def _fault(r: _Reader, node_names: set[str], link_names: set[str]) -> FaultSpec:
         r.fail("target", f"no {'node' if pool is node_names else 'link'} named {target!r}")
     for key, allowed in (("duration", action in (FaultAction.IMPAIR, FaultAction.DROP_DELETES)),
                          ("seconds", action is FaultAction.CLOCK_JUMP),
+                         ("interface", action is FaultAction.NODE_READDRESS),
+                         ("address", action is FaultAction.NODE_READDRESS),
                          *((k, action is FaultAction.IMPAIR) for k in IMPAIRMENTS)):
         if r.has(key) and not allowed:
             r.fail(key, f"not a field of a {action.value} fault")
     if action is FaultAction.CLOCK_JUMP and not r.has("seconds"):
         r.fail(None, "missing field 'seconds' (how far the clock jumps forward)")
+    readdress = action is FaultAction.NODE_READDRESS
     return FaultSpec(
         at=r.number("at", required=True, minimum=0), action=action, target=target,
         duration=r.number("duration", None, positive=True),
@@ -348,7 +374,9 @@ def _fault(r: _Reader, node_names: set[str], link_names: set[str]) -> FaultSpec:
         duplicate=r.number("duplicate", 0.0, minimum=0, maximum=1),
         reorder=r.number("reorder", 0.0, minimum=0, maximum=1),
         delay_ms=r.number("delay_ms", 0.0, minimum=0),
-        jitter_ms=r.number("jitter_ms", 0.0, minimum=0))
+        jitter_ms=r.number("jitter_ms", 0.0, minimum=0),
+        interface=r.string("interface", required=True) if readdress else None,
+        address=r.address("address") if readdress else None)
 
 
 def parse_scenario(text: str, source: str = "<scenario>", base: Path | None = None) -> Scenario:
@@ -369,11 +397,12 @@ def parse_scenario(text: str, source: str = "<scenario>", base: Path | None = No
     if not isinstance(lab_table, dict):
         raise ScenarioError(source, lines.of("lab", 0), "lab", "use a single [lab] table")
     lab = _Reader(source, lines, "lab", 0, lab_table, "lab",
-                  {"name", "duration", "seed", "profile"})
+                  {"name", "duration", "seed", "profile", "nhrp"})
     duration = lab.number("duration", 3600.0, positive=True, maximum=MAX_DURATION)
     seed = lab.integer("seed", 1, minimum=0)
     profile = lab.string("profile", "cisco-iosxe")
     name = lab.string("name", "lab")
+    nhrp = lab.boolean("nhrp", True)
 
     nodes: list[NodeSpec] = []
     for i, t in enumerate(_tables(doc, "node", source, lines)):
@@ -437,12 +466,13 @@ def parse_scenario(text: str, source: str = "<scenario>", base: Path | None = No
     probes = []
     for i, t in enumerate(_tables(doc, "probe", source, lines)):
         r = _Reader(source, lines, "probe", i, t, f"probe[{i}]",
-                    {"name", "src", "dst", "interval", "size", "start", "stop"})
+                    {"name", "src", "dst", "interval", "size", "start", "stop", "source"})
         probes.append(ProbeSpec(
             name=r.string("name", f"probe{i}"), src=node_ref(r, "src"), dst=r.address("dst"),
             interval=r.number("interval", 1.0, positive=True),
             size=r.integer("size", 100, minimum=28),
-            start=r.number("start", 0.0, minimum=0), stop=r.number("stop", None, minimum=0)))
+            start=r.number("start", 0.0, minimum=0), stop=r.number("stop", None, minimum=0),
+            source=r.string("source")))
     faults = [_fault(_Reader(source, lines, "fault", i, t, f"fault[{i}]", _FAULT_FIELDS), node_names, link_names)
               for i, t in enumerate(_tables(doc, "fault", source, lines))]
     shows = []
@@ -452,7 +482,7 @@ def parse_scenario(text: str, source: str = "<scenario>", base: Path | None = No
                               r.string("command", required=True)))
     return Scenario(source=source, duration=duration, seed=seed, profile=profile,
                     nodes=tuple(nodes), links=tuple(links), flows=tuple(flows),
-                    probes=tuple(probes), faults=tuple(faults), shows=tuple(shows), name=name)
+                    probes=tuple(probes), faults=tuple(faults), shows=tuple(shows), name=name, nhrp=nhrp)
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -49,20 +49,24 @@ from dmvpn.ipsec.esp import DropReason, EspDrop, open_datagram, protect_parts
 from dmvpn.ipsec.ledger import record_of
 from dmvpn.ipsec.sa import EspMode, SecurityAssociation, Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
+from dmvpn.nhrp.engine import NhrpEngine
+from dmvpn.nhrp.settings import settings_from_interface
+from dmvpn.nhrp.states import NhsState
 from dmvpn.node import show_adapter
 from dmvpn.node.bulk import BulkFlow, TunnelPath
 from dmvpn.node.crypto_map import CryptoMapPath, kernel_iface
 from dmvpn.node.explain import explain_sas
 from dmvpn.node.icmp_echo import IcmpEchoEngine
+from dmvpn.node.nhrp_slot import NhrpSlot, nhrp_admin
 from dmvpn.node.policies import GRE_PROTOCOL, child_policies
-from dmvpn.node.routing import RoutingTable
+from dmvpn.node.routing import RouteSource, RoutingTable
 from dmvpn.node.subengines import HostSlot, KeyManagerSlot, SubEngine
 from dmvpn.sansio import LogEvent, RandomSource, Transmit
 from dmvpn.show.commands import INVALID_INPUT
 from dmvpn.show.debug_log import SEED_CLOCK, IosClock, render
 from dmvpn.tunnel.interface import TunnelInterface
 from dmvpn.wire.errors import DecodeError
-from dmvpn.wire.gre import GRE_PROTO_IPV4, encode_gre
+from dmvpn.wire.gre import GRE_PROTO_IPV4, GRE_PROTO_NHRP, encode_gre
 from dmvpn.wire.ipv4 import IpProto, IPv4Header, decode_ipv4, format_ipv4_address, header_template, rewrite_header
 from dmvpn.wire.isakmp import (
     IKE_PORT,
@@ -82,6 +86,9 @@ _ESP, _ICMP, _TUNNEL = int(IpProto.ESP), int(IpProto.ICMP), EspMode.TUNNEL
 #: The admin keywords the router itself handles, for IOS-style abbreviation.
 ADMIN_WORDS = ("ping", "show", "debug", "undebug", "no", "clear", "test", "crypto", "isakmp", "ikev2", "ipsec",
                "sa", "rekey", "all", "ip", "traffic")
+#: How often (virtual seconds) the data path tells NHRP a shortcut is still used.
+USED_EVERY = 1.0
+_NHRP_ROUTE = RouteSource.NHRP
 
 
 def _expand(words: list[str], vocabulary: tuple[str, ...]) -> list[str]:
@@ -105,6 +112,11 @@ class RouterCounters:
     malformed: int = 0
     tunnel_drops: int = 0
     no_route_drops: int = 0
+    #: overlay packets routed through this router (in a tunnel, out again)
+    forwarded: int = 0
+    #: packets whose tunnel next hop had no NBMA mapping (NHRP asked to resolve it)
+    no_mapping_drops: int = 0
+    ttl_expired: int = 0
     unknown_ike_version: int = 0
 
 
@@ -113,7 +125,7 @@ class Router:
 
     def __init__(self, config: RouterConfig, random: RandomSource, profile: str = DEFAULT_PROFILE,
                  name: str | None = None, clock: IosClock = SEED_CLOCK,
-                 kernel_host: bool = False, force_nat_t: bool = False) -> None:
+                 kernel_host: bool = False, force_nat_t: bool = False, nhrp: bool = True) -> None:
         """``kernel_host``: the operating system is the host on the tunnel
         interface (real mode, a TUN): packets arriving on a tunnel interface
         come from it and are sent across the tunnel, and overlay packets for
@@ -121,7 +133,9 @@ class Router:
         pinger, so ``ping`` works). Otherwise (the lab) the built-in ICMP
         host answers on the tunnel address. ``force_nat_t``: see
         :class:`~dmvpn.ike.engine.Ikev1Engine` (ESP in UDP 4500 even
-        without a NAT)."""
+        without a NAT). ``nhrp``: run an NHRP engine on each tunnel with
+        ``ip nhrp`` lines (False: the tunnel's static maps only, as the seed
+        lab had before NHRP)."""
         self.name = name or config.hostname
         self.kernel_host = kernel_host
         self.config = config
@@ -170,6 +184,20 @@ class Router:
         #: Every sub-engine, in the order timers run and outputs drain.
         self.engines: list[SubEngine] = [*(KeyManagerSlot(km, self._send_ike) for km in self.key_managers),
                                          HostSlot(self.host, self._host_out)]
+        #: NHRP, one slot per tunnel interface with NHRP configuration.
+        self.nhrp: dict[str, NhrpSlot] = {}
+        for iface in config.tunnels():
+            settings = settings_from_interface(iface, config.interfaces) if nhrp else None
+            if settings is not None and iface.name in self.tunnels:
+                engine = NhrpEngine(self.name, settings, random, self.routes)
+                slot = NhrpSlot(engine, self.tunnels[iface.name], self.routes, self.sad, self)
+                self.nhrp[iface.name] = slot
+                self.engines.append(slot)
+        self._used_at: dict[ipaddress.IPv4Network, float] = {}
+        #: what :meth:`_forward` carried (the lab's hub report)
+        self.forwarded_bytes = 0
+        self.last_forwarded: float | None = None
+        self._overlay_local = {t.address.ip.packed for t in self.tunnels.values()} | self._local_raw
         self.fluids: list[BulkFlow] = []
         self._gre_selectors: dict[tuple[str, str], Selector] = {}
         self._tx: list[Transmit] = []
@@ -278,7 +306,11 @@ class Router:
         if head[:2] == ["undebug", "all"]:
             self._set_debug(False)
             self.host.admin(now, "undebug all")
+            for slot in self.nhrp.values():
+                slot.debug = slot.debug_packet = False
             return "All possible debugging has been turned off"
+        if self.nhrp and (out := nhrp_admin(list(self.nhrp.values()), now, command, self.sa_ready)) is not None:
+            return out
         if head[:3] == ["clear", "crypto", "sa"]:
             return self._with_peer(words, 3, lambda peer: (self._clear(now, peer), "")[1])
         if head[:4] == ["test", "crypto", "ipsec", "rekey"]:
@@ -424,11 +456,21 @@ class Router:
                 return
             if delivery.protocol == GRE_PROTO_IPV4:
                 if not self.kernel_host:
-                    self.host.receive(now, name, delivery.payload)
+                    payload = delivery.payload
+                    if payload[16:20] in self._overlay_local or len(payload) < 20 or payload[16] >= 0xE0:
+                        self.host.receive(now, name, payload)
+                    else:
+                        self._forward(now, name, src, payload)
                     return
                 self._tx.append(Transmit(name, delivery.payload))
                 if _is_echo_reply(delivery.payload):
                     self.host.receive(now, name, delivery.payload)
+            elif delivery.protocol == GRE_PROTO_NHRP:
+                slot = self.nhrp.get(name)
+                if slot is None:
+                    self.counters.tunnel_drops += 1
+                    return
+                slot.receive(now, ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), delivery.payload)
             return
         self.counters.not_for_us += 1
 
@@ -437,15 +479,26 @@ class Router:
         if len(overlay) < 20 or overlay[0] >> 4 != 4:
             self.counters.malformed += 1
             return
+        if overlay[16] >= 0xE0:
+            self._multicast_out(now, name, tunnel, overlay)
+            return
         hop = self.routes.lookup_packed(overlay[16:20])
         if hop is None or hop.interface != name:
             self.counters.no_route_drops += 1
             return
         out = tunnel.encapsulate(overlay, hop.next_hop)
         if out is None:
-            self.counters.tunnel_drops += 1
-            return
-        peer, gre = out
+            out = self._no_mapping(now, name, tunnel, overlay, hop.next_hop)
+            if out is None:
+                return
+        elif self.nhrp and (hop.route.source is _NHRP_ROUTE or self.routes.override_for(hop.route.prefix)):
+            self._used(now, name, hop.route.prefix, overlay)
+        self._gre_out(now, name, tunnel, *out)
+
+    def _gre_out(self, now: float, name: str, tunnel: TunnelInterface, peer: str, gre: bytes) -> None:
+        """A GRE packet of tunnel ``name`` to NBMA ``peer``: in clear, or
+        protected by the peer's SA when the tunnel has ``tunnel protection``
+        (no SA: dropped, counted, and IKE asked for one)."""
         local = tunnel.source
         policy = self.policy_by_interface.get(name)
         if policy is None:
@@ -467,6 +520,102 @@ class Router:
             return
         self.last_out[peer] = now
         self._send_physical(now, packet, local)
+
+    def _forward(self, now: float, name: str, nbma_src: str, packet: bytes) -> None:
+        """An overlay packet that came out of tunnel ``name`` for someone
+        else: its TTL decremented, routed into a tunnel; one that leaves by
+        the tunnel it came from is a hairpin (NHRP redirect, phase 3)."""
+        if packet[8] <= 1:
+            self.counters.ttl_expired += 1
+            return
+        hop = self.routes.lookup_packed(packet[16:20])
+        if hop is None or hop.interface not in self.tunnels:
+            self.counters.no_route_drops += 1
+            return
+        if hop.interface == name:
+            slot = self.nhrp.get(name)
+            if slot is not None and slot.engine.settings.redirect:
+                slot.hairpin(now, ipaddress.IPv4Address(nbma_src), packet)
+        self.counters.forwarded += 1
+        self.forwarded_bytes += len(packet)
+        self.last_forwarded = now
+        self._tunnel_out(now, hop.interface, _decrement_ttl(packet))
+
+    def _no_mapping(self, now: float, name: str, tunnel: TunnelInterface, overlay: bytes,
+                    next_hop: str) -> tuple[str, bytes] | None:
+        """The tunnel next hop has no NBMA address: NHRP resolves it, and
+        the packet goes via a responding NHS meanwhile (NHRP.md 3.4 step 1);
+        without NHRP or an NHS the packet is dropped and counted."""
+        slot = self.nhrp.get(name)
+        if slot is None or tunnel.shutdown:
+            self.counters.tunnel_drops += 1
+            return None
+        slot.resolve(now, ipaddress.IPv4Address(next_hop))
+        nhs = next((n for n in slot.engine.nhs if n.state is NhsState.RESPONDING), None)
+        if nhs is None:
+            self.counters.no_mapping_drops += 1
+            return None
+        nbma = str(nhs.nbma)
+        return nbma, tunnel.encapsulate_to(nbma, overlay)
+
+    def _used(self, now: float, name: str, prefix: ipaddress.IPv4Network, overlay: bytes) -> None:
+        """Tell NHRP (at most every :data:`USED_EVERY` s per prefix) that a
+        shortcut carried traffic, so it is refreshed before it expires."""
+        last = self._used_at.get(prefix)
+        if last is not None and now - last < USED_EVERY:
+            return
+        slot = self.nhrp.get(name)
+        if slot is None:
+            return
+        self._used_at[prefix] = now
+        slot.used(now, ipaddress.IPv4Address(overlay[16:20]))
+
+    def _multicast_out(self, now: float, name: str, tunnel: TunnelInterface, overlay: bytes) -> None:
+        """A multicast overlay packet: one unicast copy to each NBMA address
+        of ``ip nhrp map multicast`` (static, or ``dynamic``: every
+        registered spoke), NHRP.md 3.3."""
+        slot = self.nhrp.get(name)
+        targets = slot.engine.multicast_nbmas() if slot is not None else []
+        if not targets:
+            self.counters.no_route_drops += 1
+            return
+        for nbma in dict.fromkeys(str(t) for t in targets):
+            self._gre_out(now, name, tunnel, nbma, tunnel.encapsulate_to(nbma, overlay))
+
+    # ================================================================== NHRP (NhrpPort)
+    def send_nhrp(self, now: float, interface: str, nbma: str, packet: bytes) -> None:
+        tunnel = self.tunnels[interface]
+        if tunnel.shutdown:
+            self.counters.tunnel_drops += 1
+            return
+        self._gre_out(now, interface, tunnel, nbma, tunnel.encapsulate_to(nbma, packet, GRE_PROTO_NHRP))
+
+    def acquire_sa(self, now: float, interface: str, nbma: str) -> None:
+        policy = self.policy_by_interface.get(interface)
+        if policy is not None:
+            local = self.tunnels[interface].source
+            self.ike.acquire(now, policy, nbma, local, self._gre_selector(local, nbma))
+
+    def sa_ready(self, interface: str, nbma: str) -> bool:
+        tunnel = self.tunnels.get(interface)
+        if tunnel is None:
+            return False
+        return self.sad.outbound_for(nbma, self._gre_selector(tunnel.source, nbma)) is not None
+
+    def peer_gone(self, now: float, nbma: str) -> None:
+        """IOS closes the crypto socket of a DMVPN peer whose NHRP entry is
+        gone: the IPsec SAs to ``nbma`` are cleared unless a tunnel (a
+        mapping, a static map, an NHS) still uses that peer."""
+        if any(slot.uses(nbma) for slot in self.nhrp.values()):
+            return
+        if any(nbma in t.static_maps.values() or nbma in t.dynamic_maps.values() for t in self.tunnels.values()):
+            return
+        self._clear(now, nbma)
+
+    def nhrp_milestones(self) -> list[tuple[str, float, str, str, str]]:
+        """(interface, time, kind, subject, detail) of every NHRP slot, by time."""
+        rows = [(m.interface, m.time, m.kind, m.subject, m.detail) for s in self.nhrp.values() for m in s.milestones]
+        return sorted(rows, key=lambda r: r[1])
 
     def _gre_selector(self, local: str, peer: str) -> Selector:
         """The GRE host pair's selector, built once per peer (ipaddress
@@ -608,6 +757,17 @@ def uses_ikev2(config: RouterConfig) -> bool:
         if profile is not None and profile.ikev2_profile is not None:
             return True
     return False
+
+
+def _decrement_ttl(packet: bytes) -> bytes:
+    """``packet`` with its TTL one lower and the header checksum updated
+    incrementally (RFC 1624 equation 3)."""
+    old = (packet[8] << 8) | packet[9]
+    new = old - 0x100
+    check = (~((packet[10] << 8) | packet[11]) & 0xFFFF) + (~old & 0xFFFF) + new
+    check = (check & 0xFFFF) + (check >> 16)
+    check = ~((check & 0xFFFF) + (check >> 16)) & 0xFFFF
+    return packet[:8] + bytes((packet[8] - 1,)) + packet[9:10] + check.to_bytes(2, "big") + packet[12:]
 
 
 def _is_echo_reply(packet: bytes) -> bool:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from dmvpn.config import RouterConfig
+from dmvpn.nhrp.settings import RouteLookup
 
 #: Recursive next-hop resolution gives up after this many steps (a loop).
 MAX_RECURSION = 8
@@ -189,6 +190,21 @@ class RoutingTable:
             cache.clear()
         cache[destination] = result
         return result
+
+    def route_for(self, address: ipaddress.IPv4Address) -> RouteLookup | None:
+        """The NHRP engine's view (:class:`~dmvpn.nhrp.settings.RouteView`):
+        the installed route matching ``address``, its resolved next hop (None
+        when directly connected) and exit interface; overrides ignored. An
+        interface's own address (its ``L`` /32) is answered with the
+        interface's network: NHRP resolves the LAN behind a router, and the
+        egress router answers with the LAN's prefix (NHRP.md 3.5 step 5)."""
+        hop = self.lookup_packed(address.packed)
+        if hop is None:
+            return None
+        interface, next_hop = self.forwarding_for(hop.route)
+        if hop.route.source is RouteSource.LOCAL and interface in self.interfaces:
+            return RouteLookup(self.interfaces[interface].network, None, interface)
+        return RouteLookup(hop.route.prefix, next_hop, interface)
 
     def installed(self) -> list[Route]:
         """The installed routes (one per prefix), by address then prefix length."""

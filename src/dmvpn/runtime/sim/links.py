@@ -249,6 +249,17 @@ class Segment:
         self.attachments[port.label] = att
         return att
 
+    def readdress(self, node: str, iface: str, address: str) -> None:
+        """``node``'s ``iface`` now owns ``address`` instead of its old one
+        (a new DHCP lease): packets to the old address are no longer delivered."""
+        att = self.attachments[Port(node, iface).label]
+        raw = parse_ipv4_address(address)
+        if raw in self._by_address:
+            raise ValueError(f"address {address} is already attached to segment {self.name}")
+        del self._by_address[parse_ipv4_address(att.address)]
+        att.address = format_ipv4_address(raw)
+        self._by_address[raw] = att
+
     def _forward(self, src: Attachment, packet: bytes) -> None:
         dst = self._by_address.get(packet[16:20]) if len(packet) >= 20 else None
         if dst is None:
