@@ -59,7 +59,7 @@ from dmvpn.node.explain import explain_sas
 from dmvpn.node.icmp_echo import IcmpEchoEngine
 from dmvpn.node.nhrp_slot import NhrpSlot, nhrp_admin
 from dmvpn.node.policies import GRE_PROTOCOL, child_policies
-from dmvpn.node.routing import RouteSource, RoutingTable
+from dmvpn.node.routing import RoutingTable
 from dmvpn.node.subengines import HostSlot, KeyManagerSlot, SubEngine
 from dmvpn.sansio import LogEvent, RandomSource, Transmit
 from dmvpn.show.commands import INVALID_INPUT
@@ -88,7 +88,6 @@ ADMIN_WORDS = ("ping", "show", "debug", "undebug", "no", "clear", "test", "crypt
                "sa", "rekey", "all", "ip", "traffic")
 #: How often (virtual seconds) the data path tells NHRP a shortcut is still used.
 USED_EVERY = 1.0
-_NHRP_ROUTE = RouteSource.NHRP
 
 
 def _expand(words: list[str], vocabulary: tuple[str, ...]) -> list[str]:
@@ -491,7 +490,7 @@ class Router:
             out = self._no_mapping(now, name, tunnel, overlay, hop.next_hop)
             if out is None:
                 return
-        elif self.nhrp and (hop.route.source is _NHRP_ROUTE or self.routes.override_for(hop.route.prefix)):
+        elif hop.shortcut and self.nhrp:
             self._used(now, name, hop.route.prefix, overlay)
         self._gre_out(now, name, tunnel, *out)
 

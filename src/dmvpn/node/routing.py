@@ -97,11 +97,15 @@ class NextHopOverride:
 class Forwarding:
     """What a lookup decides: leave by ``interface``, hand the packet to
     ``next_hop`` (dotted quad: the destination itself when it is on a
-    connected network). ``route`` is the installed route that matched."""
+    connected network). ``route`` is the installed route that matched.
+    ``shortcut``: an NHRP route or a next-hop override decided it, so the
+    data path tells NHRP it is still used (decided once per destination,
+    not per packet)."""
 
     interface: str
     next_hop: str
     route: Route
+    shortcut: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,10 +237,10 @@ class RoutingTable:
                 continue
             override = self._overrides.get(entry.route.prefix)
             if override is not None:
-                return Forwarding(override.interface, str(override.next_hop), entry.route)
+                return Forwarding(override.interface, str(override.next_hop), entry.route, shortcut=True)
             hop = entry.next_hop
             return Forwarding(entry.interface, str(hop) if hop is not None else str(ipaddress.IPv4Address(dst)),
-                              entry.route)
+                              entry.route, shortcut=entry.route.source is RouteSource.NHRP)
         return None
 
     def _rebuild(self) -> None:

@@ -128,6 +128,10 @@ def router_runtime(config: RouterConfig, spec: DaemonSpec, profile: str, stream:
     from dmvpn.node.router import Router
 
     def build(clock: IosClock) -> Router:
-        return Router(config, SystemRandomSource(), profile, clock=clock, kernel_host=True, force_nat_t=force_nat_t)
+        # NHRP stays inert in real mode (static maps only) until the daemon's
+        # NHRP is built and tested against real peers (issue 13): a spoke's
+        # registration at start-up would ask IKE before its hub listens.
+        return Router(config, SystemRandomSource(), profile, clock=clock, kernel_host=True, force_nat_t=force_nat_t,
+                      nhrp=False)
 
     return open_runtime(build, spec, stream, set(categories) if categories is not None else None)
