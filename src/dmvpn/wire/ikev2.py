@@ -36,6 +36,7 @@ from dmvpn.wire.ikev2_payloads import (
     decode_payload_body,
 )
 from dmvpn.wire.ikev2_registry import IKEV2_VERSION, ExchangeType, HeaderFlags, PayloadType
+from dmvpn.wire.isakmp import unpack_fixed_header
 from dmvpn.wire.isakmp_registry import enum_or_int
 
 HEADER_LEN = 28
@@ -143,15 +144,7 @@ class Ikev2Header:
 def decode_header(data: bytes) -> Ikev2Header:
     """Parse and check the fixed header (RFC 7296 3.1): major version 2,
     a Length that covers the header and fits in the datagram."""
-    if len(data) < HEADER_LEN:
-        raise DecodeError(0, f"IKEv2 header: need {HEADER_LEN} bytes, got {len(data)}")
-    spi_i, spi_r, nxt, version, xchg, flags, mid, length = _HEADER.unpack_from(data, 0)
-    if version >> 4 != 2:
-        raise DecodeError(17, f"IKE version {version >> 4}.{version & 15} is not IKEv2")
-    if length < HEADER_LEN:
-        raise DecodeError(24, f"IKEv2 length {length} < header size {HEADER_LEN}")
-    if length > len(data):
-        raise DecodeError(24, f"IKEv2 length {length} exceeds the {len(data)} bytes received")
+    spi_i, spi_r, nxt, version, xchg, flags, mid, length = unpack_fixed_header(data, 2, "IKEv2")
     return Ikev2Header(
         bytes(spi_i),
         bytes(spi_r),

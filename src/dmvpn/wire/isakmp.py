@@ -135,20 +135,30 @@ class IsakmpHeader:
     length: int
 
 
+def unpack_fixed_header(data: bytes, major: int, what: str) -> tuple[bytes, bytes, int, int, int, int, int, int]:
+    """The fixed header both IKE versions share (RFC 2408 3.1, RFC 7296 3.1:
+    SPIs or cookies, next payload, version, exchange type, flags, message ID,
+    length), checked: major version ``major``, a Length that covers the
+    header and fits in ``data``. ``what`` names the protocol in errors."""
+    if len(data) < HEADER_LEN:
+        raise DecodeError(0, f"{what} header: need {HEADER_LEN} bytes, got {len(data)}")
+    fields: tuple[bytes, bytes, int, int, int, int, int, int] = _HEADER.unpack_from(data, 0)
+    version, length = fields[3], fields[7]
+    if version >> 4 != major:
+        raise DecodeError(17, f"IKE version {version >> 4}.{version & 15} is not IKEv{major}")
+    if length < HEADER_LEN:
+        raise DecodeError(24, f"{what} length {length} < header size {HEADER_LEN}")
+    if length > len(data):
+        raise DecodeError(24, f"{what} length {length} exceeds the {len(data)} bytes received")
+    return fields
+
+
 def decode_header(data: bytes) -> IsakmpHeader:
     """Parse and check the fixed header (RFC 2408 3.1).
 
     Only IKEv1 (major version 1) is accepted; the Length field must cover at
     least the header and not exceed the datagram."""
-    if len(data) < HEADER_LEN:
-        raise DecodeError(0, f"ISAKMP header: need {HEADER_LEN} bytes, got {len(data)}")
-    icky, rcky, nxt, version, xchg, flags, mid, length = _HEADER.unpack_from(data, 0)
-    if version >> 4 != 1:
-        raise DecodeError(17, f"ISAKMP version {version >> 4}.{version & 15} is not IKEv1")
-    if length < HEADER_LEN:
-        raise DecodeError(24, f"ISAKMP length {length} < header size {HEADER_LEN}")
-    if length > len(data):
-        raise DecodeError(24, f"ISAKMP length {length} exceeds the {len(data)} bytes received")
+    icky, rcky, nxt, version, xchg, flags, mid, length = unpack_fixed_header(data, 1, "ISAKMP")
     return IsakmpHeader(
         bytes(icky),
         bytes(rcky),
