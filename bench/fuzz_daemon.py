@@ -59,14 +59,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dmvpn.lab.netlab import TUN_NAME, Netlab, NetlabState, NodeState
+from dmvpn.lab.netlab import TUN_NAME, Netlab, NetlabState, NodeState, seed_pair_scenario
 from dmvpn.lab.scenario import parse_scenario
 from dmvpn.runtime.real.control import MAX_COMMAND, ControlClientError, send_command
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.pcap_reader import ipv4_packet, read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
-SEED_DATA = ROOT / "src" / "dmvpn" / "lab" / "data"
 PCAPS = Path("/work/shared/oracles/pcaps")
 LOCK = "/tmp/dmvpn-netns.lock"
 HUB, SPOKE = "172.17.3.1", "172.17.3.2"
@@ -98,21 +97,6 @@ def in_netns(ns: str) -> Iterator[None]:
                 raise OSError(ctypes.get_errno(), "setns back")
 
 
-def scenario_text(name: str) -> str:
-    return f"""
-[lab]
-name = "{name}"
-[[node]]
-name = "hub"
-config = "{SEED_DATA / 'hub.cfg'}"
-[[node]]
-name = "spoke"
-config = "{SEED_DATA / 'spoke.cfg'}"
-[[link]]
-name = "wan"
-endpoints = ["hub:GigabitEthernet0/0/2", "spoke:GigabitEthernet0/0/2"]
-delay_ms = 0
-"""
 
 
 def rss_kb(pid: int) -> int:
@@ -484,7 +468,7 @@ class Campaign:
         self.rng = random.Random(args.seed)
         self.report = Report(args.packets, args.seed)
         self.tmp = Path(tempfile.mkdtemp(prefix="dmvpn-fuzz-"))
-        self.lab = Netlab(parse_scenario(scenario_text(f"fz{os.getpid()}"), "fuzz.toml"), run_dir=self.tmp)
+        self.lab = Netlab(parse_scenario(seed_pair_scenario(f"fz{os.getpid()}"), "fuzz.toml"), run_dir=self.tmp)
         self.state: NetlabState | None = None
         self.captures: list[Capture] = []
         self.sender: socket.socket | None = None

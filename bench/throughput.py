@@ -42,9 +42,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from dmvpn.lab.netlab import seed_pair_scenario
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_LAB = ROOT.parent / "shared" / "lab" / "strongswan_netns_lab.sh"
-SEED_DATA = ROOT / "src" / "dmvpn" / "lab" / "data"
 DMVPN = [sys.executable, "-m", "dmvpn"]
 UDP_LENGTH = 1372  # + 8 UDP + 20 IPv4 = 1400, the tunnel MTU
 
@@ -112,19 +113,7 @@ def bench_strongswan(seconds: float, udp_rate: str, udp_length: int = UDP_LENGTH
 def _netlab(work: Path) -> tuple[Path, str]:
     name = f"bench{os.getpid()}"
     scenario = work / "bench.toml"
-    scenario.write_text(f"""[lab]
-name = "{name}"
-[[node]]
-name = "hub"
-config = "{SEED_DATA / 'hub.cfg'}"
-[[node]]
-name = "spoke"
-config = "{SEED_DATA / 'spoke.cfg'}"
-[[link]]
-name = "wan"
-endpoints = ["hub:GigabitEthernet0/0/2", "spoke:GigabitEthernet0/0/2"]
-delay_ms = 0
-""")
+    scenario.write_text(seed_pair_scenario(name))
     _run([*DMVPN, "netlab", "up", str(scenario)], timeout=120)
     return scenario, name
 

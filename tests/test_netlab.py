@@ -16,29 +16,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "data" / "real"))
 from real_lab import DMVPN, RealLab, ask, control, finished_ping, require_root_tools, sh, wait_for
 
-SEED_DATA = Path(__file__).resolve().parent.parent / "src" / "dmvpn" / "lab" / "data"
+from dmvpn.lab.netlab import LAB_DATA as SEED_DATA
+from dmvpn.lab.netlab import seed_pair_scenario
+
 RUN_DIR = Path("/run/dmvpn-netlab")
 
 
 def _scenario(tmp_path: Path, name: str, spoke_iface: str = "GigabitEthernet0/0/2") -> Path:
     path = tmp_path / "lab.toml"
-    path.write_text(f"""
-[lab]
-name = "{name}"
-
-[[node]]
-name = "hub"
-config = "{SEED_DATA / 'hub.cfg'}"
-
-[[node]]
-name = "spoke"
-config = "{SEED_DATA / 'spoke.cfg'}"
-
-[[link]]
-name = "wan"
-endpoints = ["hub:GigabitEthernet0/0/2", "spoke:{spoke_iface}"]
-delay_ms = 0
-""")
+    path.write_text(seed_pair_scenario(name, spoke_iface))
     return path
 
 

@@ -45,6 +45,19 @@ TUN_NAME = "dmvpn-tun0"
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+#: The built-in lab configs (the seed's hub and spoke among them).
+LAB_DATA = Path(__file__).resolve().parent / "data"
+SEED_WAN = "GigabitEthernet0/0/2"
+
+
+def seed_pair_scenario(name: str, spoke_iface: str = SEED_WAN) -> str:
+    """The scenario TOML of the seed's hub and spoke on one wire with no
+    delay, named ``name`` (its namespaces' prefix): what the real-mode
+    tests and benches bring up. ``spoke_iface`` picks the spoke's end."""
+    return (f'[lab]\nname = "{name}"\n'
+            f'[[node]]\nname = "hub"\nconfig = "{LAB_DATA / "hub.cfg"}"\n'
+            f'[[node]]\nname = "spoke"\nconfig = "{LAB_DATA / "spoke.cfg"}"\n'
+            f'[[link]]\nname = "wan"\nendpoints = ["hub:{SEED_WAN}", "spoke:{spoke_iface}"]\ndelay_ms = 0\n')
 
 
 class NetlabError(Exception):
