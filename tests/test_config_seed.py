@@ -13,7 +13,6 @@ from click.testing import CliRunner
 
 from dmvpn.cli.main import main
 from dmvpn.config import KeepaliveMode, TunnelMode, load_config, parse_config
-from dmvpn.config.routing_model import OspfNetworkType
 from dmvpn.config.algorithms import (
     DhGroup,
     EncapsulationMode,
@@ -23,6 +22,7 @@ from dmvpn.config.algorithms import (
     HashAlgorithm,
     IkeAuthMethod,
 )
+from dmvpn.config.routing_model import OspfNetworkType
 
 SEED = Path("/work/shared/seed")
 HUB, SPOKE = SEED / "hub.cfg", SEED / "spoke.cfg"
