@@ -8,6 +8,7 @@ to every peer. Prints ``ready`` once the devices exist; runs until killed
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import os
@@ -53,10 +54,9 @@ def main(argv: list[str]) -> None:
             packet = os.read(fd, 65535)
             for other in fds:
                 if other != fd:
-                    try:
+                    # EIO: that device is still down; the packet is lost, as on a wire
+                    with contextlib.suppress(OSError):
                         os.write(other, packet)
-                    except OSError:  # that device is still down (EIO): the packet is lost, as on a wire
-                        pass
 
 
 if __name__ == "__main__":
