@@ -168,6 +168,12 @@ def test_ospf_over_tun_reaches_full_and_installs_the_other_lan(pair: Pair, netwo
         own = routes["vrf"]["default"]["address_family"]["ipv4"]["routes"][f"{LAN[node]}.0/24"]
         assert own["source_protocol"] == "connected"
         assert "GigabitEthernet0/1" in own["next_hop"]["outgoing_interface"]
+        # the command line answers from the instance's directory, abbreviations and all
+        cli = subprocess.run([sys.executable, "-m", "dmvpn", "show", "--frr", str(pair.frr[node].run_dir),
+                              "ip", "os", "nei"], capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 0, cli.stderr
+        by_cli = genie_parse("iosxe", "show ip ospf neighbor", cli.stdout)["interfaces"]["Tunnel0"]["neighbors"]
+        assert by_cli[RID[other]]["state"] == states[node]
     _stop_leaves_nothing(pair, "ospf")
 
 

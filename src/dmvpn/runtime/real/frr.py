@@ -45,6 +45,12 @@ VTYSH_TIMEOUT = 10.0
 IFNAMES_FILE = "ifnames.json"
 
 
+def netlab_frr_dir(lab_dir: Path, node: str) -> Path:
+    """Where netlab keeps node ``node``'s FRR instance (``dmvpn show --node``
+    looks there): ``<lab run dir>/<node>.frr``."""
+    return lab_dir / f"{node}.frr"
+
+
 class FrrError(Exception):
     """FRR is missing, would not start, or did not answer; ``str()`` is the
     one-line reason."""
