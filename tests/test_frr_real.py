@@ -15,6 +15,7 @@ under ``flock /tmp/dmvpn-netns.lock`` like the other namespace tests."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent / "data" / "real"))
 from real_lab import require_root_tools, sh, wait_for
 
 from dmvpn.config import parse_config
-from dmvpn.runtime.real.frr import FrrInstance, check_installed
+from dmvpn.runtime.real.frr import FrrError, FrrInstance, check_installed
 from test_show_support import genie_parse
 
 RELAY = Path(__file__).parent / "data" / "real" / "tun_relay.py"
@@ -227,3 +228,19 @@ def _stop_leaves_nothing(pair: Pair, proto: str) -> None:
             assert not Path(f"/proc/{pid}").exists(), f"FRR pid {pid} still there"
         assert not inst.run_dir.exists()
         assert _kernel_routes(node, proto) == "", f"{proto} routes left in {node}'s kernel"
+
+
+def test_a_config_line_frr_rejects_fails_start_before_any_daemon_runs() -> None:
+    """FRR 8.4 logs a line it rejects and carries on (exit status 0); the
+    ``-C`` dry run catches it, so nothing starts with a setting missing."""
+    require_root_tools("vtysh")
+    check_installed()
+    config = parse_config(ospf_configs("broadcast")["a"], "a.cfg").config
+    assert config is not None
+    inst = FrrInstance(None, config, IFNAMES, Path("/run") / f"dmvpn-{PREFIX}-dry")
+    inst.frr = dataclasses.replace(inst.frr, ospfd=inst.frr.text("ospfd").replace(
+        "ip ospf mtu-ignore", "ip ospf mtu-ignroe"))
+    with pytest.raises(FrrError, match=r"^ospfd rejects its config .*ospfd\.conf: .*No such command on config "
+                                       r"line \d+:\s+ip ospf mtu-ignroe$"):
+        inst.start()
+    assert inst.pids == {} and not inst.run_dir.exists()

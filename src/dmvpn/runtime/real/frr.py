@@ -41,6 +41,8 @@ FRR_USER = "frr"
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 VTYSH_TIMEOUT = 10.0
+#: What FRR 8.4 prints (exit status 0 all the same) for config lines it rejects.
+_CONFIG_COMPLAINTS = ("No such command", "Ambiguous command", "Command incomplete", "Unknown command", "rror")
 #: The instance's interface map, kept in its directory for later clients.
 IFNAMES_FILE = "ifnames.json"
 
@@ -191,7 +193,7 @@ class FrrInstance:
         is an error here rather than a silently missing setting."""
         proc = subprocess.run(self._argv(daemon, "-C"), capture_output=True, text=True, timeout=30)
         text = (proc.stdout + proc.stderr).strip().splitlines()
-        bad = [line for line in text if "rror" in line or "Unknown command" in line]
+        bad = [line for line in text if any(m in line for m in _CONFIG_COMPLAINTS)]
         if proc.returncode != 0 or bad:
             why = (bad or text or [f"exit {proc.returncode}"])[-1]
             raise FrrError(f"{daemon} rejects its config {self._conf(daemon)}: {why}")
