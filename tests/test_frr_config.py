@@ -117,3 +117,11 @@ def test_what_frr_cannot_be_given_is_one_line_naming_the_config_line() -> None:
                      " neighbor 10.0.0.1 update-source GigabitEthernet1\nend\n")
     with pytest.raises(FrrConfigError, match=r"^x\.cfg:4: neighbor 10.0.0.1 update-source GigabitEthernet1: "):
         translate(source, {})
+
+
+def test_daemon_ifnames_are_the_devices_dmvpn_run_and_netlab_make() -> None:
+    from dmvpn.lab.netlab import linux_ifname
+    from dmvpn.runtime.real.frr import daemon_ifnames
+
+    names = daemon_ifnames(load_config(SEED / "hub.cfg"), "dmvpn-tun0", linux_ifname)
+    assert names == {"GigabitEthernet0/0/2": "gi0-0-2", "Tunnel0": "dmvpn-tun0"}

@@ -13,6 +13,22 @@ The daemons run in the foreground as children of the caller (``ip netns
 exec NS`` execs, so the child's PID is the daemon's), are stopped by PID
 (SIGTERM: zebra withdraws its kernel routes; SIGKILL after
 :data:`STOP_TIMEOUT`) and the directory is removed, leaving nothing behind.
+Stop the instance before deleting its namespace: a daemon keeps a deleted
+namespace alive.
+
+OSPF over the router's TUN device (measured with FRR 8.4.4,
+tests/test_frr_real.py): a TUN device is ``POINTOPOINT,MULTICAST,NOARP``;
+ospfd sends its hellos to 224.0.0.5 with ``IP_MULTICAST_IF`` on a raw
+socket and joins the groups on the device, so hellos go into the TUN and
+come out of it as long as the tunnel carries them (even with ``multicast
+off``). What it needs from the configuration is the network type: FRR takes
+point-to-point for a ``POINTOPOINT`` device, which holds one neighbor only,
+so the IOS type (``broadcast`` with the hub as DR, or
+``point-to-multipoint``) is written out, with IOS's hello/dead timers
+(:mod:`dmvpn.routing.frr_config`). ``mtu-ignore`` is not needed when both
+ends have the same ``ip mtu``. FRR may start before the TUN device exists
+and survives the device going away and coming back (the daemon
+restarting): the adjacency comes back by itself.
 """
 
 from __future__ import annotations
@@ -26,7 +42,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -45,6 +61,18 @@ VTYSH_TIMEOUT = 10.0
 _CONFIG_COMPLAINTS = ("No such command", "Ambiguous command", "Command incomplete", "Unknown command", "rror")
 #: The instance's interface map, kept in its directory for later clients.
 IFNAMES_FILE = "ifnames.json"
+
+
+def daemon_ifnames(config: RouterConfig, tun_name: str, physical: Callable[[str], str]) -> dict[str, str]:
+    """IOS name -> Linux name as ``dmvpn run --tun-name TUN_NAME`` names the
+    devices of ``config`` (its tunnels' TUN devices, in
+    :func:`~dmvpn.runtime.real.daemon.router_spec`'s order), the other
+    interfaces named by ``physical`` (netlab: ``linux_ifname``)."""
+    from dmvpn.runtime.real.daemon import router_spec
+
+    tuns = {t.iface: t.name for t in router_spec(config, control=None, tun_name=tun_name).tuns}
+    return {name: tuns.get(name) or physical(name) for name in config.interfaces
+            if name in tuns or config.interfaces[name].tunnel is None}
 
 
 def netlab_frr_dir(lab_dir: Path, node: str) -> Path:
