@@ -25,8 +25,8 @@ off``). What it needs from the configuration is the network type: FRR takes
 point-to-point for a ``POINTOPOINT`` device, which holds one neighbor only,
 so the IOS type (``broadcast`` with the hub as DR, or
 ``point-to-multipoint``) is written out, with IOS's hello/dead timers
-(:mod:`dmvpn.routing.frr_config`). ``mtu-ignore`` is not needed when both
-ends have the same ``ip mtu``. FRR may start before the TUN device exists
+(:mod:`dmvpn.routing.frr_config`); the tests keep the seed's
+``ip ospf mtu-ignore``. FRR may start before the TUN device exists
 and survives the device going away and coming back (the daemon
 restarting): the adjacency comes back by itself.
 """
