@@ -30,6 +30,9 @@ command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 command -v sysctl >/dev/null 2>&1 || need_apt+=(procps)        # real-mode tests, netlab: per-namespace sysctls
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)   # real-mode tests: the not-root check
 command -v iperf3 >/dev/null 2>&1 || need_apt+=(iperf3)          # bench/throughput.py
+# real mode's routing (dmvpn.runtime.real.frr, tests/test_frr_real.py): FRR's zebra, ospfd, bgpd and vtysh
+[ -x /usr/lib/frr/zebra ] && [ -x /usr/lib/frr/ospfd ] && [ -x /usr/lib/frr/bgpd ] \
+  && command -v vtysh >/dev/null 2>&1 || need_apt+=(frr)
 # tests/test_real_strongswan.py: strongSwan as the reference peer (../shared/lab/strongswan_peer.sh)
 [ -x /usr/lib/ipsec/charon ] && command -v swanctl >/dev/null 2>&1 \
   && [ -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] \

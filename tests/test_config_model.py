@@ -124,7 +124,11 @@ def test_ignored_and_warnings() -> None:
     assert r.ok
     ignored = {i.line: i.text for i in r.ignored}
     assert ignored[10] == "banner motd ^C" and ignored[11] == "Authorised access only"
-    assert ignored[111] == "network 10.7.0.0 0.0.255.255 area 0"  # inside an ignored block
+    assert ignored[119] == "transport input ssh"  # inside an ignored block (line vty)
+    assert 111 not in ignored  # router ospf is read now
+    (ospf,) = r.config.routing.ospf
+    assert [(str(n.prefix), str(n.area)) for n in ospf.networks] == [("10.7.0.0/16", "0.0.0.0")]
+    assert ospf.passive_default and ospf.is_passive("Tunnel10")
     assert [(w.line, w.message) for w in r.warnings] == [
         (25, "crypto isakmp policy 30 has no 'encryption' and 'authentication' lines: the IOS defaults "
              "(des, rsa-sig) are not supported here, so this policy is never used"),

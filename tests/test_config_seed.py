@@ -22,6 +22,7 @@ from dmvpn.config.algorithms import (
     HashAlgorithm,
     IkeAuthMethod,
 )
+from dmvpn.config.routing_model import OspfNetworkType
 
 SEED = Path("/work/shared/seed")
 HUB, SPOKE = SEED / "hub.cfg", SEED / "spoke.cfg"
@@ -110,13 +111,13 @@ def test_hub_tunnel0_as_the_router_printed_it_has_no_unknown_lines() -> None:
         "no ip redirects",
         "ip nbar protocol-discovery",
         "ip tcp adjust-mss 1360",
-        "ip ospf network broadcast",
-        "ip ospf priority 255",
-        "ip ospf mtu-ignore",
-        "ip ospf 1 area 0",
         "load-interval 30",
         "tunnel path-mtu-discovery",
     ]
+    ospf = r.config.routing.ospf_interfaces["Tunnel0"]
+    assert (ospf.process, str(ospf.area), ospf.network_type, ospf.priority, ospf.mtu_ignore) == (
+        1, "0.0.0.0", OspfNetworkType.BROADCAST, 255, True)
+    assert [p.process_id for p in r.config.routing.ospf] == [1]  # implied by "ip ospf 1 area 0"
 
 
 def test_cli_check_seed_configs() -> None:
@@ -129,7 +130,7 @@ def test_cli_check_seed_configs() -> None:
     assert out.count("lifetime 3600 s / 4608000 KB; PFS no") == 2
     assert "tunnel: source GigabitEthernet0/0/2 (172.17.3.1), mode gre multipoint, key 1" in out
     assert "NHS 10.2.2.1 nbma 172.17.3.1 multicast" in out
-    assert "ignored lines (11):" in out and "  41: load-interval 30" in out
+    assert "ignored lines (7):" in out and "  41: load-interval 30" in out
     assert "seed-lab-psk" not in out
     assert result.stderr == ""
 

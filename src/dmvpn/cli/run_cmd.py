@@ -21,7 +21,9 @@ from dmvpn.lab.netlab import NETLAB_RUN_DIR
 from dmvpn.runtime.real.control import DEFAULT_CONTROL_DIR, ControlClientError, default_control_path, send_command
 from dmvpn.runtime.real.daemon import router_runtime, router_spec
 from dmvpn.runtime.real.errors import RuntimeSetupError
+from dmvpn.runtime.real.frr import FrrError, FrrVty, netlab_frr_dir
 from dmvpn.runtime.real.tun import TUN_CLONE_DEVICE
+from dmvpn.show import frr_shows
 
 DEFAULT_TUN_NAME = "dmvpn-tun0"
 
@@ -123,16 +125,41 @@ _NODE = click.option("--node", default=None, metavar="NAME",
 _WORDS = click.argument("words", nargs=-1, required=True)
 
 
+def _frr_dir(frr: str | None, node: str | None) -> Path | None:
+    """``--frr``; else the FRR instance netlab runs for ``--node``, if any."""
+    if frr:
+        return Path(frr)
+    if node:
+        found = sorted(p for p in NETLAB_RUN_DIR.glob("*") if netlab_frr_dir(p, node).is_dir())
+        if len(found) == 1:
+            return netlab_frr_dir(found[0], node)
+    return None
+
+
 @click.command("show", context_settings={"ignore_unknown_options": True})
 @_CONTROL
 @_NODE
+@click.option("--frr", default=None, metavar="DIR",
+              help="The node's FRR instance directory (default: netlab's for --node): show ip ospf neighbor, "
+                   "show ip route and show ip bgp summary are answered from FRR.")
 @_WORDS
-def show_command(control: str | None, node: str | None, words: tuple[str, ...]) -> None:
+def show_command(control: str | None, node: str | None, frr: str | None, words: tuple[str, ...]) -> None:
     """Run a show command in the daemon: ``dmvpn show crypto ipsec sa``
-    (the word ``show`` may be repeated: ``dmvpn show "show crypto session"``)."""
+    (the word ``show`` may be repeated: ``dmvpn show "show crypto session"``).
+    With an FRR instance (``--frr DIR``, or netlab's for ``--node``), the
+    routing shows come from FRR in IOS form."""
     words = tuple(" ".join(words).split())
     if words[:1] == ("show",):
         words = words[1:]
+    command = " ".join(("show", *words))
+    frr_dir = _frr_dir(frr, node)
+    if frr_dir is not None and frr_shows.is_frr_show(command):
+        try:
+            reply = FrrVty(frr_dir).show(command)
+        except FrrError as err:
+            _fail("show", str(err))
+        click.echo(reply, nl=False)
+        return
     _client("show", "show", control, node, words)
 
 

@@ -1,4 +1,5 @@
-"""The lines of an ``interface`` block: addressing, ``tunnel ...`` (GRE,
+"""The lines of an ``interface`` block (``ip ospf ...`` lines go to
+:mod:`dmvpn.config.routing_cmds`): addressing, ``tunnel ...`` (GRE,
 RFC 2784/2890; multipoint GRE for DMVPN) and ``ip nhrp ...`` (RFC 2332 as
 Cisco configures it)."""
 
@@ -14,7 +15,6 @@ IGNORED: tuple[tuple[str, ...], ...] = (
     ("bandwidth",),
     ("load-interval",),
     ("no",),
-    ("ip", "ospf"),
     ("ip", "nbar"),
     ("ip", "tcp"),
     ("ip", "pim"),

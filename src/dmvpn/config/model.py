@@ -22,6 +22,7 @@ from dmvpn.config.algorithms import (
     IkeAuthMethod,
 )
 from dmvpn.config.ikev2_model import Ikev2Config
+from dmvpn.config.routing_model import RoutingConfig
 
 #: Cisco IPsec SA lifetime defaults (``crypto ipsec security-association lifetime``).
 DEFAULT_SA_LIFETIME_SECONDS = 3600
@@ -352,6 +353,7 @@ class RouterConfig:
     interfaces: dict[str, Interface] = field(default_factory=dict)
     routes: tuple[StaticRoute, ...] = ()
     ikev2: Ikev2Config = field(default_factory=Ikev2Config)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
 
     def psk_for(self, peer: IPv4Address | str) -> str | None:
         """The pre-shared key for ``peer``: the ``crypto isakmp key`` whose

@@ -44,10 +44,20 @@ from dmvpn.config.model import (
     StaticRoute,
 )
 from dmvpn.config.resolve import build
+from dmvpn.config.routing_cmds import (
+    BgpBuilder,
+    OspfBuilder,
+    OspfIfBuilder,
+    asn,
+    bgp_line,
+    ospf_interface_line,
+    ospf_line,
+)
 from dmvpn.config.transforms import parse_transforms
 from dmvpn.config.values import LineError, address_mask, integer, interface_name, ipv4, network
 
-#: Global lines (and the blocks they open) that do not affect this stack.
+#: Global lines (and the blocks they open) that do not affect this stack
+#: (``router ospf`` and ``router bgp`` are read before this table is asked).
 IGNORED_GLOBAL: tuple[tuple[str, ...], ...] = (
     ("version",), ("service",), ("no",), ("boot-start-marker",), ("boot-end-marker",),
     ("boot",), ("enable",), ("username",), ("aaa",), ("clock",), ("logging",), ("ntp",),
@@ -161,6 +171,9 @@ class _Parser:
         self.interfaces: dict[str, InterfaceBuilder] = {}
         self.routes: list[StaticRoute] = []
         self.ikev2 = Ikev2Builders()
+        self.ospf: dict[int, OspfBuilder] = {}
+        self.ospf_interfaces: dict[str, OspfIfBuilder] = {}
+        self.bgp: BgpBuilder | None = None
         self.global_lines: dict[str, int] = {}
         # names whose defining line failed: references to them are not
         # reported again as missing
@@ -294,6 +307,10 @@ class _Parser:
             self._named_acl(t, ln, text)
         elif t[:2] == ["ip", "route"]:
             self._route(t, ln)
+        elif t[:2] == ["router", "ospf"]:
+            self._router_ospf(t, ln, text)
+        elif t[:2] == ["router", "bgp"]:
+            self._router_bgp(t, ln, text)
         elif any(tuple(t[: len(p)]) == p for p in IGNORED_GLOBAL):
             self.ignore(ln, text)
             self.block = _Block(text, None, ignored=True)
@@ -430,7 +447,35 @@ class _Parser:
             raise LineError(f"duplicate interface {name} (first at line {self.interfaces[name].line})")
         b = InterfaceBuilder(name, ln)
         self.interfaces[name] = b
-        self._open(f"interface {name}", lambda tok, line: interface_line(b, tok, line))
+
+        def handle(tok: list[str], line: int) -> str:
+            if tok[:2] == ["ip", "ospf"]:
+                ospf = self.ospf_interfaces.setdefault(name, OspfIfBuilder(name, line))
+                return ospf_interface_line(ospf, tok, line)
+            return interface_line(b, tok, line)
+
+        self._open(f"interface {name}", handle)
+
+    def _router_ospf(self, t: list[str], ln: int, text: str) -> None:
+        """``router ospf PROCESS-ID`` (VRFs are not supported)."""
+        if len(t) != 3:
+            raise LineError("router ospf: expected one process id 1-65535 (VRFs are not supported)")
+        pid = integer(t[2], 1, 65535, "router ospf process id")
+        if pid in self.ospf:
+            raise LineError(f"duplicate router ospf {pid} (first at line {self.ospf[pid].line})")
+        b = self.ospf[pid] = OspfBuilder(pid, ln)
+        self._open(text, lambda tok, line: ospf_line(b, tok, line))
+
+    def _router_bgp(self, t: list[str], ln: int, text: str) -> None:
+        """``router bgp ASN``: one per router (IOS: "BGP is already running")."""
+        if len(t) != 3:
+            raise LineError("router bgp: expected one AS number")
+        number = asn(t[2], "router bgp AS number")
+        if self.bgp is not None:
+            raise LineError(f"router bgp {number}: BGP is already running (router bgp {self.bgp.asn} "
+                            f"at line {self.bgp.line})")
+        b = self.bgp = BgpBuilder(number, ln)
+        self._open(text, lambda tok, line: bgp_line(b, tok, line))
 
     def _acl_entry(self, b: AclBuilder, t: list[str], ln: int) -> str:
         if t[0] == "remark":

@@ -35,6 +35,7 @@ from dmvpn.config.model import (
     TunnelConfig,
     TunnelMode,
 )
+from dmvpn.config.routing_cmds import build_routing
 from dmvpn.config.values import LineError, interface_name
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ def build(p: _Parser) -> RouterConfig:
         interfaces=interfaces,
         routes=tuple(p.routes),
         ikev2=ikev2,
+        routing=build_routing(p.ospf, p.ospf_interfaces, p.bgp, set(interfaces), p.error, p.warn),
     )
 
 

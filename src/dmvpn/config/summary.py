@@ -18,6 +18,7 @@ from dmvpn.config.algorithms import (
 )
 from dmvpn.config.ikev2_summary import ikev2_summary_lines
 from dmvpn.config.model import AccessList, IsakmpKey, NhrpConfig, PortMatch, RouterConfig, TunnelConfig
+from dmvpn.config.routing_summary import ospf_interface_line, routing_summary_lines
 
 MASK = "*****"
 
@@ -154,6 +155,8 @@ def summary_lines(c: RouterConfig) -> list[str]:
             out.append(f"    tunnel: {_tunnel_text(i.tunnel)}")
         if i.nhrp:
             out += [f"    {x}" for x in _nhrp_text(i.nhrp)]
+        out += ospf_interface_line(c.routing, i.name)
+    out += routing_summary_lines(c.routing)
     for r in c.routes:
         via = " ".join(x for x in (r.interface, str(r.next_hop) if r.next_hop else None) if x)
         out.append(f"  route {r.prefix} via {via} [{r.distance}]")

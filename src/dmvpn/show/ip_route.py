@@ -33,8 +33,9 @@ LEGEND = (
 #: Columns of the code field, and the extra indent of a subnet line.
 CODE_WIDTH = 6
 SUBNET_INDENT = 3
-#: Routes IOS prints with their age (learnt, not configured).
-_DYNAMIC = frozenset({"H"})
+#: Routes IOS prints with their age (learnt, not configured): NHRP, and
+#: OSPF and BGP when FRR answers (:mod:`dmvpn.show.frr_shows`).
+_DYNAMIC = frozenset({"H", "O", "B"})
 
 
 def classful(address: ipaddress.IPv4Address) -> ipaddress.IPv4Network:
