@@ -22,7 +22,8 @@ Packet paths (DESIGN.md "How data flows"):
 
 Admin: ``ping``, ``show ...`` (via :mod:`dmvpn.node.show_adapter`),
 ``clear crypto sa [peer A]``, ``debug crypto isakmp`` / ``no debug ...``, and
-the lab-only ``test crypto ipsec rekey [peer A]``.
+the lab-only ``test crypto ipsec rekey [peer A]`` and ``test crypto ikev2
+rekey [peer A]`` (an IKE SA rekey now, RFC 7296 2.18).
 
 The ICMP host stack (echo responder and ``ping`` sessions) is the sim's
 :class:`~dmvpn.node.icmp_echo.IcmpEchoEngine`, given the tunnel and physical
@@ -317,6 +318,9 @@ class Router:
             # as the lifetime check would; two routers told at the same
             # instant make a simultaneous rekey.
             return self._with_peer(words, 4, lambda peer: f"{self._rekey(now, peer)} Quick Mode(s) started")
+        if head[:4] == ["test", "crypto", "ikev2", "rekey"]:
+            # Lab extension: rekey the IKEv2 SAs now (as at 90% of their lifetime).
+            return self._with_peer(words, 4, lambda peer: f"{self._rekey_ike(now, peer)} IKE SA rekey(s) started")
         if head[:1] == ["show"]:
             if head[1:3] in (["ping"], ["ip", "traffic"]):
                 return self.host.admin(now, " ".join(head[:3]))
@@ -339,6 +343,9 @@ class Router:
 
     def _rekey(self, now: float, peer: str | None) -> int:
         return sum(km.rekey(now, peer) for km in self.key_managers)
+
+    def _rekey_ike(self, now: float, peer: str | None) -> int:
+        return sum(km.rekey_ike(now, peer) for km in self.key_managers if isinstance(km, Ikev2Manager))
 
     def _explain(self, now: float, peer: str | None) -> str:
         """``show crypto ipsec sa [peer A] explain`` (not IOS): why each SA
@@ -744,7 +751,7 @@ def build_key_managers(name: str, config: RouterConfig, sad: SecurityAssociation
     the list: the router's acquires go to it), IKEv1 (``crypto isakmp``)
     otherwise."""
     if uses_ikev2(config):
-        return [Ikev2Engine(name, config, sad, random, profile, policies, traffic=traffic)]
+        return [Ikev2Engine(name, config, sad, random, profile, policies, traffic=traffic, force_nat_t=force_nat_t)]
     return [Ikev1Engine(name, config, sad, random, profile, policies, traffic=traffic, force_nat_t=force_nat_t)]
 
 

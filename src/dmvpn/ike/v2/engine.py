@@ -57,7 +57,7 @@ from dmvpn.ike.v2.ike_sa import Exchange, ExchangeKind, Ikev2Sa
 from dmvpn.ike.v2.informational import Informational
 from dmvpn.ike.v2.keytable import key_record
 from dmvpn.ike.v2.protect import open_message
-from dmvpn.ike.v2.sa_init import IkeSaInit, IkeSaState, InitOutcome
+from dmvpn.ike.v2.sa_init import Endpoints, IkeSaInit, IkeSaState, InitOutcome
 from dmvpn.ike.v2.settings import auth_config, ikev2_profile_for, proposals_for, responder_policy
 from dmvpn.ike.v2.states import Ikev2SaEvent, Ikev2SaState
 from dmvpn.ike.v2.views import child_view, sa_view
@@ -79,6 +79,7 @@ from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.ikev2 import Ikev2Header, Ikev2Message, decode_header
 from dmvpn.wire.ikev2_payloads import NotifyPayload, SaPayload
 from dmvpn.wire.ikev2_registry import ExchangeType, NotifyType, ProtocolId
+from dmvpn.wire.isakmp import IKE_PORT, NAT_T_PORT
 
 #: Guessed IOS-XE IKEv2 request retransmission (see the module docstring).
 IKEV2_RETRANSMIT = RetransmitTimers(initial=2.0, backoff=2.0, max_interval=32.0, limit=5)
@@ -131,8 +132,14 @@ class Ikev2Engine:
         profile: BehaviourProfile,
         child_policies: list[ChildPolicy],
         traffic: TrafficProbe | None = None,
+        force_nat_t: bool = False,
     ) -> None:
+        """``force_nat_t``: claim a NAT in front of this router (a
+        NAT_DETECTION_SOURCE_IP hash of no address of ours, RFC 7296 2.23),
+        so IKE floats to UDP 4500 and ESP travels in UDP (RFC 3948), as
+        :class:`~dmvpn.ike.engine.Ikev1Engine` does with the same flag."""
         self.name = name
+        self.force_nat_t = force_nat_t
         self.config = config
         self.sad = sad
         self.random = random
@@ -222,6 +229,13 @@ class Ikev2Engine:
                 child.soft_reason = child.soft_reason or "time"
                 started += self._rekey_child(now, child, force=True)
         return started
+
+    def rekey_ike(self, now: float, peer: str | None = None) -> int:
+        """Rekey the established IKE SAs (with ``peer``) now (RFC 7296 2.18)."""
+        victims = [s for s in self.sas if (peer is None or s.peer == peer) and s.established and not s.rekey_started]
+        for sa in victims:
+            self._ike_rekey(now, sa)
+        return len(victims)
 
     def sad_events(self, now: float, events: list[SadEvent] | None = None) -> None:
         for ev in events if events is not None else self.sad.poll_events():
@@ -313,6 +327,8 @@ class Ikev2Engine:
                 self._log(now, None, f"Received packet for an unknown IKE SA from {src}:{sport}, dropped")
             return
         sa.peer_port, sa.last_rx = sport, now
+        if sa.nat and dport == NAT_T_PORT and sa.local_port != NAT_T_PORT:  # the initiator floated (2.23)
+            sa.local_port = NAT_T_PORT
         self._log(now, sa, f"Received Packet [From {src}:{sport}/To {dst}:{dport}/VRF i0:f0]\n"
                            f"Initiator SPI : {sa.keys.spi_i.hex().upper()} - Responder SPI : "
                            f"{sa.keys.spi_r.hex().upper()} Message id: {hdr.message_id}\n"
@@ -492,7 +508,9 @@ class Ikev2Engine:
             self._syslog(now, f"no IKEv2 profile, keyring key or proposal for peer {request.peer}",
                          peer=request.peer)
             return
-        init = IkeSaInit(proposals, self.random, initiator=True)
+        endpoints = Endpoints((IPv4Address(request.local).packed, IKE_PORT),
+                              (IPv4Address(request.peer).packed, IKE_PORT))
+        init = IkeSaInit(proposals, self.random, initiator=True, endpoints=endpoints, force_nat=self.force_nat_t)
         sa = self._new_sa(now, True, request.local, request.peer, init.sa)
         sa.init, sa.auth, sa.profile = init, cfg, ikev2_profile_for(self.config, request.policy, request.peer)
         sa.pending.append(request)
@@ -514,6 +532,10 @@ class Ikev2Engine:
             return
         sa.transition(Ikev2SaEvent.INIT_DONE)
         sa.next_mid = 1
+        if init.nat:  # RFC 7296 2.23: the initiator floats to 4500 for IKE_AUTH
+            sa.nat = True
+            sa.local_port = sa.peer_port = NAT_T_PORT
+            self._log(now, sa, self._nat_text(init) + f"; floating to port {NAT_T_PORT}")
         self._export_keys(sa.keys)
         exch_auth = Exchange(K.IKE_AUTH, request=sa.pending[0] if sa.pending else None, message_id=1)
         alone = not any(o is not sa and o.peer == sa.peer and o.established for o in self.sas)
@@ -537,7 +559,8 @@ class Ikev2Engine:
 
     def _init_r(self, now: float, src: str, sport: int, dst: str, dport: int, data: bytes) -> None:
         proposals = proposals_for(self.config, dst)
-        init = IkeSaInit(proposals, self.random, initiator=False)
+        endpoints = Endpoints((IPv4Address(dst).packed, dport), (IPv4Address(src).packed, sport))
+        init = IkeSaInit(proposals, self.random, initiator=False, endpoints=endpoints, force_nat=self.force_nat_t)
         init.process_r(data, now, peer=IPv4Address(src).packed)
         reply = init.build_r(now)
         if init.sa.keys is None:  # a notify (INVALID_KE, NO_PROPOSAL_CHOSEN): no state kept (2.6)
@@ -546,6 +569,9 @@ class Ikev2Engine:
             return
         sa = self._new_sa(now, False, dst, src, init.sa)
         sa.local_port, sa.peer_port, sa.init = dport, sport, init
+        if init.nat:
+            sa.nat = True
+            self._log(now, sa, self._nat_text(init))
         sa.profile = self.config.ikev2.profile_for(src)
         sa.transition(Ikev2SaEvent.RECV_INIT)
         sa.peer_mid, sa.last_request, sa.last_response = 1, data, reply
@@ -553,6 +579,12 @@ class Ikev2Engine:
         self._log(now, sa, f"Received IKE_SA_INIT from {src}:{sport}; sending response")
         self._send(sa, reply)
         self.transport.schedule(now + IKEV2_RETRANSMIT.give_up_after(), lambda t: self._half_open_timeout(t, sa))
+
+    def _nat_text(self, init: IkeSaInit) -> str:
+        if self.force_nat_t:
+            return "NAT-T forced: UDP encapsulation as if this router were behind a NAT"
+        return "NAT detected: " + ", ".join(w for w, on in (("this router is behind a NAT", init.sa.nat_local),
+                                                            ("the peer is behind a NAT", init.sa.nat_peer)) if on)
 
     def _half_open_timeout(self, now: float, sa: Ikev2Sa) -> None:
         if sa in self.sas and sa.state is Ikev2SaState.INIT_DONE:
@@ -746,7 +778,8 @@ class Ikev2Engine:
                                        origin=SaOrigin(initiator, reason, replaces), peer=request.peer,
                                        local=request.local, transform=result.esp, mode=mode,
                                        selector=request.selector, lifetime=lifetime, ike_sa=sa.sa_id,
-                                       replay_window_size=self.config.replay_window_size or 64)
+                                       replay_window_size=self.config.replay_window_size or 64,
+                                       udp_encap=(sa.local_port, sa.peer_port) if sa.nat else None)
 
         try:
             sa_in = half(spi_in, SaDirection.INBOUND, enc_in, auth_in, old.sa_in.spi if old else None)
@@ -945,6 +978,7 @@ class Ikev2Engine:
         the old one only waits for its DELETE."""
         new = self._new_sa(now, keys.initiator, old.local, old.peer, keys)
         new.local_port, new.peer_port, new.auth, new.profile = old.local_port, old.peer_port, old.auth, old.profile
+        new.nat = old.nat
         for child in old.children:
             self.child_ike[child] = new
         new.children, old.children = old.children, []

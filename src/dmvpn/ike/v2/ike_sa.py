@@ -60,6 +60,8 @@ class Ikev2Sa:
     state: Ikev2SaState = Ikev2SaState.IDLE
     local_port: int = IKE_PORT
     peer_port: int = IKE_PORT
+    #: NAT found (or forced) in IKE_SA_INIT (RFC 7296 2.23): IKE on UDP 4500, ESP in UDP (RFC 3948)
+    nat: bool = False
     init: IkeSaInit | None = None
     auth: AuthConfig | None = None
     profile: Ikev2Profile | None = None
