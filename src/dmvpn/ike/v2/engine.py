@@ -100,6 +100,20 @@ class RekeyOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class IkeCollisionRecord:
+    """How one IKE SA rekey collision was settled here (RFC 7296 2.8.2):
+    the old IKE SA, both exchanges' nonces, both new SAs' IDs here, and
+    whether ours was the redundant one (and so deleted by us)."""
+
+    old_sa_id: int
+    ours_nonces: tuple[bytes, bytes]
+    theirs_nonces: tuple[bytes, bytes]
+    ours_sa_id: int
+    theirs_sa_id: int
+    ours_redundant: bool
+
+
+@dataclass(frozen=True, slots=True)
 class CollisionRecord:
     """How one CHILD_SA rekey collision was settled on this side (RFC 7296
     2.8.1), for the lab and tests: the old pair's inbound SPI, both
@@ -155,6 +169,7 @@ class Ikev2Engine:
         self.rekeys: dict[ChildSa, list[RekeyOutcome]] = {}
         self.holdoff: dict[Flow, float] = {}
         self.collisions: list[CollisionRecord] = []
+        self.ike_collisions: list[IkeCollisionRecord] = []
         #: Every IKE SA's Wireshark decryption line, in establishment order.
         self.key_lines: list[str] = []
         self.stats = {"collisions": 0, "redundant_deleted": 0, "ike_failures": 0, "retransmits": 0,
@@ -383,8 +398,14 @@ class Ikev2Engine:
         reply: bytes | None
         if xchg == ExchangeType.IKE_AUTH and sa.state is Ikev2SaState.INIT_DONE:
             reply = self._auth_r(now, sa, data)
-        elif xchg == ExchangeType.CREATE_CHILD_SA and sa.established:
+        elif xchg == ExchangeType.CREATE_CHILD_SA and sa.established and not self._deleting(sa):
             reply = self._create_child_r(now, sa, mid, data)
+        elif (xchg == ExchangeType.CREATE_CHILD_SA and sa.state is Ikev2SaState.REKEYED) or self._deleting(sa):
+            # RFC 7296 2.25: this SA is rekeyed or being deleted (a delayed crossing rekey, a DELETE crossing it)
+            self._log(now, sa, "CREATE_CHILD_SA on an IKE SA being deleted refused: TEMPORARY_FAILURE")
+            self.stats["rekeys_refused"] += 1
+            reply = IkeRekey(sa.keys, proposals_for(self.config, sa.local), self.random, mid, False).refuse(
+                NotifyType.TEMPORARY_FAILURE, "the IKE SA is rekeyed")
         elif xchg == ExchangeType.INFORMATIONAL and sa.state in (Ikev2SaState.ESTABLISHED, Ikev2SaState.REKEYED):
             reply = self._informational_r(now, sa, mid, data)
         else:
@@ -467,6 +488,8 @@ class Ikev2Engine:
                                + (f" for SPI 0x{old.sa_in.spi:X}" if old else ""))
             return task.build_i(now)
         if exch.kind is K.REKEY_IKE:
+            if not sa.established:
+                return None  # the peer's rekey replaced it while ours was queued
             exch.task = rekey = IkeRekey(keys, proposals_for(self.config, sa.local), self.random, mid, True)
             self._log(now, sa, "Sending IKE SA rekey request")
             return rekey.build_i(now)
@@ -909,12 +932,22 @@ class Ikev2Engine:
                 self._drop_halves(now, child)
         if info.result.delete_ike:
             self._log(now, sa, "Received DELETE for the IKEv2 SA")
+            if sa.rival is not None:  # only the winner of a crossing rekey deletes the old SA (2.8.2)
+                rival, sa.rival = sa.rival[0], None
+                self._log(now, sa, f"IKE SA rekey collision: the peer's DELETE of the old SA came first, "
+                                   f"its rekey (SA ID {rival.sa_id}) survives (RFC 7296 2.8.2)")
+                self._adopt(now, sa, rival)
             self._remove_children(now, sa, "peer deleted the IKE SA")
             if sa.state is not Ikev2SaState.DELETED:
                 sa.transition(Ikev2SaEvent.DELETE)
         elif not info.result.deleted_child_spis:
             self._log(now, sa, "Received DPD/liveness query; answering")
         return reply
+
+    @staticmethod
+    def _deleting(sa: Ikev2Sa) -> bool:
+        """Our DELETE of the IKE SA is in flight or queued."""
+        return any(e.kind is K.DELETE_IKE for e in ([sa.outstanding] if sa.outstanding else []) + sa.queue)
 
     def _send_ike_delete(self, now: float, sa: Ikev2Sa) -> None:
         self._enqueue(now, sa, Exchange(K.DELETE_IKE))
@@ -952,40 +985,89 @@ class Ikev2Engine:
             self._enqueue(now, sa, Exchange(K.REKEY_IKE))
 
     def _ike_rekey_done(self, now: float, sa: Ikev2Sa, exch: Exchange, data: bytes) -> None:
+        """Our IKE SA rekey was answered. When the peer's rekey of the same
+        SA crossed it (``sa.rival``), RFC 7296 2.8.2 settles which new SA
+        survives: the one whose exchange used the lowest nonce is redundant
+        and deleted by its initiator; the survivor inherits the CHILD_SAs
+        and its initiator deletes the old SA."""
         task: IkeRekey = exch.task
         ok = task.process_i(data, now)
         if ok is None:
             task.message_id = sa.next_mid
             self._launch(now, sa, Exchange(K.REKEY_IKE, message_id=sa.next_mid, task=task), task.build_i(now))
             return
-        if not ok or task.new_sa is None:
+        rival, sa.rival = sa.rival, None
+        if not ok or task.new_sa is None or task.nonces is None:
             self._log(now, sa, f"IKE SA rekey failed: {task.error}")
             sa.rekey_started = False
+            if rival is not None:  # the peer's crossing rekey stands alone; the peer deletes the old SA
+                self._adopt(now, sa, rival[0])
             return
-        self._take_over(now, sa, task.new_sa)
-        self._send_ike_delete(now, sa)
+        mine = self._rekeyed_sa(now, sa, task.new_sa)
+        if rival is None:
+            self._adopt(now, sa, mine)
+            self._send_ike_delete(now, sa)
+            return
+        theirs, their_nonces = rival
+        mine_lost = redundant(task.nonces, their_nonces)
+        self.ike_collisions.append(IkeCollisionRecord(sa.sa_id, task.nonces, their_nonces, mine.sa_id, theirs.sa_id,
+                                                      mine_lost))
+        self._log(now, sa, f"IKE SA rekey collision: ours (SA ID {mine.sa_id}) "
+                           f"{'is redundant (lowest nonce), deleting it' if mine_lost else 'survives'} "
+                           f"(RFC 7296 2.8.2)")
+        if mine_lost:
+            self._adopt(now, sa, theirs)
+            self._send_ike_delete(now, mine)
+        else:
+            self._adopt(now, sa, mine)
+            self._send_ike_delete(now, sa)
+            self._expect_delete(now, theirs)
 
     def _ike_rekey_r(self, now: float, sa: Ikev2Sa, mid: int, data: bytes) -> bytes | None:
+        """The peer rekeys the IKE SA. While our own rekey of it is in
+        flight the new SA waits as ``sa.rival`` for 2.8.2 to settle."""
         task = IkeRekey(sa.keys, proposals_for(self.config, sa.local), self.random, mid, False)
         task.process_r(data, now)
         reply = task.build_r(now)
-        if reply is not None and task.new_sa is not None:
-            self._take_over(now, sa, task.new_sa)
+        if reply is None or task.new_sa is None or task.nonces is None:
+            return reply
+        new = self._rekeyed_sa(now, sa, task.new_sa)
+        ours = sa.outstanding
+        if ours is not None and ours.kind is K.REKEY_IKE:
+            self._log(now, sa, f"IKE SA rekey collision: the peer's rekey (SA ID {new.sa_id}) crossed ours")
+            sa.rival = (new, task.nonces)
+        else:
+            self._adopt(now, sa, new)
         return reply
 
-    def _take_over(self, now: float, old: Ikev2Sa, keys: IkeSaState) -> None:
-        """The new IKE SA of a rekey (RFC 7296 2.18) inherits the CHILD_SAs;
-        the old one only waits for its DELETE."""
+    def _rekeyed_sa(self, now: float, old: Ikev2Sa, keys: IkeSaState) -> Ikev2Sa:
+        """The new IKE SA of a rekey of ``old`` (RFC 7296 2.18), established, without CHILD_SAs yet."""
         new = self._new_sa(now, keys.initiator, old.local, old.peer, keys)
         new.local_port, new.peer_port, new.auth, new.profile = old.local_port, old.peer_port, old.auth, old.profile
         new.nat = old.nat
+        self._export_keys(keys)
+        self._established(now, new, Ikev2SaEvent.TAKE_OVER)
+        return new
+
+    def _adopt(self, now: float, old: Ikev2Sa, new: Ikev2Sa) -> None:
+        """``new`` replaces ``old``: it inherits the CHILD_SAs; the old one
+        only waits for its DELETE (ours, or the peer's: then not forever)."""
         for child in old.children:
             self.child_ike[child] = new
-        new.children, old.children = old.children, []
+        new.children, old.children = new.children + old.children, []
         old.transition(Ikev2SaEvent.REKEYED)
-        self._export_keys(keys)
         self._log(now, old, f"IKE SA rekeyed: new SA ID {new.sa_id}")
-        self._established(now, new, Ikev2SaEvent.TAKE_OVER)
+        if not new.initiator:
+            self._expect_delete(now, old)
+
+    def _expect_delete(self, now: float, sa: Ikev2Sa) -> None:
+        """The peer is to delete ``sa`` (a rekeyed or redundant IKE SA, 2.8.2);
+        if its DELETE never comes, the SA goes when the peer's retransmissions
+        would have given up."""
+        def give_up(t: float) -> None:
+            if sa in self.sas and sa.state is not Ikev2SaState.DELETED:
+                self._remove_sa(t, sa, "the peer's DELETE never came")
+        self.transport.schedule(now + IKEV2_RETRANSMIT.give_up_after(), give_up)
 
     def _ike_expired(self, now: float, sa: Ikev2Sa) -> None:
         if sa in self.sas and sa.expires_at is not None and now >= sa.expires_at:

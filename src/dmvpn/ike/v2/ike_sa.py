@@ -78,6 +78,8 @@ class Ikev2Sa:
     pending: list[ChildRequest] = field(default_factory=list)  # acquires waiting for IKE_AUTH
     children: list[ChildSa] = field(default_factory=list)
     rekey_started: bool = False
+    #: the new IKE SA of the peer's rekey that crossed ours, with its exchange's (Ni, Nr) (RFC 7296 2.8.2)
+    rival: tuple[Ikev2Sa, tuple[bytes, bytes]] | None = None
 
     @property
     def established(self) -> bool:
