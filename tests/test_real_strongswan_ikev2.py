@@ -78,8 +78,6 @@ end
 """
 #: charon's side: IKEv2, the same proposals (PFS group 15 on the CHILD_SA).
 IKEV2_KNOBS = {"IKE_VERSION": "2", "ESP_PROPOSAL": "aes128-sha256-modp3072"}
-#: How often the provoked simultaneous rekey is tried before the test gives up on a crossing.
-COLLISION_TRIES = 3
 
 
 def _ping(peer: PeerLab, count: int) -> None:
@@ -153,48 +151,44 @@ def _establish(dut: Dut, peer: PeerLab, initiator: str) -> None:
     dut.wait_pair()
 
 
-def _simultaneous_child_rekey(dut: Dut, peer: PeerLab) -> int:
-    """Make both sides rekey the one pair at once, so that the two
-    CREATE_CHILD_SA requests cross: our daemon is stopped (SIGSTOP) with
-    ``test crypto ipsec rekey`` already waiting on its control connection,
-    charon is told ``swanctl --rekey`` and sends its request, then our
-    daemon continues and reads the command (ready first) before charon's
-    request. Each try must end with one pair on both sides; returns the
-    tries it took to see the collision on both sides."""
+def _at_once(dut: Dut, peer: PeerLab, ours: str, swanctl: tuple[str, ...]) -> str:
+    """Make both sides start a rekey at once, so that the two CREATE_CHILD_SA
+    requests cross: our daemon is stopped (SIGSTOP) with the command
+    ``ours`` already waiting on its control connection, charon is told
+    ``swanctl ARGS`` and sends its request, then our daemon continues and
+    reads the command (ready first) before charon's request. Our reply."""
     assert dut.proc is not None
-    for attempt in range(1, COLLISION_TRIES + 1):
-        before = _one_pair_agreed(dut, peer)
-        requests = peer.charon_log().count("generating CREATE_CHILD_SA request")
-        collisions = len(re.findall(r"CHILD_SA rekey collision for SPI", dut.log()))
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.settimeout(20)
+    requests = peer.charon_log().count("generating CREATE_CHILD_SA request")
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(20)
+    try:
+        conn.connect(str(dut.sock))
+        time.sleep(0.2)  # accepted: the command below makes the connection readable
+        os.kill(dut.proc.pid, signal.SIGSTOP)
         try:
-            conn.connect(str(dut.sock))
-            time.sleep(0.2)  # accepted: the command below makes the connection readable
-            os.kill(dut.proc.pid, signal.SIGSTOP)
-            try:
-                conn.sendall(b"test crypto ipsec rekey\n")
-                out = peer.swanctl("--rekey", "--child", peer.facts["CHILD_NAME"])
-                assert out.returncode == 0, out.stdout + out.stderr
-                wait_for(lambda n=requests: peer.charon_log().count("generating CREATE_CHILD_SA request") > n, 5,
-                         "charon's rekey request", interval=0.02)
-            finally:
-                os.kill(dut.proc.pid, signal.SIGCONT)
-            reply = b""
-            while chunk := conn.recv(4096):
-                reply += chunk
+            conn.sendall(ours.encode() + b"\n")
+            out = peer.swanctl(*swanctl)
+            assert out.returncode == 0, out.stdout + out.stderr
+            wait_for(lambda: peer.charon_log().count("generating CREATE_CHILD_SA request") > requests, 5,
+                     "charon's rekey request", interval=0.02)
         finally:
-            conn.close()
-        assert reply.decode().strip() == "1 Quick Mode(s) started", reply
-        after = _wait_settled(dut, peer, before, f"one pair after simultaneous rekey {attempt}")
-        assert after != before
-        charon = re.findall(r"CHILD_SA rekey collision (won|lost)", peer.charon_log())
-        ours = re.findall(r"CHILD_SA rekey collision for SPI .*(is redundant|survives)", dut.log())
-        if len(ours) > collisions:
-            # 2.8.1 picks the same loser on both sides: charon won exactly when ours was redundant.
-            assert charon and (charon[-1] == "won") == (ours[-1] == "is redundant"), (charon, ours)
-            return attempt
-    raise AssertionError(f"no rekey collision in {COLLISION_TRIES} tries")
+            os.kill(dut.proc.pid, signal.SIGCONT)
+        reply = b""
+        while chunk := conn.recv(4096):
+            reply += chunk
+    finally:
+        conn.close()
+    return reply.decode().strip()
+
+
+def _agree_on_the_loser(dut: Dut, peer: PeerLab, kind: str, ours_kind: str, rfc: str) -> None:
+    """RFC 7296 2.8.1 / 2.8.2 picks the same loser on both sides: charon
+    won exactly when our new SA was the redundant one."""
+    charon = re.findall(rf"{kind} rekey collision (won|lost)", peer.charon_log())
+    ours = re.findall(rf"{ours_kind} rekey collision[^\n]*: ours [^\n]*(is redundant|survives)[^\n]*\({rfc}\)",
+                      dut.log())
+    assert len(charon) == len(ours) == 1, (charon, ours)
+    assert (charon[0] == "won") == (ours[0] == "is redundant"), (charon, ours)
 
 
 @pytest.mark.parametrize("initiator", ["dmvpn", "strongswan"], ids=["we-initiate", "strongswan-initiates"])
@@ -251,10 +245,23 @@ def test_ikev2_rekeys_collision_and_deletes_agree_with_strongswan(peer_lab, tmp_
         assert dut.log().count("IKE SA rekeyed: new SA ID") == 2
 
         # Both rekey the pair at once: RFC 7296 2.8.1 leaves one pair, the same on both sides.
-        _simultaneous_child_rekey(dut, peer)
-        log = dut.log()
-        assert "CHILD_SA rekey collision for SPI" in log
+        assert _at_once(dut, peer, "test crypto ipsec rekey", ("--rekey", "--child", peer.facts["CHILD_NAME"])) \
+            == "1 Quick Mode(s) started"
+        pair = _wait_settled(dut, peer, pair, "one pair after the simultaneous CHILD_SA rekey")
+        _agree_on_the_loser(dut, peer, "CHILD_SA", "CHILD_SA", "RFC 7296 2.8.1")
         _ping(peer, 3)
+
+        # Both rekey the IKE SA at once: 2.8.2 leaves one IKE SA, the same, with the pair.
+        old_ike = _ike_spis(peer)
+        assert _at_once(dut, peer, "test crypto ikev2 rekey", ("--rekey", "--ike", peer.facts["CONN_NAME"])) \
+            == "1 IKE SA rekey(s) started"
+        wait_for(lambda: len(peer.ike_sas()) == 1 and _ike_spis(peer) != old_ike
+                 and _ours_ike_spis(dut) == _ike_spis(peer), 15,
+                 "one IKE SA on both sides after the simultaneous IKE SA rekey", interval=0.2)
+        _agree_on_the_loser(dut, peer, "IKE_SA", "IKE SA", "RFC 7296 2.8.2")
+        assert _one_pair_agreed(dut, peer) == pair
+        _ping(peer, 3)
+        log = dut.log()
         assert "engine error" not in log and "RECVD_PKT_INV_SPI" not in log, log[-3000:]
 
         # charon deletes the CHILD_SA, then (after a new one) the IKE SA: all gone here.
