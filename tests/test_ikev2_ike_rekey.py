@@ -182,3 +182,30 @@ def test_simultaneous_ike_rekey_with_every_delete_dropped():
     assert all(dropped) and h.stats["ike_failures"] + s.stats["ike_failures"] == 2  # two deletes given up
     _settled(hub, spoke)
     _no_probe_lost(hub, spoke)
+
+
+def test_cookie_challenge_under_half_open_load():
+    """``crypto ikev2 cookie-challenge 3`` (RFC 7296 2.6): three half-open
+    IKE SAs from spoofed initiators make the hub answer the spoke's
+    IKE_SA_INIT with a COOKIE and keep no state; the spoke retries with it
+    and sets up its SA; the half-open ones time out."""
+    from dmvpn.ike.v2.sa_init import IkeSaInit
+    from ikev2_lab import ikev2
+    from router_lab import HUB_NBMA, build, hub_text, spoke_text
+
+    sim, hub, spoke, _ = build(hub=ikev2(hub_text()).replace("crypto ikev2 proposal", "crypto ikev2 cookie-challenge 3"
+                                                                  "\ncrypto ikev2 proposal", 1),
+                               spoke=ikev2(spoke_text()))
+    h = hub.ike
+    assert isinstance(h, Ikev2Engine) and hub.config.ikev2.cookie_challenge == 3
+    proposals = list(h.config.ikev2.proposals.values())
+    for n in range(3):
+        flood = IkeSaInit(proposals, sim.random_for(f"flood{n}"), initiator=True)
+        h.receive(sim.now, f"198.51.100.{n + 1}", 500, HUB_NBMA, 500, flood.build_i(sim.now))
+    assert [sa.state for sa in h.sas] == [Ikev2SaState.INIT_DONE] * 3 and h.stats["cookies_sent"] == 0
+    sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 3")
+    sim.run(10.0)
+    assert h.stats["cookies_sent"] == 1 and "cookie requested" in spoke.ike.sas[0].keys.notes
+    assert results(spoke) == ".!!"
+    sim.run(200.0)  # the spoofed half-open SAs give up waiting for IKE_AUTH
+    assert [sa.peer for sa in h.sas] == [spoke.ike.sas[0].local] and h.sas[0].established

@@ -256,9 +256,13 @@ def test_ikev2_rekeys_collision_and_deletes_agree_with_strongswan(peer_lab, tmp_
         assert _at_once(dut, peer, "test crypto ikev2 rekey", ("--rekey", "--ike", peer.facts["CONN_NAME"])) \
             == "1 IKE SA rekey(s) started"
         wait_for(lambda: len(peer.ike_sas()) == 1 and _ike_spis(peer) != old_ike
-                 and _ours_ike_spis(dut) == _ike_spis(peer), 15,
+                 and _ours_ike_spis(dut) == _ike_spis(peer), 20,  # 10 s when charon drops our answer (see engine)
                  "one IKE SA on both sides after the simultaneous IKE SA rekey", interval=0.2)
         _agree_on_the_loser(dut, peer, "IKE_SA", "IKE SA", "RFC 7296 2.8.2")
+        # charon lists the redundant IKE SA (REKEYED) until the loser's DELETE of it is done: wait that out.
+        time.sleep(0.5)
+        wait_for(lambda: len(peer.ike_sas()) == 1 and _ours_ike_spis(dut) == _ike_spis(peer), 12,
+                 "the redundant IKE SA to go", interval=0.2)
         assert _one_pair_agreed(dut, peer) == pair
         _ping(peer, 3)
         log = dut.log()

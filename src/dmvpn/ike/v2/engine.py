@@ -83,6 +83,9 @@ from dmvpn.wire.isakmp import IKE_PORT, NAT_T_PORT
 
 #: Guessed IOS-XE IKEv2 request retransmission (see the module docstring).
 IKEV2_RETRANSMIT = RetransmitTimers(initial=2.0, backoff=2.0, max_interval=32.0, limit=5)
+#: How long the winner of an IKE SA rekey collision keeps the loser's redundant SA waiting for the
+#: loser's DELETE of it (RFC 7296 2.8.2) before dropping it: charon's 10 s.
+REDUNDANT_WAIT = 10.0
 #: Liveness checks are retried this many times (a guess) at the ``dpd`` RETRY interval.
 DPD_RETRIES = 5
 
@@ -173,8 +176,9 @@ class Ikev2Engine:
         #: Every IKE SA's Wireshark decryption line, in establishment order.
         self.key_lines: list[str] = []
         self.stats = {"collisions": 0, "redundant_deleted": 0, "ike_failures": 0, "retransmits": 0,
-                      "rekeys_refused": 0}
+                      "rekeys_refused": 0, "cookies_sent": 0}
         self._sa_ids = 0
+        self._cookie: bytes | None = None
         period = profile.lifetime_check_period
         if period is not None:
             self.transport.schedule(random.uniform(0.0, period), self._lifetime_check)
@@ -583,10 +587,13 @@ class Ikev2Engine:
     def _init_r(self, now: float, src: str, sport: int, dst: str, dport: int, data: bytes) -> None:
         proposals = proposals_for(self.config, dst)
         endpoints = Endpoints((IPv4Address(dst).packed, dport), (IPv4Address(src).packed, sport))
-        init = IkeSaInit(proposals, self.random, initiator=False, endpoints=endpoints, force_nat=self.force_nat_t)
+        init = IkeSaInit(proposals, self.random, initiator=False, endpoints=endpoints, force_nat=self.force_nat_t,
+                         cookie_secret=self._cookie_secret())
         init.process_r(data, now, peer=IPv4Address(src).packed)
         reply = init.build_r(now)
-        if init.sa.keys is None:  # a notify (INVALID_KE, NO_PROPOSAL_CHOSEN): no state kept (2.6)
+        if init.sa.keys is None:  # a notify (COOKIE, INVALID_KE, NO_PROPOSAL_CHOSEN): no state kept (2.6)
+            if init.sa.error is None and init.cookie_secret is not None:
+                self.stats["cookies_sent"] += 1
             self._log(now, None, f"IKE_SA_INIT from {src} refused: {init.sa.error or 'notify sent'}")
             self.transport.send(Datagram(dst, dport, src, sport, reply))
             return
@@ -608,6 +615,18 @@ class Ikev2Engine:
             return "NAT-T forced: UDP encapsulation as if this router were behind a NAT"
         return "NAT detected: " + ", ".join(w for w, on in (("this router is behind a NAT", init.sa.nat_local),
                                                             ("the peer is behind a NAT", init.sa.nat_peer)) if on)
+
+    def _cookie_secret(self) -> bytes | None:
+        """The COOKIE secret (RFC 7296 2.6) while ``crypto ikev2
+        cookie-challenge N`` is configured and N half-open SAs (IKE_SA_INIT
+        answered, IKE_AUTH awaited) exist; None otherwise. Drawn once, when
+        first needed."""
+        limit = self.config.ikev2.cookie_challenge
+        if limit is None or sum(sa.state is Ikev2SaState.INIT_DONE for sa in self.sas) < limit:
+            return None
+        if self._cookie is None:
+            self._cookie = self.random.token_bytes(32)
+        return self._cookie
 
     def _half_open_timeout(self, now: float, sa: Ikev2Sa) -> None:
         if sa in self.sas and sa.state is Ikev2SaState.INIT_DONE:
@@ -1021,7 +1040,10 @@ class Ikev2Engine:
         else:
             self._adopt(now, sa, mine)
             self._send_ike_delete(now, sa)
-            self._expect_delete(now, theirs)
+            # The loser may never have set up its redundant SA: strongSwan 5.9 drops a response whose
+            # message ID is that of the request it is processing and then, on our DELETE of the old SA,
+            # destroys its own new SA silently ("peer did not notice IKE_SA rekey collision").
+            self._expect_delete(now, theirs, REDUNDANT_WAIT)
 
     def _ike_rekey_r(self, now: float, sa: Ikev2Sa, mid: int, data: bytes) -> bytes | None:
         """The peer rekeys the IKE SA. While our own rekey of it is in
@@ -1060,14 +1082,15 @@ class Ikev2Engine:
         if not new.initiator:
             self._expect_delete(now, old)
 
-    def _expect_delete(self, now: float, sa: Ikev2Sa) -> None:
+    def _expect_delete(self, now: float, sa: Ikev2Sa, wait: float | None = None) -> None:
         """The peer is to delete ``sa`` (a rekeyed or redundant IKE SA, 2.8.2);
-        if its DELETE never comes, the SA goes when the peer's retransmissions
-        would have given up."""
+        if its DELETE never comes, the SA goes (without a word) after
+        ``wait``, by default when the peer's retransmissions would have
+        given up."""
         def give_up(t: float) -> None:
             if sa in self.sas and sa.state is not Ikev2SaState.DELETED:
                 self._remove_sa(t, sa, "the peer's DELETE never came")
-        self.transport.schedule(now + IKEV2_RETRANSMIT.give_up_after(), give_up)
+        self.transport.schedule(now + (IKEV2_RETRANSMIT.give_up_after() if wait is None else wait), give_up)
 
     def _ike_expired(self, now: float, sa: Ikev2Sa) -> None:
         if sa in self.sas and sa.expires_at is not None and now >= sa.expires_at:
