@@ -407,11 +407,19 @@ def test_seed_lab_on_ikev2_never_more_than_two_pairs_while_ikev1_duplicates():
     for flag in ((), ("--ikev2",)):
         res = CliRunner().invoke(main, ["lab", "seed", "--json", *flag])
         assert res.exit_code == 0, res.output
-        runs[bool(flag)] = json.loads(res.output)["summary"]
-    v1, v2 = runs[False], runs[True]
+        runs[bool(flag)] = json.loads(res.output)
+    v1, v2 = runs[False]["summary"], runs[True]["summary"]
     assert v2["max_pairs_alive"] <= 2 and v2["orphan_pairs"] == 0 and v2["probe_packets_lost"] == 0
     assert v2["volume_rekeys"] > 80 and v2["pairs_at_end"] == 1
     assert v1["max_pairs_alive"] > 2 and v1["orphan_pairs"] >= 1
+    # The IKEv2 explanation compares with the IKEv1 run: its figures are that run's.
+    explanation = "\n".join(runs[True]["explanation"])
+    assert "What happened over the run (IKEv2):" in explanation and "RFC 7296 2.8.1" in explanation
+    assert (f"The IKEv1 run (same seed 1, profile cisco-iosxe): {v1['quick_modes']} Quick Modes, "
+            f"{v1['collisions']} collision(s), {v1['orphan_pairs']} orphan pair(s), at most "
+            f"{v1['max_pairs_alive']} pairs at once") in explanation
+    assert f"{v2['orphan_pairs']} orphan pair(s); at most {v2['max_pairs_alive']} pairs at once" in explanation
+    assert "IKEv1 has no collision rule" not in explanation  # the IKEv1 run's wording is gone
 
 
 def test_debug_crypto_ikev2_lines_and_show_crypto_session():

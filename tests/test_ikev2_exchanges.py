@@ -252,6 +252,33 @@ def test_create_child_sa_rekey_with_and_without_pfs() -> None:
     assert done and x.result is not None and y.result is not None and x.result.child == y.result.child
 
 
+def test_pfs_rekey_names_its_dh_group_in_both_sa_payloads() -> None:
+    """RFC 7296 1.3.1 / 3.3.2: the KE's group is a D-H transform of the ESP
+    proposal, in the request and in the responder's chosen proposal
+    (strongSwan refuses an answer without it: "no acceptable proposal")."""
+    from dmvpn.ike.v2.child_sa import CreateChildSa
+    from dmvpn.ike.v2.protect import open_message
+    from dmvpn.wire.ikev2_payloads import SaPayload
+    from dmvpn.wire.ikev2_registry import TransformType
+
+    i, r, _ia, _ra, _ok, _ = _full()
+    spoke_cfg, hub_cfg = _auth_configs()
+    a = CreateChildSa(i.sa, spoke_cfg, SeededRandom(7), 2, initiator=True, rekey_spi=b"\x00\x00\x00\x01",
+                      pfs_group=14)
+    b = CreateChildSa(r.sa, hub_cfg, SeededRandom(8), 2, initiator=False, pfs_group=14)
+    request = a.build_i(2.0)
+    b.process_r(request, 2.0)
+    response = b.build_r(2.0)
+    assert response is not None and a.process_i(response, 2.0), a.error
+    for data, keys in ((request, r.sa), (response, i.sa)):
+        (sa,) = [p for p in open_message(keys, data).payloads if isinstance(p, SaPayload)]
+        assert all([int(t.transform_id) for t in prop.of_type(TransformType.DH)] == [14] for prop in sa.proposals)
+    # without PFS no D-H transform is offered
+    plain = CreateChildSa(i.sa, spoke_cfg, SeededRandom(9), 3, initiator=True)
+    (sa,) = [p for p in open_message(r.sa, plain.build_i(2.0)).payloads if isinstance(p, SaPayload)]
+    assert not any(prop.of_type(TransformType.DH) for prop in sa.proposals)
+
+
 def test_create_child_sa_invalid_ke_retry() -> None:
     i, r, _ia, _ra, _ok, _ = _full()
     spoke_cfg, hub_cfg = _auth_configs()

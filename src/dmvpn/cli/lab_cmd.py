@@ -11,7 +11,7 @@ from dataclasses import replace
 from importlib import resources
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -86,7 +86,8 @@ def _write_debug(result: LabResult, node: str, path: Path) -> None:
 
 
 def _report(result: LabResult, *, focus: tuple[str, str] | None, explain: bool, as_json: bool,
-            debug_log: Path | None, debug_node: str | None, plot: Path | None) -> None:
+            debug_log: Path | None, debug_node: str | None, plot: Path | None,
+            ikev1_run: dict[str, Any] | None = None) -> None:
     pairs = peer_pairs(result)
     if focus is None or focus not in pairs:
         focus = pairs[0] if pairs else None
@@ -105,7 +106,7 @@ def _report(result: LabResult, *, focus: tuple[str, str] | None, explain: bool, 
             "shows": shows,
         }
         if explain and focus:
-            doc["explanation"] = explain_lab_sas(result, *focus) + explain_history(result, *focus)
+            doc["explanation"] = explain_lab_sas(result, *focus) + explain_history(result, *focus, ikev1_run)
         click.echo(json.dumps(doc, indent=2))
         return
     for spec, text in result.shows:
@@ -123,7 +124,7 @@ def _report(result: LabResult, *, focus: tuple[str, str] | None, explain: bool, 
         click.echo()
         click.echo("\n".join(explain_lab_sas(result, *focus)))
         click.echo()
-        click.echo("\n".join(explain_history(result, *focus)))
+        click.echo("\n".join(explain_history(result, *focus, ikev1_run)))
     click.echo(f"(lab mechanism: {_mechanism(result)})")
 
 
@@ -189,8 +190,13 @@ def seed_cmd(profile: str | None, seed: int | None, duration: float | None, as_j
         scenario = _seed_scenario(ikev2)
         result = _run(scenario, profile=profile, seed=seed, duration=duration, fix=fix,
                       debug_node=SEED_NODE if debug_log else None, show_progress=not as_json)
+        ikev1_run = None
+        if ikev2:  # the explanation compares with the same lab on IKEv1
+            ikev1 = _run(_seed_scenario(), profile=profile, seed=seed, duration=duration, fix=fix, debug_node=None,
+                         show_progress=not as_json)
+            ikev1_run = summary(ikev1, SEED_NODE, SEED_PEER)
         _report(result, focus=(SEED_NODE, SEED_PEER), explain=True, as_json=as_json,
-                debug_log=debug_log, debug_node=SEED_NODE, plot=plot)
+                debug_log=debug_log, debug_node=SEED_NODE, plot=plot, ikev1_run=ikev1_run)
     _guarded(go)
 
 

@@ -278,12 +278,20 @@ class Ikev2Builders:
     policies: dict[str, PolicyBuilder] = field(default_factory=dict)
     keyrings: dict[str, KeyringBuilder] = field(default_factory=dict)
     profiles: dict[str, ProfileBuilder] = field(default_factory=dict)
+    cookie_challenge: int | None = None
+
+    def cookie_line(self, t: list[str]) -> None:
+        """``crypto ikev2 cookie-challenge N`` (IOS-XE: 1-1000 half-open SAs)."""
+        if len(t) != 4:
+            raise LineError("crypto ikev2 cookie-challenge: expected one number of half-open SAs 1-1000")
+        self.cookie_challenge = integer(t[3], 1, 1000, "crypto ikev2 cookie-challenge")
 
     def open(self, t: list[str], line: int) -> BlockHandler:
         """The handler for the block a ``crypto ikev2 KIND NAME`` line opens."""
         kind = t[2] if len(t) > 2 else None
         if kind not in ("proposal", "policy", "keyring", "profile"):
-            raise LineError(f"crypto ikev2: expected proposal|policy|keyring|profile NAME, got '{' '.join(t[2:])}'")
+            raise LineError("crypto ikev2: expected proposal|policy|keyring|profile NAME or cookie-challenge N, "
+                            f"got '{' '.join(t[2:])}'")
         if len(t) != 4:
             raise LineError(f"crypto ikev2 {kind}: expected one NAME")
         name = t[3]
@@ -406,4 +414,4 @@ def build_ikev2(b: Ikev2Builders, error: Report, warn: Report) -> Ikev2Config:
             warn(pb.line, f"crypto ikev2 proposal {name} is in no crypto ikev2 policy: IOS-XE does not offer it")
     keyrings = {name: _keyring(kb, error) for name, kb in b.keyrings.items()}
     profiles = {name: _profile(pb, set(keyrings), error, warn) for name, pb in b.profiles.items()}
-    return Ikev2Config(proposals, policies, keyrings, profiles, tuple(defaulted))
+    return Ikev2Config(proposals, policies, keyrings, profiles, tuple(defaulted), b.cookie_challenge)

@@ -165,6 +165,8 @@ class Ikev2Config:
     keyrings: dict[str, Ikev2Keyring] = field(default_factory=dict)
     profiles: dict[str, Ikev2Profile] = field(default_factory=dict)
     defaulted: tuple[str, ...] = ("proposal default", "policy default")
+    #: ``crypto ikev2 cookie-challenge N``: demand a COOKIE (RFC 7296 2.6) once N half-open SAs exist
+    cookie_challenge: int | None = None
 
     @property
     def configured(self) -> bool:

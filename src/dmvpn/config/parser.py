@@ -295,6 +295,9 @@ class _Parser:
             self._crypto_isakmp(t, ln, text)
         elif head == "crypto" and t[1:2] == ["ipsec"]:
             self._crypto_ipsec(t, ln, text)
+        elif t[:3] == ["crypto", "ikev2", "cookie-challenge"]:
+            self._once("crypto ikev2 cookie-challenge", ln)
+            self.ikev2.cookie_line(t)
         elif head == "crypto" and t[1:2] == ["ikev2"]:
             self._open(text, self.ikev2.open(t, ln))
         elif head == "crypto" and t[1:2] == ["map"]:

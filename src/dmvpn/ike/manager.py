@@ -161,3 +161,8 @@ class Ikev2Manager(Protocol):
     def clear_ike(self, now: float, peer: str | None = None) -> int:
         """Delete the IKE SAs (with ``peer``) and their CHILD_SAs; how many IKE SAs."""
         ...
+
+    def rekey_ike(self, now: float, peer: str | None = None) -> int:
+        """Rekey the established IKE SAs (with ``peer``) now (RFC 7296
+        2.18), as at their rekey time; how many rekeys were started."""
+        ...

@@ -22,7 +22,8 @@ Packet paths (DESIGN.md "How data flows"):
 
 Admin: ``ping``, ``show ...`` (via :mod:`dmvpn.node.show_adapter`),
 ``clear crypto sa [peer A]``, ``debug crypto isakmp`` / ``no debug ...``, and
-the lab-only ``test crypto ipsec rekey [peer A]``.
+the lab-only ``test crypto ipsec rekey [peer A]`` and ``test crypto ikev2
+rekey [peer A]`` (an IKE SA rekey now, RFC 7296 2.18).
 
 The ICMP host stack (echo responder and ``ping`` sessions) is the sim's
 :class:`~dmvpn.node.icmp_echo.IcmpEchoEngine`, given the tunnel and physical
@@ -171,13 +172,16 @@ class Router:
         self.policy_by_interface = {p.interface: p for p in self.policies}
         #: The key managers, one per IKE version the configuration runs;
         #: ``ike`` is the one that negotiates for the configured policies.
-        self.key_managers = build_key_managers(self.name, config, self.sad, random, self.profile, self.policies,
-                                               self._traffic, force_nat_t)
+        managed = build_key_managers(self.name, config, self.sad, random, self.profile, self.policies,
+                                     self._traffic, force_nat_t)
+        self.key_managers = [km for km, _ in managed]
         self.ike = self.key_managers[0]
+        #: which manager negotiates for each policy (IKEv1 and IKEv2 side by side in a mixed config)
+        self._manager_of = {(p.interface, p.name): km for km, ps in managed for p in ps}
         self._by_version = {km.ike_version: km for km in self.key_managers}
         host_ifaces = {n: str(a) for n, a in self.physical.items()}
         host_ifaces.update({n: str(t.address) for n, t in self.tunnels.items()})
-        self.crypto_map = CryptoMapPath(self.name, config, self.policies, self.sad, self.ike.acquire, self.last_out)
+        self.crypto_map = CryptoMapPath(self.name, config, self.policies, self.sad, self._acquire, self.last_out)
         self.routes = RoutingTable.from_config(config)
         self.host = IcmpEchoEngine(self.name, host_ifaces, random, route=self._egress)
         #: Every sub-engine, in the order timers run and outputs drain.
@@ -317,6 +321,9 @@ class Router:
             # as the lifetime check would; two routers told at the same
             # instant make a simultaneous rekey.
             return self._with_peer(words, 4, lambda peer: f"{self._rekey(now, peer)} Quick Mode(s) started")
+        if head[:4] == ["test", "crypto", "ikev2", "rekey"]:
+            # Lab extension: rekey the IKEv2 SAs now (as at 90% of their lifetime).
+            return self._with_peer(words, 4, lambda peer: f"{self._rekey_ike(now, peer)} IKE SA rekey(s) started")
         if head[:1] == ["show"]:
             if head[1:3] in (["ping"], ["ip", "traffic"]):
                 return self.host.admin(now, " ".join(head[:3]))
@@ -339,6 +346,9 @@ class Router:
 
     def _rekey(self, now: float, peer: str | None) -> int:
         return sum(km.rekey(now, peer) for km in self.key_managers)
+
+    def _rekey_ike(self, now: float, peer: str | None) -> int:
+        return sum(km.rekey_ike(now, peer) for km in self.key_managers if isinstance(km, Ikev2Manager))
 
     def _explain(self, now: float, peer: str | None) -> str:
         """``show crypto ipsec sa [peer A] explain`` (not IOS): why each SA
@@ -509,7 +519,7 @@ class Router:
         sa = self.sad.outbound_for(peer, selector)
         if sa is None:
             self.counters.no_sa_drops += 1
-            self.ike.acquire(now, policy, peer, local, selector)
+            self._acquire(now, policy, peer, local, selector)
             return
         try:
             packet = protect_parts(sa, now, local, peer, GRE_PROTOCOL, gre, 255)
@@ -589,11 +599,15 @@ class Router:
             return
         self._gre_out(now, interface, tunnel, nbma, tunnel.encapsulate_to(nbma, packet, GRE_PROTO_NHRP))
 
+    def _acquire(self, now: float, policy: ChildPolicy, peer: str, local: str, selector: Selector) -> None:
+        """No outbound SA for ``selector``: the key manager of ``policy`` negotiates one."""
+        self._manager_of.get((policy.interface, policy.name), self.ike).acquire(now, policy, peer, local, selector)
+
     def acquire_sa(self, now: float, interface: str, nbma: str) -> None:
         policy = self.policy_by_interface.get(interface)
         if policy is not None:
             local = self.tunnels[interface].source
-            self.ike.acquire(now, policy, nbma, local, self._gre_selector(local, nbma))
+            self._acquire(now, policy, nbma, local, self._gre_selector(local, nbma))
 
     def sa_ready(self, interface: str, nbma: str) -> bool:
         tunnel = self.tunnels.get(interface)
@@ -713,7 +727,7 @@ class Router:
 
     def request_sa(self, now: float, path: TunnelPath) -> None:
         if path.policy is not None:
-            self.ike.acquire(now, path.policy, path.peer, path.local, path.selector)
+            self._acquire(now, path.policy, path.peer, path.local, path.selector)
 
     def credit_sent(self, now: float, sa: SecurityAssociation, peer: str, nbytes: int, packets: int) -> bool:
         if sa.sad is None:  # deleted since it was chosen
@@ -737,25 +751,35 @@ class Router:
 
 def build_key_managers(name: str, config: RouterConfig, sad: SecurityAssociationDatabase, random: RandomSource,
                        profile: BehaviourProfile, policies: list[ChildPolicy], traffic: TrafficProbe,
-                       force_nat_t: bool) -> list[KeyManager]:
-    """The key managers for ``config``: the one place that names a concrete
-    IKE engine. A tunnel whose ``crypto ipsec profile`` has ``set
-    ikev2-profile`` is negotiated by IKEv2 (:class:`Ikev2Engine`, first in
-    the list: the router's acquires go to it), IKEv1 (``crypto isakmp``)
-    otherwise."""
-    if uses_ikev2(config):
-        return [Ikev2Engine(name, config, sad, random, profile, policies, traffic=traffic)]
-    return [Ikev1Engine(name, config, sad, random, profile, policies, traffic=traffic, force_nat_t=force_nat_t)]
+                       force_nat_t: bool) -> list[tuple[KeyManager, list[ChildPolicy]]]:
+    """The key managers for ``config``, each with the policies it negotiates
+    for: the one place that names a concrete IKE engine. A tunnel whose
+    ``crypto ipsec profile`` has ``set ikev2-profile`` is negotiated by
+    IKEv2 (:class:`Ikev2Engine`), everything else (``crypto isakmp``
+    tunnels, crypto maps) by IKEv1; a configuration with both runs both side
+    by side, IKEv2 first. The router tells their messages apart by version."""
+    v2_ifaces = ikev2_interfaces(config)
+    v2 = [p for p in policies if p.interface in v2_ifaces]
+    v1 = [p for p in policies if p.interface not in v2_ifaces]
+    managers: list[tuple[KeyManager, list[ChildPolicy]]] = []
+    if v2:
+        managers.append((Ikev2Engine(name, config, sad, random, profile, v2, traffic=traffic, force_nat_t=force_nat_t),
+                         v2))
+    if v1 or not v2:
+        managers.append((Ikev1Engine(name, config, sad, random, profile, v1, traffic=traffic,
+                                     force_nat_t=force_nat_t), v1))
+    return managers
 
 
-def uses_ikev2(config: RouterConfig) -> bool:
-    """True if a tunnel's protection profile names an IKEv2 profile."""
+def ikev2_interfaces(config: RouterConfig) -> set[str]:
+    """The tunnel interfaces whose protection profile names an IKEv2 profile."""
+    out = set()
     for iface in config.tunnels():
         name = iface.tunnel.protection_profile if iface.tunnel is not None else None
         profile = config.ipsec_profiles.get(name) if name is not None else None
         if profile is not None and profile.ikev2_profile is not None:
-            return True
-    return False
+            out.add(iface.name)
+    return out
 
 
 def _decrement_ttl(packet: bytes) -> bytes:

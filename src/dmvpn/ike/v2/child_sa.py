@@ -98,7 +98,7 @@ class CreateChildSa:
         payloads: list[Payload] = []
         if self.rekey_spi is not None:
             payloads.append(NotifyPayload(NotifyType.REKEY_SA, ProtocolId.ESP, self.rekey_spi))
-        payloads += [esp_sa_payload(self.config.esp, self._spi), NoncePayload(self._ni)]
+        payloads += [esp_sa_payload(self.config.esp, self._spi, self.pfs_group), NoncePayload(self._ni)]
         if self.pfs_group is not None:
             if self._dh is None or self._dh.group != self.pfs_group:
                 self._dh = DhKeyPair.generate(self.pfs_group, self.random)
@@ -122,7 +122,7 @@ class CreateChildSa:
         if len(sa) != 1 or len(nonce) != 1:
             return self._fail("CREATE_CHILD_SA response lacks SA or Nonce")
         assert isinstance(sa[0], SaPayload) and isinstance(nonce[0], NoncePayload)
-        chosen = select_esp(sa[0], self.config.esp)
+        chosen = select_esp(sa[0], self.config.esp, self.pfs_group)
         if chosen is None or len(sa[0].proposals) != 1:
             return self._fail("the responder chose an ESP proposal we did not offer")
         g_ir = self._shared(ke[0] if ke else None)
@@ -148,12 +148,15 @@ class CreateChildSa:
             self._answer_error(NotifyType.INVALID_SYNTAX, b"", "request lacks SA or Nonce")
             return
         assert isinstance(sa[0], SaPayload) and isinstance(nonce[0], NoncePayload)
-        chosen = select_esp(sa[0], self.config.esp)
-        if chosen is None:
+        kei = ke[0] if ke and isinstance(ke[0], KePayload) else None
+        # Our PFS group, or without one the group of the initiator's KE, must be in the proposal (3.3.2).
+        group = self.pfs_group if self.pfs_group is not None else (int(kei.group) if kei is not None else None)
+        chosen = select_esp(sa[0], self.config.esp, group)
+        if chosen is None and not (self.pfs_group is not None and select_esp(sa[0], self.config.esp)):
             self._answer_error(NotifyType.NO_PROPOSAL_CHOSEN, b"", "no acceptable ESP proposal")
             return
-        kei = ke[0] if ke and isinstance(ke[0], KePayload) else None
-        if self.pfs_group is not None and (kei is None or kei.group != self.pfs_group):
+        if self.pfs_group is not None and (chosen is None or kei is None or kei.group != self.pfs_group):
+            # acceptable but for the group (1.3): ask for ours
             self._answer_error(
                 NotifyType.INVALID_KE_PAYLOAD,
                 struct.pack("!H", self.pfs_group),
@@ -168,6 +171,7 @@ class CreateChildSa:
         if g_ir is None:
             self._answer_error(NotifyType.INVALID_SYNTAX, b"", self.error or "bad KE")
             return
+        assert chosen is not None
         proposal, esp = chosen
         child = self._keymat(esp, proposal.spi, self._spi, nonce[0].data, nr, g_ir)
         self.result = CreatedChild(child, nonce[0].data, nr, self.rekey_spi)

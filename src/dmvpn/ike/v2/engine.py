@@ -57,7 +57,7 @@ from dmvpn.ike.v2.ike_sa import Exchange, ExchangeKind, Ikev2Sa
 from dmvpn.ike.v2.informational import Informational
 from dmvpn.ike.v2.keytable import key_record
 from dmvpn.ike.v2.protect import open_message
-from dmvpn.ike.v2.sa_init import IkeSaInit, IkeSaState, InitOutcome
+from dmvpn.ike.v2.sa_init import Endpoints, IkeSaInit, IkeSaState, InitOutcome
 from dmvpn.ike.v2.settings import auth_config, ikev2_profile_for, proposals_for, responder_policy
 from dmvpn.ike.v2.states import Ikev2SaEvent, Ikev2SaState
 from dmvpn.ike.v2.views import child_view, sa_view
@@ -79,9 +79,13 @@ from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.ikev2 import Ikev2Header, Ikev2Message, decode_header
 from dmvpn.wire.ikev2_payloads import NotifyPayload, SaPayload
 from dmvpn.wire.ikev2_registry import ExchangeType, NotifyType, ProtocolId
+from dmvpn.wire.isakmp import IKE_PORT, NAT_T_PORT
 
 #: Guessed IOS-XE IKEv2 request retransmission (see the module docstring).
 IKEV2_RETRANSMIT = RetransmitTimers(initial=2.0, backoff=2.0, max_interval=32.0, limit=5)
+#: How long the winner of an IKE SA rekey collision keeps the loser's redundant SA waiting for the
+#: loser's DELETE of it (RFC 7296 2.8.2) before dropping it: charon's 10 s.
+REDUNDANT_WAIT = 10.0
 #: Liveness checks are retried this many times (a guess) at the ``dpd`` RETRY interval.
 DPD_RETRIES = 5
 
@@ -96,6 +100,20 @@ class RekeyOutcome:
     new: ChildSa
     nonces: tuple[bytes, bytes]
     ours: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IkeCollisionRecord:
+    """How one IKE SA rekey collision was settled here (RFC 7296 2.8.2):
+    the old IKE SA, both exchanges' nonces, both new SAs' IDs here, and
+    whether ours was the redundant one (and so deleted by us)."""
+
+    old_sa_id: int
+    ours_nonces: tuple[bytes, bytes]
+    theirs_nonces: tuple[bytes, bytes]
+    ours_sa_id: int
+    theirs_sa_id: int
+    ours_redundant: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +149,14 @@ class Ikev2Engine:
         profile: BehaviourProfile,
         child_policies: list[ChildPolicy],
         traffic: TrafficProbe | None = None,
+        force_nat_t: bool = False,
     ) -> None:
+        """``force_nat_t``: claim a NAT in front of this router (a
+        NAT_DETECTION_SOURCE_IP hash of no address of ours, RFC 7296 2.23),
+        so IKE floats to UDP 4500 and ESP travels in UDP (RFC 3948), as
+        :class:`~dmvpn.ike.engine.Ikev1Engine` does with the same flag."""
         self.name = name
+        self.force_nat_t = force_nat_t
         self.config = config
         self.sad = sad
         self.random = random
@@ -148,11 +172,13 @@ class Ikev2Engine:
         self.rekeys: dict[ChildSa, list[RekeyOutcome]] = {}
         self.holdoff: dict[Flow, float] = {}
         self.collisions: list[CollisionRecord] = []
+        self.ike_collisions: list[IkeCollisionRecord] = []
         #: Every IKE SA's Wireshark decryption line, in establishment order.
         self.key_lines: list[str] = []
         self.stats = {"collisions": 0, "redundant_deleted": 0, "ike_failures": 0, "retransmits": 0,
-                      "rekeys_refused": 0}
+                      "rekeys_refused": 0, "cookies_sent": 0}
         self._sa_ids = 0
+        self._cookie: bytes | None = None
         period = profile.lifetime_check_period
         if period is not None:
             self.transport.schedule(random.uniform(0.0, period), self._lifetime_check)
@@ -222,6 +248,13 @@ class Ikev2Engine:
                 child.soft_reason = child.soft_reason or "time"
                 started += self._rekey_child(now, child, force=True)
         return started
+
+    def rekey_ike(self, now: float, peer: str | None = None) -> int:
+        """Rekey the established IKE SAs (with ``peer``) now (RFC 7296 2.18)."""
+        victims = [s for s in self.sas if (peer is None or s.peer == peer) and s.established and not s.rekey_started]
+        for sa in victims:
+            self._ike_rekey(now, sa)
+        return len(victims)
 
     def sad_events(self, now: float, events: list[SadEvent] | None = None) -> None:
         for ev in events if events is not None else self.sad.poll_events():
@@ -313,6 +346,8 @@ class Ikev2Engine:
                 self._log(now, None, f"Received packet for an unknown IKE SA from {src}:{sport}, dropped")
             return
         sa.peer_port, sa.last_rx = sport, now
+        if sa.nat and dport == NAT_T_PORT and sa.local_port != NAT_T_PORT:  # the initiator floated (2.23)
+            sa.local_port = NAT_T_PORT
         self._log(now, sa, f"Received Packet [From {src}:{sport}/To {dst}:{dport}/VRF i0:f0]\n"
                            f"Initiator SPI : {sa.keys.spi_i.hex().upper()} - Responder SPI : "
                            f"{sa.keys.spi_r.hex().upper()} Message id: {hdr.message_id}\n"
@@ -367,8 +402,14 @@ class Ikev2Engine:
         reply: bytes | None
         if xchg == ExchangeType.IKE_AUTH and sa.state is Ikev2SaState.INIT_DONE:
             reply = self._auth_r(now, sa, data)
-        elif xchg == ExchangeType.CREATE_CHILD_SA and sa.established:
+        elif xchg == ExchangeType.CREATE_CHILD_SA and sa.established and not self._deleting(sa):
             reply = self._create_child_r(now, sa, mid, data)
+        elif (xchg == ExchangeType.CREATE_CHILD_SA and sa.state is Ikev2SaState.REKEYED) or self._deleting(sa):
+            # RFC 7296 2.25: this SA is rekeyed or being deleted (a delayed crossing rekey, a DELETE crossing it)
+            self._log(now, sa, "CREATE_CHILD_SA on an IKE SA being deleted refused: TEMPORARY_FAILURE")
+            self.stats["rekeys_refused"] += 1
+            reply = IkeRekey(sa.keys, proposals_for(self.config, sa.local), self.random, mid, False).refuse(
+                NotifyType.TEMPORARY_FAILURE, "the IKE SA is rekeyed")
         elif xchg == ExchangeType.INFORMATIONAL and sa.state in (Ikev2SaState.ESTABLISHED, Ikev2SaState.REKEYED):
             reply = self._informational_r(now, sa, mid, data)
         else:
@@ -451,6 +492,8 @@ class Ikev2Engine:
                                + (f" for SPI 0x{old.sa_in.spi:X}" if old else ""))
             return task.build_i(now)
         if exch.kind is K.REKEY_IKE:
+            if not sa.established:
+                return None  # the peer's rekey replaced it while ours was queued
             exch.task = rekey = IkeRekey(keys, proposals_for(self.config, sa.local), self.random, mid, True)
             self._log(now, sa, "Sending IKE SA rekey request")
             return rekey.build_i(now)
@@ -492,7 +535,9 @@ class Ikev2Engine:
             self._syslog(now, f"no IKEv2 profile, keyring key or proposal for peer {request.peer}",
                          peer=request.peer)
             return
-        init = IkeSaInit(proposals, self.random, initiator=True)
+        endpoints = Endpoints((IPv4Address(request.local).packed, IKE_PORT),
+                              (IPv4Address(request.peer).packed, IKE_PORT))
+        init = IkeSaInit(proposals, self.random, initiator=True, endpoints=endpoints, force_nat=self.force_nat_t)
         sa = self._new_sa(now, True, request.local, request.peer, init.sa)
         sa.init, sa.auth, sa.profile = init, cfg, ikev2_profile_for(self.config, request.policy, request.peer)
         sa.pending.append(request)
@@ -514,6 +559,10 @@ class Ikev2Engine:
             return
         sa.transition(Ikev2SaEvent.INIT_DONE)
         sa.next_mid = 1
+        if init.nat:  # RFC 7296 2.23: the initiator floats to 4500 for IKE_AUTH
+            sa.nat = True
+            sa.local_port = sa.peer_port = NAT_T_PORT
+            self._log(now, sa, self._nat_text(init) + f"; floating to port {NAT_T_PORT}")
         self._export_keys(sa.keys)
         exch_auth = Exchange(K.IKE_AUTH, request=sa.pending[0] if sa.pending else None, message_id=1)
         alone = not any(o is not sa and o.peer == sa.peer and o.established for o in self.sas)
@@ -537,15 +586,22 @@ class Ikev2Engine:
 
     def _init_r(self, now: float, src: str, sport: int, dst: str, dport: int, data: bytes) -> None:
         proposals = proposals_for(self.config, dst)
-        init = IkeSaInit(proposals, self.random, initiator=False)
+        endpoints = Endpoints((IPv4Address(dst).packed, dport), (IPv4Address(src).packed, sport))
+        init = IkeSaInit(proposals, self.random, initiator=False, endpoints=endpoints, force_nat=self.force_nat_t,
+                         cookie_secret=self._cookie_secret())
         init.process_r(data, now, peer=IPv4Address(src).packed)
         reply = init.build_r(now)
-        if init.sa.keys is None:  # a notify (INVALID_KE, NO_PROPOSAL_CHOSEN): no state kept (2.6)
+        if init.sa.keys is None:  # a notify (COOKIE, INVALID_KE, NO_PROPOSAL_CHOSEN): no state kept (2.6)
+            if init.sa.error is None and init.cookie_secret is not None:
+                self.stats["cookies_sent"] += 1
             self._log(now, None, f"IKE_SA_INIT from {src} refused: {init.sa.error or 'notify sent'}")
             self.transport.send(Datagram(dst, dport, src, sport, reply))
             return
         sa = self._new_sa(now, False, dst, src, init.sa)
         sa.local_port, sa.peer_port, sa.init = dport, sport, init
+        if init.nat:
+            sa.nat = True
+            self._log(now, sa, self._nat_text(init))
         sa.profile = self.config.ikev2.profile_for(src)
         sa.transition(Ikev2SaEvent.RECV_INIT)
         sa.peer_mid, sa.last_request, sa.last_response = 1, data, reply
@@ -553,6 +609,24 @@ class Ikev2Engine:
         self._log(now, sa, f"Received IKE_SA_INIT from {src}:{sport}; sending response")
         self._send(sa, reply)
         self.transport.schedule(now + IKEV2_RETRANSMIT.give_up_after(), lambda t: self._half_open_timeout(t, sa))
+
+    def _nat_text(self, init: IkeSaInit) -> str:
+        if self.force_nat_t:
+            return "NAT-T forced: UDP encapsulation as if this router were behind a NAT"
+        return "NAT detected: " + ", ".join(w for w, on in (("this router is behind a NAT", init.sa.nat_local),
+                                                            ("the peer is behind a NAT", init.sa.nat_peer)) if on)
+
+    def _cookie_secret(self) -> bytes | None:
+        """The COOKIE secret (RFC 7296 2.6) while ``crypto ikev2
+        cookie-challenge N`` is configured and N half-open SAs (IKE_SA_INIT
+        answered, IKE_AUTH awaited) exist; None otherwise. Drawn once, when
+        first needed."""
+        limit = self.config.ikev2.cookie_challenge
+        if limit is None or sum(sa.state is Ikev2SaState.INIT_DONE for sa in self.sas) < limit:
+            return None
+        if self._cookie is None:
+            self._cookie = self.random.token_bytes(32)
+        return self._cookie
 
     def _half_open_timeout(self, now: float, sa: Ikev2Sa) -> None:
         if sa in self.sas and sa.state is Ikev2SaState.INIT_DONE:
@@ -746,7 +820,8 @@ class Ikev2Engine:
                                        origin=SaOrigin(initiator, reason, replaces), peer=request.peer,
                                        local=request.local, transform=result.esp, mode=mode,
                                        selector=request.selector, lifetime=lifetime, ike_sa=sa.sa_id,
-                                       replay_window_size=self.config.replay_window_size or 64)
+                                       replay_window_size=self.config.replay_window_size or 64,
+                                       udp_encap=(sa.local_port, sa.peer_port) if sa.nat else None)
 
         try:
             sa_in = half(spi_in, SaDirection.INBOUND, enc_in, auth_in, old.sa_in.spi if old else None)
@@ -876,12 +951,22 @@ class Ikev2Engine:
                 self._drop_halves(now, child)
         if info.result.delete_ike:
             self._log(now, sa, "Received DELETE for the IKEv2 SA")
+            if sa.rival is not None:  # only the winner of a crossing rekey deletes the old SA (2.8.2)
+                rival, sa.rival = sa.rival[0], None
+                self._log(now, sa, f"IKE SA rekey collision: the peer's DELETE of the old SA came first, "
+                                   f"its rekey (SA ID {rival.sa_id}) survives (RFC 7296 2.8.2)")
+                self._adopt(now, sa, rival)
             self._remove_children(now, sa, "peer deleted the IKE SA")
             if sa.state is not Ikev2SaState.DELETED:
                 sa.transition(Ikev2SaEvent.DELETE)
         elif not info.result.deleted_child_spis:
             self._log(now, sa, "Received DPD/liveness query; answering")
         return reply
+
+    @staticmethod
+    def _deleting(sa: Ikev2Sa) -> bool:
+        """Our DELETE of the IKE SA is in flight or queued."""
+        return any(e.kind is K.DELETE_IKE for e in ([sa.outstanding] if sa.outstanding else []) + sa.queue)
 
     def _send_ike_delete(self, now: float, sa: Ikev2Sa) -> None:
         self._enqueue(now, sa, Exchange(K.DELETE_IKE))
@@ -919,39 +1004,93 @@ class Ikev2Engine:
             self._enqueue(now, sa, Exchange(K.REKEY_IKE))
 
     def _ike_rekey_done(self, now: float, sa: Ikev2Sa, exch: Exchange, data: bytes) -> None:
+        """Our IKE SA rekey was answered. When the peer's rekey of the same
+        SA crossed it (``sa.rival``), RFC 7296 2.8.2 settles which new SA
+        survives: the one whose exchange used the lowest nonce is redundant
+        and deleted by its initiator; the survivor inherits the CHILD_SAs
+        and its initiator deletes the old SA."""
         task: IkeRekey = exch.task
         ok = task.process_i(data, now)
         if ok is None:
             task.message_id = sa.next_mid
             self._launch(now, sa, Exchange(K.REKEY_IKE, message_id=sa.next_mid, task=task), task.build_i(now))
             return
-        if not ok or task.new_sa is None:
+        rival, sa.rival = sa.rival, None
+        if not ok or task.new_sa is None or task.nonces is None:
             self._log(now, sa, f"IKE SA rekey failed: {task.error}")
             sa.rekey_started = False
+            if rival is not None:  # the peer's crossing rekey stands alone; the peer deletes the old SA
+                self._adopt(now, sa, rival[0])
             return
-        self._take_over(now, sa, task.new_sa)
-        self._send_ike_delete(now, sa)
+        mine = self._rekeyed_sa(now, sa, task.new_sa)
+        if rival is None:
+            self._adopt(now, sa, mine)
+            self._send_ike_delete(now, sa)
+            return
+        theirs, their_nonces = rival
+        mine_lost = redundant(task.nonces, their_nonces)
+        self.ike_collisions.append(IkeCollisionRecord(sa.sa_id, task.nonces, their_nonces, mine.sa_id, theirs.sa_id,
+                                                      mine_lost))
+        self._log(now, sa, f"IKE SA rekey collision: ours (SA ID {mine.sa_id}) "
+                           f"{'is redundant (lowest nonce), deleting it' if mine_lost else 'survives'} "
+                           f"(RFC 7296 2.8.2)")
+        if mine_lost:
+            self._adopt(now, sa, theirs)
+            self._send_ike_delete(now, mine)
+        else:
+            self._adopt(now, sa, mine)
+            self._send_ike_delete(now, sa)
+            # The loser may never have set up its redundant SA: strongSwan 5.9 drops a response whose
+            # message ID is that of the request it is processing and then, on our DELETE of the old SA,
+            # destroys its own new SA silently ("peer did not notice IKE_SA rekey collision").
+            self._expect_delete(now, theirs, REDUNDANT_WAIT)
 
     def _ike_rekey_r(self, now: float, sa: Ikev2Sa, mid: int, data: bytes) -> bytes | None:
+        """The peer rekeys the IKE SA. While our own rekey of it is in
+        flight the new SA waits as ``sa.rival`` for 2.8.2 to settle."""
         task = IkeRekey(sa.keys, proposals_for(self.config, sa.local), self.random, mid, False)
         task.process_r(data, now)
         reply = task.build_r(now)
-        if reply is not None and task.new_sa is not None:
-            self._take_over(now, sa, task.new_sa)
+        if reply is None or task.new_sa is None or task.nonces is None:
+            return reply
+        new = self._rekeyed_sa(now, sa, task.new_sa)
+        ours = sa.outstanding
+        if ours is not None and ours.kind is K.REKEY_IKE:
+            self._log(now, sa, f"IKE SA rekey collision: the peer's rekey (SA ID {new.sa_id}) crossed ours")
+            sa.rival = (new, task.nonces)
+        else:
+            self._adopt(now, sa, new)
         return reply
 
-    def _take_over(self, now: float, old: Ikev2Sa, keys: IkeSaState) -> None:
-        """The new IKE SA of a rekey (RFC 7296 2.18) inherits the CHILD_SAs;
-        the old one only waits for its DELETE."""
+    def _rekeyed_sa(self, now: float, old: Ikev2Sa, keys: IkeSaState) -> Ikev2Sa:
+        """The new IKE SA of a rekey of ``old`` (RFC 7296 2.18), established, without CHILD_SAs yet."""
         new = self._new_sa(now, keys.initiator, old.local, old.peer, keys)
         new.local_port, new.peer_port, new.auth, new.profile = old.local_port, old.peer_port, old.auth, old.profile
+        new.nat = old.nat
+        self._export_keys(keys)
+        self._established(now, new, Ikev2SaEvent.TAKE_OVER)
+        return new
+
+    def _adopt(self, now: float, old: Ikev2Sa, new: Ikev2Sa) -> None:
+        """``new`` replaces ``old``: it inherits the CHILD_SAs; the old one
+        only waits for its DELETE (ours, or the peer's: then not forever)."""
         for child in old.children:
             self.child_ike[child] = new
-        new.children, old.children = old.children, []
+        new.children, old.children = new.children + old.children, []
         old.transition(Ikev2SaEvent.REKEYED)
-        self._export_keys(keys)
         self._log(now, old, f"IKE SA rekeyed: new SA ID {new.sa_id}")
-        self._established(now, new, Ikev2SaEvent.TAKE_OVER)
+        if not new.initiator:
+            self._expect_delete(now, old)
+
+    def _expect_delete(self, now: float, sa: Ikev2Sa, wait: float | None = None) -> None:
+        """The peer is to delete ``sa`` (a rekeyed or redundant IKE SA, 2.8.2);
+        if its DELETE never comes, the SA goes (without a word) after
+        ``wait``, by default when the peer's retransmissions would have
+        given up."""
+        def give_up(t: float) -> None:
+            if sa in self.sas and sa.state is not Ikev2SaState.DELETED:
+                self._remove_sa(t, sa, "the peer's DELETE never came")
+        self.transport.schedule(now + (IKEV2_RETRANSMIT.give_up_after() if wait is None else wait), give_up)
 
     def _ike_expired(self, now: float, sa: Ikev2Sa) -> None:
         if sa in self.sas and sa.expires_at is not None and now >= sa.expires_at:

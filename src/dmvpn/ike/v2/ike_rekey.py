@@ -117,6 +117,13 @@ class IkeRekey:
     def build_r(self, now: float) -> bytes | None:
         return self._reply
 
+    def refuse(self, ntype: int, reason: str) -> bytes:
+        """Answer the request with an error notify alone, e.g.
+        TEMPORARY_FAILURE when the IKE SA is already rekeyed (RFC 7296 2.25)."""
+        self._answer_error(ntype, b"", reason)
+        assert self._reply is not None
+        return self._reply
+
     def _finish(self, chosen: Proposal, peer_spi: bytes, ke: KePayload, ni: bytes, nr: bytes, now: float) -> bool:
         """The new IKE SA: SKEYSEED with the *old* SA's PRF, its keys with the new one (2.18)."""
         old_keys, old_algs = self.sa.keys, self.sa.algorithms

@@ -60,6 +60,8 @@ class Ikev2Sa:
     state: Ikev2SaState = Ikev2SaState.IDLE
     local_port: int = IKE_PORT
     peer_port: int = IKE_PORT
+    #: NAT found (or forced) in IKE_SA_INIT (RFC 7296 2.23): IKE on UDP 4500, ESP in UDP (RFC 3948)
+    nat: bool = False
     init: IkeSaInit | None = None
     auth: AuthConfig | None = None
     profile: Ikev2Profile | None = None
@@ -76,6 +78,8 @@ class Ikev2Sa:
     pending: list[ChildRequest] = field(default_factory=list)  # acquires waiting for IKE_AUTH
     children: list[ChildSa] = field(default_factory=list)
     rekey_started: bool = False
+    #: the new IKE SA of the peer's rekey that crossed ours, with its exchange's (Ni, Nr) (RFC 7296 2.8.2)
+    rival: tuple[Ikev2Sa, tuple[bytes, bytes]] | None = None
 
     @property
     def established(self) -> bool:

@@ -114,7 +114,7 @@ def ike_algorithms(chosen: Proposal) -> IkeAlgorithms:
     return IkeAlgorithms(cipher, PrfId(int(prf.transform_id)), int(dh.transform_id))
 
 
-def _esp_transforms(esp: EspTransform) -> list[Transform]:
+def _esp_transforms(esp: EspTransform, group: int | None = None) -> list[Transform]:
     ts = [
         _encr(
             int(esp.encr), esp.key_bits if esp.encr not in (EspTransformId.ESP_3DES, EspTransformId.ESP_NULL) else None
@@ -122,23 +122,32 @@ def _esp_transforms(esp: EspTransform) -> list[Transform]:
     ]
     if not esp.is_aead:
         ts.append(Transform(TransformType.INTEG, ESP_INTEG[esp.auth]))
+    if group is not None:
+        ts.append(Transform(TransformType.DH, group))
     ts.append(Transform(TransformType.ESN, EsnId.NO_ESN))
     return ts
 
 
-def esp_sa_payload(transforms: Sequence[EspTransform], spi: bytes) -> SaPayload:
-    """SAi2/SAr2: one ESP proposal per transform, each with our inbound SPI."""
-    return SaPayload([Proposal(i, ProtocolId.ESP, spi, _esp_transforms(t)) for i, t in enumerate(transforms, 1)])
+def esp_sa_payload(transforms: Sequence[EspTransform], spi: bytes, group: int | None = None) -> SaPayload:
+    """SAi2/SAr2: one ESP proposal per transform, each with our inbound SPI
+    and, in a CREATE_CHILD_SA with PFS, the D-H transform of its KE (RFC
+    7296 1.3.1, 3.3.2: a KE payload's group must be in the accepted proposal)."""
+    return SaPayload([Proposal(i, ProtocolId.ESP, spi, _esp_transforms(t, group))
+                      for i, t in enumerate(transforms, 1)])
 
 
-def select_esp(offered: SaPayload, local: Sequence[EspTransform]) -> tuple[Proposal, EspTransform] | None:
-    """The first offered ESP proposal that equals one of our transforms."""
+def select_esp(offered: SaPayload, local: Sequence[EspTransform],
+               group: int | None = None) -> tuple[Proposal, EspTransform] | None:
+    """The first offered ESP proposal that equals one of our transforms; with
+    ``group`` (PFS) it must offer that D-H group, which the chosen proposal
+    then carries; without, D-H transforms are not looked at (IKE_AUTH's
+    proposals may carry the group of later rekeys, RFC 7296 1.2)."""
     for prop in offered.proposals:
         if prop.protocol_id != ProtocolId.ESP or len(prop.spi) != 4:
             continue
         for mine in local:
             got = _choose(
-                prop, [(t.transform_type, [(int(t.transform_id), t.key_length)]) for t in _esp_transforms(mine)]
+                prop, [(t.transform_type, [(int(t.transform_id), t.key_length)]) for t in _esp_transforms(mine, group)]
             )
             if got is not None:
                 return got, mine

@@ -85,12 +85,14 @@ class IkeSaInit:
         initiator: bool,
         cookie_secret: bytes | None = None,
         endpoints: Endpoints | None = None,
+        force_nat: bool = False,
     ) -> None:
         self.proposals = list(proposals)
         self.random = random
         self.sa = IkeSaState(initiator, random.token_bytes(8) if initiator else bytes(8))
         self.cookie_secret = cookie_secret  # responder: demand a cookie (2.6) when set
         self.endpoints = endpoints  # NAT detection when given
+        self.force_nat = force_nat  # claim a NAT in front of us (strongSwan's encap = yes)
         self._group = next(g for p in self.proposals if p.complete for g in p.groups) if initiator else 0
         self._dh: DhKeyPair | None = None
         self._cookie = b""
@@ -239,8 +241,12 @@ class IkeSaInit:
         if self.endpoints is None:
             return []
         (lip, lport), (pip, pport) = self.endpoints.local, self.endpoints.peer
+        if self.force_nat:  # a hash of no address of ours: the peer sees us behind a NAT
+            source = self.random.token_bytes(20)
+        else:
+            source = nat_detection_hash(spi_i, spi_r, lip, lport)
         return [
-            NotifyPayload(NotifyType.NAT_DETECTION_SOURCE_IP, data=nat_detection_hash(spi_i, spi_r, lip, lport)),
+            NotifyPayload(NotifyType.NAT_DETECTION_SOURCE_IP, data=source),
             NotifyPayload(NotifyType.NAT_DETECTION_DESTINATION_IP, data=nat_detection_hash(spi_i, spi_r, pip, pport)),
         ]
 
@@ -259,7 +265,7 @@ class IkeSaInit:
         dst = _notify(msg, NotifyType.NAT_DETECTION_DESTINATION_IP)
         if not src or dst is None:
             return  # the peer does not do NAT detection
-        self.sa.nat_local = dst.data != nat_detection_hash(msg.spi_i, msg.spi_r, lip, lport)
+        self.sa.nat_local = self.force_nat or dst.data != nat_detection_hash(msg.spi_i, msg.spi_r, lip, lport)
         self.sa.nat_peer = nat_detection_hash(msg.spi_i, msg.spi_r, pip, pport) not in src
 
     def _derive(self, algs: IkeAlgorithms, peer_public: bytes, now: float) -> InitOutcome:
@@ -276,6 +282,12 @@ class IkeSaInit:
         self.sa.algorithms = algs
         self.sa.established_at = now
         return InitOutcome.DONE
+
+    @property
+    def nat(self) -> bool:
+        """Either side is behind a NAT (or one is claimed): IKE floats to
+        UDP 4500 from IKE_AUTH on and ESP travels in UDP (RFC 7296 2.23)."""
+        return self.sa.nat_local or self.sa.nat_peer
 
     def _fail(self, reason: str) -> InitOutcome:
         self.sa.error = reason
