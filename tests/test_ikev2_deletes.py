@@ -143,10 +143,13 @@ def test_crossing_deletes_converge_with_20_percent_loss():
     retransmissions would have given up, and a fresh pair comes up crosswise."""
     stop = IKEV2_RETRANSMIT.give_up_after()
     retransmits = 0
+    crossed = {"clear crypto ikev2 sa": 0, "clear crypto sa": 0}
     for seed, cmd in zip((5, 6, 7, 8, 9, 10), ["clear crypto ikev2 sa", "clear crypto sa"] * 3, strict=True):
         sim, hub, spoke, _ = build_v2(seed=seed, link=LinkParams(delay=0.01, loss=0.2))
         h, s = hub.ike, spoke.ike
         assert isinstance(h, Ikev2Engine) and isinstance(s, Ikev2Engine)
+        for node in ("HUB", "SPOKE1"):
+            sim.admin(node, "debug crypto ikev2")
         sim.admin("SPOKE1", f"ping {HUB_TUN} repeat 1000 interval 0.5 timeout 2")
         t = 0.0
         while not (len(h.sas) == len(s.sas) == 1 and h.sas[0].established and s.sas[0].established
@@ -173,4 +176,7 @@ def test_crossing_deletes_converge_with_20_percent_loss():
         assert _sad_spis(hub) == {ch.sa_in.spi, ch.sa_out.spi} == _sad_spis(spoke), seed
         assert results(spoke)[-20:].count("!") >= 10, seed
         retransmits += h.stats["retransmits"] + s.stats["retransmits"]
+        crossed[cmd] += sum(_said(sim, n, "crossed the peer's") + _said(sim, n, "crossing DELETE")
+                            for n in ("HUB", "SPOKE1"))
     assert retransmits > 0
+    assert all(crossed.values()), crossed  # the requests did cross, for both kinds of SA

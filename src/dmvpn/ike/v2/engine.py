@@ -21,7 +21,11 @@ old outbound half at once and the old inbound half when the peer answers
 the DELETE (1.4.1), so packets in flight are still accepted. Two rekeys of
 one pair that cross are settled by RFC 7296 2.8.1 (:func:`redundant`): the
 new pair whose exchange used the lowest nonce is deleted by its initiator,
-and the surviving pair's initiator deletes the old one.
+and the surviving pair's initiator deletes the old one. Deletes that
+cross (both ends delete the same pair, or the IKE SA, at once: 1.4.1) are
+each answered without naming what both delete; a crossed pair loses its
+outbound half at once and its inbound half with the answer to our DELETE,
+a crossed IKE SA its CHILD_SAs at once and itself with that answer.
 
 Retransmission timers: IOS-XE documents no IKEv2 figures we could find
 (REFERENCE.md and IKEV2.md have none). :data:`IKEV2_RETRANSMIT` is a guess
@@ -54,7 +58,7 @@ from dmvpn.ike.v2.child_sa import CreateChildSa, CreatedChild, redundant
 from dmvpn.ike.v2.ike_auth import ChildSaResult, IkeAuth
 from dmvpn.ike.v2.ike_rekey import IkeRekey
 from dmvpn.ike.v2.ike_sa import Exchange, ExchangeKind, Ikev2Sa
-from dmvpn.ike.v2.informational import Informational
+from dmvpn.ike.v2.informational import Informational, PairHalf
 from dmvpn.ike.v2.keytable import key_record
 from dmvpn.ike.v2.protect import open_message
 from dmvpn.ike.v2.sa_init import Endpoints, IkeSaInit, IkeSaState, InitOutcome
@@ -374,6 +378,9 @@ class Ikev2Engine:
         if exch is None or hdr.message_id != exch.message_id:
             self._log(now, sa, f"Response with message id {hdr.message_id} matches no request, dropped")
             return
+        if hdr.exchange_type != exch.kind.exchange_type:  # charon too: "received X response, but expected Y"
+            self._log(now, sa, f"{_xname(hdr.exchange_type)} response to our {exch.kind.value} request, dropped")
+            return
         self.transport.cancel_retransmit(exch.retransmit)
         sa.outstanding = None
         if exch.kind is not K.IKE_SA_INIT:
@@ -404,7 +411,7 @@ class Ikev2Engine:
             reply = self._auth_r(now, sa, data)
         elif xchg == ExchangeType.CREATE_CHILD_SA and sa.established and not self._deleting(sa):
             reply = self._create_child_r(now, sa, mid, data)
-        elif (xchg == ExchangeType.CREATE_CHILD_SA and sa.state is Ikev2SaState.REKEYED) or self._deleting(sa):
+        elif xchg == ExchangeType.CREATE_CHILD_SA and (sa.state is Ikev2SaState.REKEYED or self._deleting(sa)):
             # RFC 7296 2.25: this SA is rekeyed or being deleted (a delayed crossing rekey, a DELETE crossing it)
             self._log(now, sa, "CREATE_CHILD_SA on an IKE SA being deleted refused: TEMPORARY_FAILURE")
             self.stats["rekeys_refused"] += 1
@@ -420,7 +427,7 @@ class Ikev2Engine:
         sa.peer_mid += 1
         sa.last_request, sa.last_response = data, reply
         self._send(sa, reply)
-        if sa.state is Ikev2SaState.DELETED:
+        if sa.state is Ikev2SaState.DELETED and not self._deletes_crossed(sa):
             self._forget(sa)
 
     # ================================================================== requests of ours
@@ -927,13 +934,11 @@ class Ikev2Engine:
     def _informational_r(self, now: float, sa: Ikev2Sa, mid: int, data: bytes) -> bytes | None:
         """DELETE of CHILD_SAs or of the IKE SA, or a liveness check (1.4, 2.4)."""
 
-        def pairs(spi: bytes) -> bytes | None:
+        def pairs(spi: bytes) -> PairHalf | None:
             child = self.children.by_spi_out.get(_spi(spi))
             if child is None:
                 return None
-            if child.state is ChildState.DELETED:
-                return None  # we are deleting it ourselves: a crossing delete (1.4.1)
-            return child.sa_in.spi.to_bytes(4, "big")
+            return PairHalf(child.sa_in.spi.to_bytes(4, "big"), child.state is ChildState.DELETED)
 
         info = Informational(sa.keys, self.random, mid, False)
         info.process_r(data, now, pairs)
@@ -949,6 +954,8 @@ class Ikev2Engine:
                     child.transition(ChildEvent.DELETED)
                     self._sa_event(now, "deleted (peer's DELETE)", child)
                 self._drop_halves(now, child)
+        for spi in info.result.crossed_child_spis:
+            self._crossing_child_delete(now, sa, _spi(spi))
         if info.result.delete_ike:
             self._log(now, sa, "Received DELETE for the IKEv2 SA")
             if sa.rival is not None:  # only the winner of a crossing rekey deletes the old SA (2.8.2)
@@ -959,9 +966,42 @@ class Ikev2Engine:
             self._remove_children(now, sa, "peer deleted the IKE SA")
             if sa.state is not Ikev2SaState.DELETED:
                 sa.transition(Ikev2SaEvent.DELETE)
-        elif not info.result.deleted_child_spis:
+            if self._deletes_crossed(sa):
+                self._crossing_ike_delete(now, sa)
+        elif not info.result.deleted_child_spis and not info.result.crossed_child_spis:
             self._log(now, sa, "Received DPD/liveness query; answering")
         return reply
+
+    def _crossing_child_delete(self, now: float, sa: Ikev2Sa, spi_out: int) -> None:
+        """The peer deletes a pair whose DELETE we sent (or queued) too
+        (RFC 7296 1.4.1): the outbound half goes while processing its
+        request (ours went when we decided), the inbound half with the
+        answer to our own DELETE."""
+        child = self.children.by_spi_out[spi_out]
+        self._log(now, sa, f"Received crossing DELETE for IPsec SA [SPI: 0x{spi_out:X}] that we delete too: "
+                           f"outbound SA gone, inbound SA goes with the answer to ours (RFC 7296 1.4.1)")
+        self.sad.delete(child.sa_out, now)
+
+    def _deletes_crossed(self, sa: Ikev2Sa) -> bool:
+        """The peer deleted ``sa`` while our DELETE of it is in flight (RFC 7296 1.4.1)."""
+        ours = sa.outstanding
+        return sa.state is Ikev2SaState.DELETED and ours is not None and ours.kind is K.DELETE_IKE
+
+    def _crossing_ike_delete(self, now: float, sa: Ikev2Sa) -> None:
+        """Both ends delete the IKE SA at once (1.4.1): the peer's request,
+        just answered, says it is deleting the SA, so ours needs no more
+        retransmissions. The SA (its CHILD_SAs gone) stays only to answer a
+        retransmission of the peer's DELETE from the cache (2.1), until our
+        DELETE is answered or the peer's retransmissions would have ended."""
+        ours = sa.outstanding
+        assert ours is not None
+        self.transport.cancel_retransmit(ours.retransmit)
+        self._log(now, sa, "Our DELETE of the IKEv2 SA crossed the peer's (RFC 7296 1.4.1): not retransmitting it")
+
+        def linger_over(t: float) -> None:
+            if sa in self.sas:
+                self._remove_sa(t, sa, "deleted by both ends, our DELETE unanswered")
+        self.transport.schedule(now + IKEV2_RETRANSMIT.give_up_after(), linger_over)
 
     @staticmethod
     def _deleting(sa: Ikev2Sa) -> bool:
@@ -972,7 +1012,7 @@ class Ikev2Engine:
         self._enqueue(now, sa, Exchange(K.DELETE_IKE))
 
     def _delete_ike_done(self, now: float, sa: Ikev2Sa, exch: Exchange, data: bytes) -> None:
-        self._remove_sa(now, sa, "deleted")
+        self._remove_sa(now, sa, "deleted by both ends" if sa.state is Ikev2SaState.DELETED else "deleted")
 
     def _remove_children(self, now: float, sa: Ikev2Sa, why: str) -> None:
         for child in list(sa.children):

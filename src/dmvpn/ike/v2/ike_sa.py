@@ -17,6 +17,7 @@ from dmvpn.ike.transport import Retransmit
 from dmvpn.ike.v2.ike_auth import AuthConfig
 from dmvpn.ike.v2.sa_init import IkeSaInit, IkeSaState
 from dmvpn.ike.v2.states import Ikev2SaEvent, Ikev2SaState, next_ikev2_sa
+from dmvpn.wire.ikev2_registry import ExchangeType
 from dmvpn.wire.isakmp import IKE_PORT
 
 
@@ -31,6 +32,11 @@ class ExchangeKind(Enum):
     DELETE_CHILD = "INFORMATIONAL (delete CHILD)"
     DELETE_IKE = "INFORMATIONAL (delete IKE)"
     LIVENESS = "INFORMATIONAL (liveness)"
+
+    @property
+    def exchange_type(self) -> ExchangeType:
+        """The exchange type of the request, which its response carries too (RFC 7296 3.1)."""
+        return ExchangeType[self.value.split(" ")[0]]
 
 
 @dataclass(eq=False)
