@@ -9,7 +9,8 @@ deleted."""
 
 from __future__ import annotations
 
-from dmvpn.ike.v2.engine import IKEV2_RETRANSMIT, Ikev2Engine
+from dmvpn.ike.v2.context import IKEV2_RETRANSMIT
+from dmvpn.ike.v2.engine import Ikev2Engine
 from dmvpn.ike.v2.protect import open_message
 from dmvpn.ike.v2.sa_init import IkeSaState
 from dmvpn.runtime.sim import LinkParams

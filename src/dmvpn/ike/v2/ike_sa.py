@@ -92,6 +92,18 @@ class Ikev2Sa:
         return self.state is Ikev2SaState.ESTABLISHED
 
     @property
+    def deleting(self) -> bool:
+        """Our DELETE of this IKE SA is in flight or queued."""
+        ours = [self.outstanding] if self.outstanding else []
+        return any(e.kind is ExchangeKind.DELETE_IKE for e in ours + self.queue)
+
+    @property
+    def deletes_crossed(self) -> bool:
+        """The peer deleted this SA while our DELETE of it is in flight (RFC 7296 1.4.1)."""
+        ours = self.outstanding
+        return self.state is Ikev2SaState.DELETED and ours is not None and ours.kind is ExchangeKind.DELETE_IKE
+
+    @property
     def role(self) -> str:
         return "Initiator" if self.initiator else "Responder"
 
