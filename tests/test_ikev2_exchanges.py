@@ -307,14 +307,15 @@ def test_simultaneous_rekey_lowest_nonce_loses() -> None:
 
 
 def test_informational_delete_and_liveness() -> None:
-    from dmvpn.ike.v2.informational import Informational
+    from dmvpn.ike.v2.informational import Informational, PairHalf
+    from dmvpn.ike.v2.protect import open_message
 
     i, r, ia, ra, ok, _ = _full()
     assert ok and ia.child is not None and ra.child is not None
     spoke_in, hub_in = ia.child.spi_i, ra.child.spi_r
     # the spoke deletes the pair: it names its inbound SPI, the hub answers with its own
     a, b = Informational(i.sa, SeededRandom(3), 2, True), Informational(r.sa, SeededRandom(4), 2, False)
-    b.process_r(a.build_i(5.0, delete_child_spis=[spoke_in]), 5.0, pairs={spoke_in: hub_in}.get)
+    b.process_r(a.build_i(5.0, delete_child_spis=[spoke_in]), 5.0, pairs={spoke_in: PairHalf(hub_in)}.get)
     resp = b.build_r(5.0)
     assert resp is not None and a.process_i(resp, 5.0)
     assert b.result.deleted_child_spis == [spoke_in] and a.result.deleted_child_spis == [hub_in]
@@ -323,6 +324,13 @@ def test_informational_delete_and_liveness() -> None:
     d.process_r(c.build_i(6.0, delete_child_spis=[spoke_in]), 6.0, pairs=lambda spi: None)
     resp = d.build_r(6.0)
     assert resp is not None and c.process_i(resp, 6.0) and c.result.deleted_child_spis == []
+    # deletes that cross (1.4.1): the hub is deleting the pair too; its answer names nothing
+    c, d = Informational(i.sa, SeededRandom(12), 4, True), Informational(r.sa, SeededRandom(13), 4, False)
+    d.process_r(c.build_i(6.5, delete_child_spis=[spoke_in]), 6.5, pairs={spoke_in: PairHalf(hub_in, True)}.get)
+    resp = d.build_r(6.5)
+    assert d.result.crossed_child_spis == [spoke_in] and d.result.deleted_child_spis == []
+    assert resp is not None and c.process_i(resp, 6.5) and c.result.deleted_child_spis == []
+    assert open_message(i.sa, resp).payloads == []
     # liveness: an empty request gets an empty answer
     e, f = Informational(r.sa, SeededRandom(7), 0, True), Informational(i.sa, SeededRandom(8), 0, False)
     f.process_r(e.build_i(7.0), 7.0, pairs=lambda spi: None)

@@ -17,6 +17,7 @@ from dmvpn.ike.transport import Retransmit
 from dmvpn.ike.v2.ike_auth import AuthConfig
 from dmvpn.ike.v2.sa_init import IkeSaInit, IkeSaState
 from dmvpn.ike.v2.states import Ikev2SaEvent, Ikev2SaState, next_ikev2_sa
+from dmvpn.wire.ikev2_registry import ExchangeType
 from dmvpn.wire.isakmp import IKE_PORT
 
 
@@ -31,6 +32,11 @@ class ExchangeKind(Enum):
     DELETE_CHILD = "INFORMATIONAL (delete CHILD)"
     DELETE_IKE = "INFORMATIONAL (delete IKE)"
     LIVENESS = "INFORMATIONAL (liveness)"
+
+    @property
+    def exchange_type(self) -> ExchangeType:
+        """The exchange type of the request, which its response carries too (RFC 7296 3.1)."""
+        return ExchangeType[self.value.split(" ")[0]]
 
 
 @dataclass(eq=False)
@@ -84,6 +90,18 @@ class Ikev2Sa:
     @property
     def established(self) -> bool:
         return self.state is Ikev2SaState.ESTABLISHED
+
+    @property
+    def deleting(self) -> bool:
+        """Our DELETE of this IKE SA is in flight or queued."""
+        ours = [self.outstanding] if self.outstanding else []
+        return any(e.kind is ExchangeKind.DELETE_IKE for e in ours + self.queue)
+
+    @property
+    def deletes_crossed(self) -> bool:
+        """The peer deleted this SA while our DELETE of it is in flight (RFC 7296 1.4.1)."""
+        ours = self.outstanding
+        return self.state is Ikev2SaState.DELETED and ours is not None and ours.kind is ExchangeKind.DELETE_IKE
 
     @property
     def role(self) -> str:

@@ -3,9 +3,13 @@ deleting CHILD_SAs or the IKE SA, and liveness checks (an empty request
 that must be answered).
 
 A Delete of ESP SPIs names the SPIs the sender receives on; the responder
-answers with the SPIs of its own halves of those pairs (1.4.1) and omits
-SAs it is already deleting itself (a crossing delete). A Delete of the IKE
-SA (protocol IKE, no SPIs) is answered with an empty message.
+answers with the SPIs of its own halves of those pairs (1.4.1). When both
+ends delete the same pair at once the two requests cross: each answer then
+MUST NOT name the pair (1.4.1), and the task reports it apart
+(:attr:`InformationalResult.crossed_child_spis`) so the engine deletes the
+outbound half now and the inbound half with its own DELETE's answer. A
+Delete of the IKE SA (protocol IKE, no SPIs) is answered with an empty
+message, also when it crosses ours.
 """
 
 from __future__ import annotations
@@ -21,9 +25,19 @@ from dmvpn.wire.ikev2 import Ikev2Message
 from dmvpn.wire.ikev2_payloads import DeletePayload, Payload
 from dmvpn.wire.ikev2_registry import ExchangeType, HeaderFlags, ProtocolId
 
-#: Given an SPI the peer deletes (its inbound, our outbound), our inbound
-#: SPI of the same pair, or None if we have no such SA (any more).
-PairLookup = Callable[[bytes], "bytes | None"]
+
+@dataclass(frozen=True, slots=True)
+class PairHalf:
+    """Our side of a pair the peer deletes: our inbound SPI, and whether we
+    are deleting the pair ourselves (our DELETE of it is queued or in flight)."""
+
+    spi_in: bytes
+    deleting: bool = False
+
+
+#: Given an SPI the peer deletes (its inbound, our outbound), our side of
+#: the same pair, or None if we have no such SA (any more).
+PairLookup = Callable[[bytes], "PairHalf | None"]
 
 
 @dataclass
@@ -31,6 +45,8 @@ class InformationalResult:
     """What an INFORMATIONAL exchange removed."""
 
     deleted_child_spis: list[bytes] = field(default_factory=list)  # the peer's inbound SPIs it named
+    #: the SPIs the peer named of pairs we are deleting too: the requests crossed (1.4.1)
+    crossed_child_spis: list[bytes] = field(default_factory=list)
     delete_ike: bool = False
 
 
@@ -75,9 +91,13 @@ class Informational:
             elif d.protocol_id == ProtocolId.ESP:
                 for spi in d.spis:
                     mine = pairs(spi)
-                    if mine is not None:
+                    if mine is None:
+                        continue
+                    if mine.deleting:  # crossing deletes: the answer MUST NOT name the pair (1.4.1)
+                        self.result.crossed_child_spis.append(spi)
+                    else:
                         self.result.deleted_child_spis.append(spi)
-                        ours.append(mine)
+                        ours.append(mine.spi_in)
         answer: list[Payload] = [] if self.result.delete_ike or not ours else [DeletePayload(ProtocolId.ESP, ours)]
         self._reply = self._message(True, answer)
 

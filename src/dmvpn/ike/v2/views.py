@@ -4,11 +4,13 @@ state the tasks of :mod:`dmvpn.ike.v2` establish, in IOS-XE's words
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address
 
 from dmvpn.crypto.esp_algorithms import EspTransformId
 from dmvpn.crypto.ikev2_algorithms import EncrId, IntegId, PrfId
 from dmvpn.ike.v2.ike_auth import ChildSaResult
+from dmvpn.ike.v2.ike_sa import Ikev2Sa
 from dmvpn.ike.v2.sa_init import IkeSaState
 from dmvpn.show.ikev2_views import Ikev2ChildView, Ikev2SaView
 
@@ -92,3 +94,12 @@ def child_view(child: ChildSaResult, initiator: bool, local: IPv4Address, remote
         esp_hmac=ESP_HMAC_IOS.get(esp.auth.name, esp.auth.name),
         mode="transport" if child.transport else "tunnel",
     )
+
+
+def with_windows(view: Ikev2SaView, sa: Ikev2Sa) -> Ikev2SaView:
+    """The detail fields only the engine knows: message IDs and DPD settings."""
+    dpd = sa.profile.dpd if sa.profile is not None else None
+    return replace(view, local_next_msg_id=sa.next_mid, remote_next_msg_id=sa.peer_mid,
+                   local_req_msg_id=max(sa.next_mid - 1, 0), remote_req_msg_id=max(sa.peer_mid - 1, 0),
+                   local_req_queued=len(sa.queue), dpd_interval=dpd.interval if dpd else 0,
+                   dpd_retry=dpd.retry if dpd else 0)
