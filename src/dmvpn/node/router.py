@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dmvpn.config import RouterConfig
 from dmvpn.ike.engine import Ikev1Engine
@@ -60,7 +60,7 @@ from dmvpn.node.explain import explain_sas
 from dmvpn.node.icmp_echo import IcmpEchoEngine
 from dmvpn.node.nhrp_slot import NhrpSlot, nhrp_admin
 from dmvpn.node.policies import GRE_PROTOCOL, child_policies
-from dmvpn.node.routing import RoutingTable
+from dmvpn.node.routing import Route, RoutingTable
 from dmvpn.node.subengines import HostSlot, KeyManagerSlot, SubEngine
 from dmvpn.sansio import LogEvent, RandomSource, Transmit
 from dmvpn.show.commands import INVALID_INPUT
@@ -464,16 +464,13 @@ class Router:
                 self.counters.tunnel_drops += 1
                 return
             if delivery.protocol == GRE_PROTO_IPV4:
-                if not self.kernel_host:
-                    payload = delivery.payload
-                    if payload[16:20] in self._overlay_local or len(payload) < 20 or payload[16] >= 0xE0:
-                        self.host.receive(now, name, payload)
-                    else:
-                        self._forward(now, name, src, payload)
-                    return
-                self._tx.append(Transmit(name, delivery.payload))
-                if _is_echo_reply(delivery.payload):
-                    self.host.receive(now, name, delivery.payload)
+                payload = delivery.payload
+                if payload[16:20] in self._overlay_local or len(payload) < 20 or payload[16] >= 0xE0:
+                    self._deliver(now, name, payload)
+                elif not self.kernel_host or self._into_tunnel(payload):
+                    self._forward(now, name, src, payload)
+                else:  # real mode: the host routes it (a LAN behind this router)
+                    self._tx.append(Transmit(name, payload))
             elif delivery.protocol == GRE_PROTO_NHRP:
                 slot = self.nhrp.get(name)
                 if slot is None:
@@ -482,6 +479,31 @@ class Router:
                 slot.receive(now, ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), delivery.payload)
             return
         self.counters.not_for_us += 1
+
+    def _deliver(self, now: float, name: str, payload: bytes) -> None:
+        """An overlay packet for this router (or multicast) from tunnel
+        ``name``: to the OS through the TUN in real mode (echo replies
+        also to the built-in pinger), else to the built-in host."""
+        if not self.kernel_host:
+            self.host.receive(now, name, payload)
+            return
+        self._tx.append(Transmit(name, payload))
+        if _is_echo_reply(payload):
+            self.host.receive(now, name, payload)
+
+    def _into_tunnel(self, payload: bytes) -> bool:
+        """The overlay table routes ``payload`` back into a tunnel: transit
+        the router carries itself (a hub between two spokes), so it counts
+        it and NHRP sees the hairpin, as in the lab."""
+        hop = self.routes.lookup_packed(payload[16:20])
+        return hop is not None and hop.interface in self.tunnels
+
+    def learn_routes(self, now: float, routes: list[Route]) -> None:
+        """Real mode: the routes a routing daemon on the host (FRR) installed
+        in the kernel through the tunnels' TUNs
+        (:mod:`dmvpn.runtime.real.kernel_routes`) replace the learned ones
+        of the overlay table; NHRP's shortcuts and overrides stay on top."""
+        self.routes.set_learned([replace(r, installed_at=now) for r in routes])
 
     def _tunnel_out(self, now: float, name: str, overlay: bytes) -> None:
         tunnel = self.tunnels[name]
