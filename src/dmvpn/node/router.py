@@ -325,12 +325,25 @@ class Router:
             # Lab extension: rekey the IKEv2 SAs now (as at 90% of their lifetime).
             return self._with_peer(words, 4, lambda peer: f"{self._rekey_ike(now, peer)} IKE SA rekey(s) started")
         if head[:1] == ["show"]:
-            if head[1:3] in (["ping"], ["ip", "traffic"]):
-                return self.host.admin(now, " ".join(head[:3]))
+            if head[1:2] == ["ping"]:
+                return self.host.admin(now, "show ping")
+            if head[1:3] == ["ip", "traffic"]:
+                return f"{self._ip_statistics()}\n\n{self.host.admin(now, 'show ip traffic')}"
             if head[1:4] == ["crypto", "ipsec", "sa"] and words[-1] == "explain":
                 return self._with_peer(words[:-1], 4, lambda peer: self._explain(now, peer))
             return show_adapter.run_router_show(self, now, command)
         return INVALID_INPUT
+
+    def _ip_statistics(self) -> str:
+        """The ``IP statistics`` section of ``show ip traffic`` (IOS's
+        layout, with the counters the router keeps): overlay packets it
+        routed from a tunnel into a tunnel, and why others were dropped."""
+        c = self.counters
+        return ("IP statistics:\n"
+                f"  Rcvd:  {c.ttl_expired} bad hop count\n"
+                f"  Sent:  {c.forwarded} forwarded\n"
+                f"  Drop:  {c.no_mapping_drops} unresolved, {c.no_route_drops} no route, "
+                f"{c.no_sa_drops} no IPsec SA")
 
     def _set_debug(self, on: bool, version: int | None = None) -> None:
         for km in self.key_managers:
