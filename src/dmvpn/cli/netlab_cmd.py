@@ -15,7 +15,6 @@ import click
 from dmvpn.lab.netlab import Netlab, NetlabError
 from dmvpn.lab.scenario import Scenario, ScenarioError, load_scenario
 
-
 #: The built-in scenarios, by name.
 BUILT_IN = {"seed": "seed.toml", "dmvpn": "netlab-dmvpn.toml"}
 

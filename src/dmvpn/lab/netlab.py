@@ -143,8 +143,12 @@ def _ip(*args: str) -> None:
 class Netlab:
     """``up``/``down``/``status`` for one scenario."""
 
-    def __init__(self, scenario: Scenario, run_dir: Path = NETLAB_RUN_DIR) -> None:
+    def __init__(self, scenario: Scenario, run_dir: Path = NETLAB_RUN_DIR, *, routing: bool = True) -> None:
+        """``routing``: start FRR for the nodes whose configs route (False:
+        the daemons alone, e.g. for a fuzz campaign that counts every packet
+        reaching a TUN)."""
         self.scenario = scenario
+        self.routing = routing
         self.name = _SAFE.sub("-", scenario.name)
         self.dir = run_dir / self.name
         self.state_path = self.dir / "state.json"
@@ -301,7 +305,7 @@ class Netlab:
 
     def _start_frr(self, node: NodeState, config: RouterConfig) -> None:
         """FRR beside the node's daemon when its config routes (OSPF, BGP)."""
-        if not config.routing.ospf and config.routing.bgp is None:
+        if not self.routing or (not config.routing.ospf and config.routing.bgp is None):
             return
         run_dir = netlab_frr_dir(self.dir, node.name)
         node.frr_dir = str(run_dir)

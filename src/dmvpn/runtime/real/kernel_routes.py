@@ -47,19 +47,15 @@ class KernelRouteWatcher:
     -> the engine's interface name) and hands them to ``sink``."""
 
     def __init__(self, tuns: Mapping[str, str], sink: RouteSink) -> None:
-        from pyroute2 import IPRoute
-
         self.tuns = dict(tuns)
         self.sink = sink
         self.dumps = 0
         self._events = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
                                      socket.NETLINK_ROUTE)
-        self._ipr: Any = None
         try:
             self._events.bind((0, RTMGRP_IPV4_ROUTE))
-            self._ipr = IPRoute()
         except BaseException:
-            self.close()
+            self._events.close()
             raise
 
     def fileno(self) -> int:
@@ -79,33 +75,38 @@ class KernelRouteWatcher:
         self.refresh(now)
 
     def refresh(self, now: float) -> None:
-        """Dump the main table and give the sink the learned routes."""
-        self.dumps += 1
-        index = {}
-        for name, iface in self.tuns.items():
-            found = self._ipr.link_lookup(ifname=name)
-            if found:
-                index[found[0]] = iface
-        self.sink(now, learned_routes(self._ipr.get_routes(family=socket.AF_INET, table=RT_TABLE_MAIN), index,
-                                 self._nexthops))
+        """Dump the main table and give the sink the learned routes (the dump
+        socket is opened for it and closed again: the daemon holds one
+        descriptor for the watch, not pyroute2's several)."""
+        from pyroute2 import IPRoute
 
-    def _nexthops(self) -> dict[int, tuple[int | None, str | None]]:
-        """Kernel nexthop objects (``ip nexthop``): id -> (oif, gateway), for
-        routes that name one by ``RTA_NH_ID`` only."""
-        out: dict[int, tuple[int | None, str | None]] = {}
-        try:
-            for nh in self._ipr.nh("dump"):
-                out[nh.get_attr("NHA_ID")] = (nh.get_attr("NHA_OIF"), nh.get_attr("NHA_GATEWAY"))
-        except Exception:  # an old kernel or pyroute2 without nexthop objects: such routes are skipped
-            pass
-        return out
+        self.dumps += 1
+        with IPRoute() as ipr:
+            index = {}
+            for name, iface in self.tuns.items():
+                found = ipr.link_lookup(ifname=name)
+                if found:
+                    index[found[0]] = iface
+            routes = learned_routes(ipr.get_routes(family=socket.AF_INET, table=RT_TABLE_MAIN), index,
+                                    lambda: _nexthops(ipr))
+        self.sink(now, routes)
 
     def close(self) -> None:
-        if self._ipr is not None:
-            self._ipr.close()
-            self._ipr = None
         if self._events.fileno() >= 0:
             self._events.close()
+
+
+def _nexthops(ipr: Any) -> dict[int, tuple[int | None, str | None]]:
+    """Kernel nexthop objects (``ip nexthop``, what zebra installs routes
+    with): id -> (oif, gateway), for routes that name one by ``RTA_NH_ID``
+    without their own next hop."""
+    out: dict[int, tuple[int | None, str | None]] = {}
+    try:
+        for nh in ipr.nh("dump"):
+            out[nh.get_attr("NHA_ID")] = (nh.get_attr("NHA_OIF"), nh.get_attr("NHA_GATEWAY"))
+    except Exception:  # an old kernel or pyroute2 without nexthop objects: such routes are skipped
+        pass
+    return out
 
 
 def learned_routes(messages: Iterable[Any], tuns: Mapping[int, str],
