@@ -222,7 +222,7 @@ def test_lan_ping_goes_direct_after_redirect_and_underlay_is_only_ike_and_esp(la
 
 
 def test_hub_restart_spokes_reregister_routing_returns_spoke_path_kept(lab, tmp_path):
-    in1, out1, _, _ = _spoke_pair(lab)
+    _, out1, _, _ = _spoke_pair(lab)
     start = time.monotonic()
     restart = lab.netlab("restart", "hub")
     assert restart.returncode == 0, restart.stderr
@@ -238,7 +238,7 @@ def test_hub_restart_spokes_reregister_routing_returns_spoke_path_kept(lab, tmp_
                            LAN_HOST["spoke2"]], capture_output=True, text=True, timeout=60)
     assert ping.returncode == 0, ping.stdout + ping.stderr
     TIMES["hub restart: spoke-to-spoke"] = round(time.monotonic() - start, 1)
-    now_in1, now_out1, _, _ = _spoke_pair(lab)
+    _, now_out1, _, _ = _spoke_pair(lab)
     kept = bool(now_out1 & out1)
     print(f"spoke-to-spoke SA pair {'kept' if kept else 'rebuilt'}: {sorted(out1)} -> {sorted(now_out1)}")
     print(f"times: {TIMES}")
