@@ -468,7 +468,9 @@ class Campaign:
         self.rng = random.Random(args.seed)
         self.report = Report(args.packets, args.seed)
         self.tmp = Path(tempfile.mkdtemp(prefix="dmvpn-fuzz-"))
-        self.lab = Netlab(parse_scenario(seed_pair_scenario(f"fz{os.getpid()}"), "fuzz.toml"), run_dir=self.tmp)
+        # the daemons alone (no FRR): OSPF hellos would reach the hub's TUN, which counts only what the fuzz injected
+        self.lab = Netlab(parse_scenario(seed_pair_scenario(f"fz{os.getpid()}"), "fuzz.toml"), run_dir=self.tmp,
+                          routing=False)
         self.state: NetlabState | None = None
         self.captures: list[Capture] = []
         self.sender: socket.socket | None = None

@@ -1,6 +1,8 @@
-"""``dmvpn netlab up|down|status SCENARIO``: a scenario's routers as real
-daemons in network namespaces (see :mod:`dmvpn.lab.netlab`). SCENARIO is a
-scenario TOML file, or ``seed`` for the built-in seed lab."""
+"""``dmvpn netlab up|down|status SCENARIO`` and ``restart SCENARIO NODE``:
+a scenario's routers as real daemons in network namespaces (see
+:mod:`dmvpn.lab.netlab`). SCENARIO is a scenario TOML file, ``seed`` for the
+built-in seed lab (hub and spoke) or ``dmvpn`` for the built-in DMVPN lab
+(a hub and two spokes with OSPF over the tunnel, FRR beside each daemon)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,13 @@ import click
 from dmvpn.lab.netlab import Netlab, NetlabError
 from dmvpn.lab.scenario import Scenario, ScenarioError, load_scenario
 
+#: The built-in scenarios, by name.
+BUILT_IN = {"seed": "seed.toml", "dmvpn": "netlab-dmvpn.toml"}
+
 
 def _scenario(arg: str) -> Scenario:
-    if arg == "seed" and not os.path.exists(arg):
-        with resources.as_file(resources.files("dmvpn.lab") / "data" / "seed.toml") as path:
+    if arg in BUILT_IN and not os.path.exists(arg):
+        with resources.as_file(resources.files("dmvpn.lab") / "data" / BUILT_IN[arg]) as path:
             return load_scenario(path)
     return load_scenario(arg)
 
@@ -73,3 +78,15 @@ def status(scenario: str) -> None:
     """Namespaces, daemons and their control sockets."""
     for line in _netlab("status", scenario).status():
         click.echo(line)
+
+
+@netlab.command("restart")
+@click.argument("scenario")
+@click.argument("node")
+def restart(scenario: str, node: str) -> None:
+    """Kill NODE's daemon (as a crash: SIGKILL) and start it again."""
+    lab = _netlab("restart", scenario)
+    try:
+        click.echo(lab.restart(node))
+    except NetlabError as err:
+        _fail("restart", str(err))

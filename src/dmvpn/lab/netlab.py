@@ -13,17 +13,32 @@ kernel instead:
 * the link's delay, jitter, loss and bandwidth as ``tc netem`` on each node's
   egress (so one way takes ``delay_ms``), when the kernel has sch_netem; when
   it does not, ``up`` says which impairments were not applied;
+* every other addressed interface of a node's config that no link uses (a
+  ``Loopback0`` LAN) as a veth with that address into a LAN host namespace
+  ``dmvpn-<scenario>-<node>-<dev>`` (the host: the subnet's next address,
+  default route via the node);
+* IPv4 forwarding on and reverse-path filtering off in every node (a router
+  between its LAN and the tunnel);
 * one ``dmvpn run`` per node in its namespace, control socket, log and
-  pidfile under ``/run/dmvpn-netlab/<scenario>/``.
+  pidfile under ``/run/dmvpn-netlab/<scenario>/``, started in the
+  scenario's order, each answering before the next starts (list the hub
+  first: a spoke registers as soon as it is up);
+* for a node whose config has ``router ospf`` or ``router bgp``, FRR's zebra
+  and ospfd/bgpd in its namespace once its daemon is up
+  (:class:`~dmvpn.runtime.real.frr.FrrInstance`, files in
+  ``<scenario dir>/<node>.frr``, what ``dmvpn show --node`` reads).
 
-``down`` stops every daemon by PID (SIGTERM, so DELETEs go out; SIGKILL after
-a bounded wait) and deletes every namespace it made (their veths and bridges
-go with them). ``status`` reports what exists.
+``down`` stops FRR and every daemon by PID (SIGTERM, so DELETEs go out;
+SIGKILL after a bounded wait) and deletes every namespace it made (their
+veths, bridges and dummies go with them). ``status`` reports what exists,
+and each node's NHRP peers and IPsec sessions. ``restart NODE`` kills one
+node's daemon (SIGKILL, as a crash: no DELETE goes out) and starts it again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -38,6 +53,7 @@ from pathlib import Path
 from dmvpn.config import ConfigError, RouterConfig, load_config
 from dmvpn.lab.scenario import LinkSpec, Scenario
 from dmvpn.runtime.real.control import ControlClientError, send_command
+from dmvpn.runtime.real.frr import FrrError, FrrInstance, daemon_ifnames, netlab_frr_dir, stop_frr_pids
 
 NETLAB_RUN_DIR = Path("/run/dmvpn-netlab")
 NS_PREFIX = "dmvpn"
@@ -87,6 +103,11 @@ class NodeState:
     log: str
     pid: int | None = None
     interfaces: dict[str, str] = field(default_factory=dict)  # linux name -> "IOS name address"
+    #: FRR daemon -> PID, and the instance's directory ("" without FRR)
+    frr_pids: dict[str, int] = field(default_factory=dict)
+    frr_dir: str = ""
+    #: LAN host namespace -> the host's address
+    lans: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -122,8 +143,12 @@ def _ip(*args: str) -> None:
 class Netlab:
     """``up``/``down``/``status`` for one scenario."""
 
-    def __init__(self, scenario: Scenario, run_dir: Path = NETLAB_RUN_DIR) -> None:
+    def __init__(self, scenario: Scenario, run_dir: Path = NETLAB_RUN_DIR, *, routing: bool = True) -> None:
+        """``routing``: start FRR for the nodes whose configs route (False:
+        the daemons alone, e.g. for a fuzz campaign that counts every packet
+        reaching a TUN)."""
         self.scenario = scenario
+        self.routing = routing
         self.name = _SAFE.sub("-", scenario.name)
         self.dir = run_dir / self.name
         self.state_path = self.dir / "state.json"
@@ -150,12 +175,16 @@ class Netlab:
             nodes = {n.name: n for n in state.nodes}
             for link in self.scenario.links:
                 self._add_link(state, link, nodes, configs)
+            for spec in self.scenario.nodes:
+                self._add_loopbacks(state, nodes[spec.name], configs[spec.name])
             state.save(self.state_path)
             for spec in self.scenario.nodes:
-                self._start(state, nodes[spec.name], spec.profile or self.scenario.profile)
+                node = nodes[spec.name]
+                self._start(state, node, spec.profile or self.scenario.profile)
                 state.save(self.state_path)
-            for node in state.nodes:
                 self._wait_ready(node)
+                self._start_frr(node, configs[spec.name])
+                state.save(self.state_path)
         except BaseException:
             state.save(self.state_path)
             self.down()
@@ -179,6 +208,37 @@ class Netlab:
                     "net.ipv6.conf.default.disable_ipv6=1")
         if proc.returncode != 0:
             state.notes.append(f"{ns}: could not disable IPv6: {proc.stderr.strip()}")
+        proc = _run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+                    "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
+        if proc.returncode != 0:
+            raise NetlabError(f"{ns}: cannot enable IPv4 forwarding: {proc.stderr.strip()}")
+
+    def _add_loopbacks(self, state: NetlabState, node: NodeState, config: RouterConfig) -> None:
+        """Each addressed, non-shutdown interface no link made (a
+        ``Loopback0`` LAN) as a veth (``lo0``) into a host namespace of its
+        own, ``<node namespace>-<dev>``, whose one host has the subnet's
+        first other address and its default route via the node (a dummy
+        device would do for the address alone, but not every kernel has the
+        dummy driver, and a LAN host lets pings cross the node's forwarding)."""
+        for iface in config.interfaces.values():
+            dev = linux_ifname(iface.name)
+            if iface.tunnel is not None or iface.address is None or iface.shutdown or dev in node.interfaces:
+                continue
+            host_ns = f"{node.namespace}-{dev}"
+            self._add_namespace(state, host_ns)
+            _ip("link", "add", dev, "netns", node.namespace, "type", "veth", "peer", "name", "eth0",
+                "netns", host_ns)
+            _ip("-n", node.namespace, "link", "set", dev, "alias", iface.name)
+            _ip("-n", node.namespace, "addr", "add", str(iface.address), "dev", dev)
+            _ip("-n", node.namespace, "link", "set", dev, "up")
+            node.interfaces[dev] = f"{iface.name} {iface.address}"
+            host = lan_host(iface.address)
+            if host is None:
+                continue
+            _ip("-n", host_ns, "addr", "add", str(host), "dev", "eth0")
+            _ip("-n", host_ns, "link", "set", "eth0", "up")
+            _ip("-n", host_ns, "route", "add", "default", "via", str(iface.address.ip))
+            node.lans[host_ns] = str(host.ip)
 
     def _add_link(self, state: NetlabState, link: LinkSpec, nodes: dict[str, NodeState],
                   configs: dict[str, RouterConfig]) -> None:
@@ -243,6 +303,42 @@ class Netlab:
         node.pid = proc.pid
         (self.dir / f"{node.name}.pid").write_text(f"{proc.pid}\n")
 
+    def _start_frr(self, node: NodeState, config: RouterConfig) -> None:
+        """FRR beside the node's daemon when its config routes (OSPF, BGP)."""
+        if not self.routing or (not config.routing.ospf and config.routing.bgp is None):
+            return
+        run_dir = netlab_frr_dir(self.dir, node.name)
+        node.frr_dir = str(run_dir)
+        instance = FrrInstance(node.namespace, config, daemon_ifnames(config, TUN_NAME, linux_ifname), run_dir)
+        try:
+            instance.start()
+        except FrrError as err:
+            raise NetlabError(f"{node.name}: {err}") from None
+        node.frr_pids = instance.pids
+
+    def restart(self, node_name: str) -> str:
+        """Kill ``node_name``'s daemon (SIGKILL: a crash, no DELETE sent)
+        and start it again; FRR keeps running (it sees the TUN go and come
+        back)."""
+        if not self.state_path.exists():
+            raise NetlabError(f"netlab {self.name} is not up")
+        state = NetlabState.load(self.state_path)
+        node = next((n for n in state.nodes if n.name == node_name), None)
+        if node is None:
+            raise NetlabError(f"netlab {self.name} has no node {node_name!r} "
+                              f"(nodes: {', '.join(n.name for n in state.nodes)})")
+        spec = next(n for n in self.scenario.nodes if n.name == node_name)
+        old = node.pid
+        if old is not None and _is_our_daemon(old):
+            os.kill(old, signal.SIGKILL)
+            _wait_gone(old)
+        with contextlib.suppress(FileNotFoundError):
+            Path(node.control).unlink()
+        self._start(state, node, spec.profile or self.scenario.profile)
+        state.save(self.state_path)
+        self._wait_ready(node)
+        return f"{node.name}: killed pid {old}, started pid {node.pid}"
+
     def _wait_ready(self, node: NodeState) -> None:
         end = time.monotonic() + READY_TIMEOUT
         while True:
@@ -265,6 +361,8 @@ class Netlab:
         state = NetlabState.load(self.state_path) if self.state_path.exists() else None
         namespaces = list(state.namespaces) if state else []
         for node in state.nodes if state else []:
+            if node.frr_pids:
+                done += [f"{node.name}: FRR {line}" for line in stop_frr_pids(node.frr_pids, Path(node.frr_dir))]
             if node.pid is not None and _is_our_daemon(node.pid):
                 done.append(f"{node.name}: stopped pid {node.pid} ({_stop(node.pid)})")
         prefix = f"{NS_PREFIX}-{self.name}-"
@@ -299,8 +397,46 @@ class Netlab:
                          f"{'present' if node.namespace in existing else 'MISSING'}, "
                          f"pid {node.pid} {'running' if alive else 'NOT running'}; {ifaces}")
             lines.append(f"    {answer}; control {node.control}; log {node.log}")
+            for host_ns, host in node.lans.items():
+                lines.append(f"    LAN host {host} in namespace {host_ns}")
+            if node.frr_pids:
+                lines.append(f"    FRR {', '.join(f'{d} pid {p}' for d, p in node.frr_pids.items())}; {node.frr_dir}")
+            lines += [f"    {line}" for line in _peers(node.control)]
         lines += [f"  {note}" for note in state.notes]
         return lines
+
+
+def lan_host(address: ipaddress.IPv4Interface) -> ipaddress.IPv4Interface | None:
+    """The LAN host's address: the subnet's first host address other than
+    the router's (None on a /31 or /32)."""
+    for host in address.network.hosts():
+        if host != address.ip and address.network.prefixlen < 31:
+            return ipaddress.IPv4Interface(f"{host}/{address.network.prefixlen}")
+    return None
+
+
+def _peers(control: str) -> list[str]:
+    """The node's NHRP peers (``show dmvpn`` peer rows) and IPsec sessions
+    (``show crypto session`` peer lines), as its daemon answers."""
+    lines = []
+    for command, keep in (("show dmvpn", _DMVPN_ROW), ("show crypto session", _SESSION_ROW)):
+        try:
+            reply = send_command(control, command, timeout=2.0)
+        except ControlClientError:
+            return []
+        rows = [" ".join(line.split()) for line in reply.splitlines() if keep.match(line)]
+        lines.append(f"{command}: " + ("; ".join(rows) if rows else "none"))
+    return lines
+
+
+_DMVPN_ROW = re.compile(r"^\s+\d+\s+\d+\.\d+\.\d+\.\d+\s")
+_SESSION_ROW = re.compile(r"^(Interface:|Session status:|Peer:)")
+
+
+def _wait_gone(pid: int) -> None:
+    end = time.monotonic() + STOP_TIMEOUT
+    while _alive(pid) and time.monotonic() < end:
+        time.sleep(0.05)
 
 
 def _namespaces() -> list[str]:

@@ -462,8 +462,11 @@ class NhrpEngine:
 
     def multicast_nbmas(self) -> list[IPv4Address]:
         """Where multicast is replicated: static ``ip nhrp map multicast``
-        addresses, plus every registered spoke with ``... dynamic``."""
+        addresses, every NHS configured with ``ip nhrp nhs ... nbma N
+        multicast`` (IOS 15.x's shorthand for the NHS's map multicast), plus
+        every registered spoke with ``... dynamic``."""
         out = list(self.settings.multicast_nbma)
+        out.extend(s.nbma for s in self.settings.nhs if s.multicast and s.nbma is not None)
         if self.settings.multicast_dynamic:
             out.extend(e.peer_nbma for e in self.cache if e.state is EntryState.REGISTERED and e.peer_nbma)
         return out

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dmvpn.config import RouterConfig
 from dmvpn.ike.engine import Ikev1Engine
@@ -60,7 +60,7 @@ from dmvpn.node.explain import explain_sas
 from dmvpn.node.icmp_echo import IcmpEchoEngine
 from dmvpn.node.nhrp_slot import NhrpSlot, nhrp_admin
 from dmvpn.node.policies import GRE_PROTOCOL, child_policies
-from dmvpn.node.routing import RoutingTable
+from dmvpn.node.routing import Route, RoutingTable
 from dmvpn.node.subengines import HostSlot, KeyManagerSlot, SubEngine
 from dmvpn.sansio import LogEvent, RandomSource, Transmit
 from dmvpn.show.commands import INVALID_INPUT
@@ -325,12 +325,25 @@ class Router:
             # Lab extension: rekey the IKEv2 SAs now (as at 90% of their lifetime).
             return self._with_peer(words, 4, lambda peer: f"{self._rekey_ike(now, peer)} IKE SA rekey(s) started")
         if head[:1] == ["show"]:
-            if head[1:3] in (["ping"], ["ip", "traffic"]):
-                return self.host.admin(now, " ".join(head[:3]))
+            if head[1:2] == ["ping"]:
+                return self.host.admin(now, "show ping")
+            if head[1:3] == ["ip", "traffic"]:
+                return f"{self._ip_statistics()}\n\n{self.host.admin(now, 'show ip traffic')}"
             if head[1:4] == ["crypto", "ipsec", "sa"] and words[-1] == "explain":
                 return self._with_peer(words[:-1], 4, lambda peer: self._explain(now, peer))
             return show_adapter.run_router_show(self, now, command)
         return INVALID_INPUT
+
+    def _ip_statistics(self) -> str:
+        """The ``IP statistics`` section of ``show ip traffic`` (IOS's
+        layout, with the counters the router keeps): overlay packets it
+        routed from a tunnel into a tunnel, and why others were dropped."""
+        c = self.counters
+        return ("IP statistics:\n"
+                f"  Rcvd:  {c.ttl_expired} bad hop count\n"
+                f"  Sent:  {c.forwarded} forwarded\n"
+                f"  Drop:  {c.no_mapping_drops} unresolved, {c.no_route_drops} no route, "
+                f"{c.no_sa_drops} no IPsec SA")
 
     def _set_debug(self, on: bool, version: int | None = None) -> None:
         for km in self.key_managers:
@@ -464,16 +477,13 @@ class Router:
                 self.counters.tunnel_drops += 1
                 return
             if delivery.protocol == GRE_PROTO_IPV4:
-                if not self.kernel_host:
-                    payload = delivery.payload
-                    if payload[16:20] in self._overlay_local or len(payload) < 20 or payload[16] >= 0xE0:
-                        self.host.receive(now, name, payload)
-                    else:
-                        self._forward(now, name, src, payload)
-                    return
-                self._tx.append(Transmit(name, delivery.payload))
-                if _is_echo_reply(delivery.payload):
-                    self.host.receive(now, name, delivery.payload)
+                payload = delivery.payload
+                if payload[16:20] in self._overlay_local or len(payload) < 20 or payload[16] >= 0xE0:
+                    self._deliver(now, name, payload)
+                elif not self.kernel_host or self._into_tunnel(payload):
+                    self._forward(now, name, src, payload)
+                else:  # real mode: the host routes it (a LAN behind this router)
+                    self._tx.append(Transmit(name, payload))
             elif delivery.protocol == GRE_PROTO_NHRP:
                 slot = self.nhrp.get(name)
                 if slot is None:
@@ -482,6 +492,31 @@ class Router:
                 slot.receive(now, ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), delivery.payload)
             return
         self.counters.not_for_us += 1
+
+    def _deliver(self, now: float, name: str, payload: bytes) -> None:
+        """An overlay packet for this router (or multicast) from tunnel
+        ``name``: to the OS through the TUN in real mode (echo replies
+        also to the built-in pinger), else to the built-in host."""
+        if not self.kernel_host:
+            self.host.receive(now, name, payload)
+            return
+        self._tx.append(Transmit(name, payload))
+        if _is_echo_reply(payload):
+            self.host.receive(now, name, payload)
+
+    def _into_tunnel(self, payload: bytes) -> bool:
+        """The overlay table routes ``payload`` back into a tunnel: transit
+        the router carries itself (a hub between two spokes), so it counts
+        it and NHRP sees the hairpin, as in the lab."""
+        hop = self.routes.lookup_packed(payload[16:20])
+        return hop is not None and hop.interface in self.tunnels
+
+    def learn_routes(self, now: float, routes: list[Route]) -> None:
+        """Real mode: the routes a routing daemon on the host (FRR) installed
+        in the kernel through the tunnels' TUNs
+        (:mod:`dmvpn.runtime.real.kernel_routes`) replace the learned ones
+        of the overlay table; NHRP's shortcuts and overrides stay on top."""
+        self.routes.set_learned([replace(r, installed_at=now) for r in routes])
 
     def _tunnel_out(self, now: float, name: str, overlay: bytes) -> None:
         tunnel = self.tunnels[name]

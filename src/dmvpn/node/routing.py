@@ -8,6 +8,10 @@ Routes come from three sources, each with IOS's administrative distance:
   whose connected route is the host itself);
 * static (``S``, [1/0] unless the line gives a distance): ``ip route P M
   NEXTHOP``, ``ip route P M IFACE`` and ``ip route P M IFACE NEXTHOP``;
+* learned (``O`` [110/m] from OSPF, ``B`` [20/m] from BGP): in real mode,
+  the routes a routing daemon on the host (FRR) installed in the kernel
+  through the tunnel's TUN, replaced as a whole by
+  :meth:`RoutingTable.set_learned` whenever the kernel's table changes;
 * NHRP (``H``, [250/1]): routes the NHRP engine installs for resolved
   networks, through :meth:`RoutingTable.add_route` /
   :meth:`RoutingTable.remove_route`, and next-hop overrides (``%``, the
@@ -50,11 +54,16 @@ class RouteSource(Enum):
     CONNECTED = "C"
     LOCAL = "L"
     STATIC = "S"
+    OSPF = "O"
+    BGP = "B"
     NHRP = "H"
 
 
 #: IOS administrative distances (Cisco "What Is Administrative Distance?").
-DEFAULT_DISTANCE = {RouteSource.CONNECTED: 0, RouteSource.LOCAL: 0, RouteSource.STATIC: 1, RouteSource.NHRP: 250}
+DEFAULT_DISTANCE = {RouteSource.CONNECTED: 0, RouteSource.LOCAL: 0, RouteSource.STATIC: 1,
+                    RouteSource.OSPF: 110, RouteSource.BGP: 20, RouteSource.NHRP: 250}
+#: The sources :meth:`RoutingTable.set_learned` replaces.
+LEARNED = (RouteSource.OSPF, RouteSource.BGP)
 #: The metric IOS gives an NHRP route.
 NHRP_METRIC = 1
 
@@ -161,6 +170,21 @@ class RoutingTable:
         """Remove the route for ``prefix`` from ``source``; False if there was none."""
         if self._candidates.pop((prefix, source), None) is None:
             return False
+        self._rebuild()
+        return True
+
+    def set_learned(self, routes: Iterable[Route]) -> bool:
+        """Replace every learned (OSPF, BGP) route with ``routes``; False
+        when nothing changed (the table is not rebuilt then)."""
+        new = {(r.prefix, r.source): r for r in routes if r.source in LEARNED}
+        old = {k: r for k, r in self._candidates.items() if r.source in LEARNED}
+        if {k: _same_path(r) for k, r in new.items()} == {k: _same_path(r) for k, r in old.items()}:
+            return False
+        for key in old:
+            del self._candidates[key]
+        for key, route in new.items():  # an unchanged route keeps its age
+            kept = old.get(key)
+            self._candidates[key] = kept if kept is not None and _same_path(kept) == _same_path(route) else route
         self._rebuild()
         return True
 
@@ -299,6 +323,11 @@ def _longest(installed: dict[ipaddress.IPv4Network, _Installed], address: ipaddr
         if prefix != exclude and address in prefix and (best is None or prefix.prefixlen > best.route.prefix.prefixlen):
             best = entry
     return best
+
+
+def _same_path(route: Route) -> tuple[str | None, ipaddress.IPv4Address | None, int, int]:
+    """What makes two learned routes for one prefix the same (not their age)."""
+    return route.interface, route.next_hop, route.distance, route.metric
 
 
 def _order(prefix: ipaddress.IPv4Network) -> tuple[int, int]:

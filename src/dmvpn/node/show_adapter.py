@@ -323,4 +323,5 @@ def route_view(table: RoutingTable, now: float) -> IpRouteView:
 
 #: genieparser's ``source_protocol`` names.
 _SOURCE_PROTOCOL = {RouteSource.CONNECTED: "connected", RouteSource.LOCAL: "local",
-                    RouteSource.STATIC: "static", RouteSource.NHRP: "nhrp"}
+                    RouteSource.STATIC: "static", RouteSource.OSPF: "ospf", RouteSource.BGP: "bgp",
+                    RouteSource.NHRP: "nhrp"}

@@ -11,6 +11,9 @@ through which the OS sends what the map protects: engine-side name
 ``kernel:<interface>``, Linux name the next in the ``--tun-name`` sequence
 after the tunnels' (``NAME``, ``NAME1`` ...), MTU 1400, a route for each
 permit line's destination network (see :mod:`dmvpn.node.crypto_map`).
+The router runs NHRP as configured (registrations, resolutions, shortcuts)
+and learns the routes a routing daemon installs into its tunnels' TUNs
+(:mod:`dmvpn.runtime.real.kernel_routes`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from dmvpn.node.routing import RoutingTable
 from dmvpn.runtime.randomness import SystemRandomSource
 from dmvpn.runtime.real.control import ControlServer
 from dmvpn.runtime.real.errors import RuntimeSetupError
-from dmvpn.runtime.real.loop import LogPrinter, RealRuntime
+from dmvpn.runtime.real.kernel_routes import KernelRouteWatcher
+from dmvpn.runtime.real.loop import LogPrinter, RealRuntime, Watcher
 from dmvpn.runtime.real.tun import TUN_CLONE_DEVICE, TunDevice, TunSpec, check_ifname
 from dmvpn.runtime.real.underlay import Underlay, UnderlaySpec
 from dmvpn.sansio import Engine
@@ -56,12 +60,15 @@ class DaemonSpec:
 
 
 def open_runtime(engine_factory: Callable[[IosClock], Engine], spec: DaemonSpec, stream: TextIO,
-                 categories: set[str] | None = None) -> RealRuntime:
+                 categories: set[str] | None = None,
+                 watcher_factory: Callable[[Engine], tuple[Watcher, ...]] | None = None) -> RealRuntime:
     """Open everything in ``spec`` and build the engine (given the IOS clock
-    whose time 0 is now); raises :class:`RuntimeSetupError` having closed
-    what it opened."""
+    whose time 0 is now) and its watchers (``watcher_factory``, given the
+    engine, once the TUN devices exist); raises :class:`RuntimeSetupError`
+    having closed what it opened."""
     opened_tuns: list[TunDevice] = []
     control: ControlServer | None = None
+    watchers: tuple[Watcher, ...] = ()
     underlay = Underlay(spec.underlay)
     try:
         for tun_spec in spec.tuns:
@@ -70,9 +77,13 @@ def open_runtime(engine_factory: Callable[[IosClock], Engine], spec: DaemonSpec,
             control = ControlServer(spec.control)
         clock = IosClock(base=datetime.now())
         engine = engine_factory(clock)
+        if watcher_factory is not None:
+            watchers = watcher_factory(engine)
         return RealRuntime(engine, underlay, opened_tuns, control, LogPrinter(stream, clock, categories),
-                           shutdown_command=spec.shutdown_command)
+                           shutdown_command=spec.shutdown_command, watchers=watchers)
     except BaseException:
+        for watcher in watchers:
+            watcher.close()
         if control is not None:
             control.close()
         for tun in opened_tuns:
@@ -128,10 +139,16 @@ def router_runtime(config: RouterConfig, spec: DaemonSpec, profile: str, stream:
     from dmvpn.node.router import Router
 
     def build(clock: IosClock) -> Router:
-        # NHRP stays inert in real mode (static maps only) until the daemon's
-        # NHRP is built and tested against real peers (issue 13): a spoke's
-        # registration at start-up would ask IKE before its hub listens.
-        return Router(config, SystemRandomSource(), profile, clock=clock, kernel_host=True, force_nat_t=force_nat_t,
-                      nhrp=False)
+        return Router(config, SystemRandomSource(), profile, clock=clock, kernel_host=True, force_nat_t=force_nat_t)
 
-    return open_runtime(build, spec, stream, set(categories) if categories is not None else None)
+    def watch(engine: Engine) -> tuple[Watcher, ...]:
+        assert isinstance(engine, Router)
+        tunnels = {t.name: t.iface for t in spec.tuns if t.iface in engine.tunnels}
+        if not tunnels:
+            return ()
+        try:
+            return (KernelRouteWatcher(tunnels, engine.learn_routes),)
+        except OSError as exc:
+            raise RuntimeSetupError(f"cannot watch the kernel's routes (rtnetlink): {exc.strerror or exc}") from None
+
+    return open_runtime(build, spec, stream, set(categories) if categories is not None else None, watch)

@@ -290,6 +290,39 @@ class FrrInstance:
         return self.vty.show(command)
 
 
+def stop_frr_pids(pids: Mapping[str, int], run_dir: Path) -> list[str]:
+    """Stop an instance another process started (``dmvpn netlab down``) by
+    its PIDs, bgpd/ospfd before zebra, each only while its command line
+    still names ``run_dir`` (a recycled PID is never signalled); then remove
+    ``run_dir``. What was done, one line per daemon."""
+    done = []
+    for daemon, pid in reversed(list(pids.items())):
+        if not _runs_in(pid, run_dir):
+            done.append(f"{daemon}: pid {pid} had exited")
+            continue
+        os.kill(pid, signal.SIGTERM)
+        end = time.monotonic() + STOP_TIMEOUT
+        while _runs_in(pid, run_dir) and time.monotonic() < end:
+            time.sleep(0.05)
+        if _runs_in(pid, run_dir):
+            os.kill(pid, signal.SIGKILL)
+            done.append(f"{daemon}: killed pid {pid} after SIGTERM timeout")
+        else:
+            done.append(f"{daemon}: stopped pid {pid} (SIGTERM)")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return done
+
+
+def _runs_in(pid: int, run_dir: Path) -> bool:
+    """``pid`` is a live (not zombie) FRR daemon of the instance in ``run_dir``."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z" and str(run_dir).encode() in cmdline
+
+
 def _answers(path: Path) -> bool:
     """Something accepts connections on the Unix socket ``path``."""
     if not path.exists():

@@ -9,7 +9,11 @@ real descriptors with ``selectors`` (epoll on Linux):
   the TUN device (tunnel interfaces);
 * ``next_deadline`` -> the select timeout, ``handle_timer`` when it is due;
 * the control socket -> ``engine.admin(now, command)``, reply to the client;
-* log events -> the :class:`LogPrinter`.
+* log events -> the :class:`LogPrinter`;
+* watchers (:class:`Watcher`, e.g. the kernel's routes into the TUNs,
+  :mod:`dmvpn.runtime.real.kernel_routes`) -> their own ``readable(now)``
+  (once at start, then whenever their descriptor is readable), which feeds
+  the engine through whatever the watcher was built with.
 
 Time is ``time.monotonic()`` minus the moment the runtime was built, so an
 engine sees small, never-decreasing seconds as it does in the simulator.
@@ -27,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from dmvpn.runtime.real.control import ACCEPT_BACKOFF, IDLE_REPLY, AcceptFailed, BadRequest, ControlServer
 from dmvpn.runtime.real.lograte import SUPPRESSED_TAG, LogRateLimit
@@ -40,6 +44,16 @@ DEFAULT_BATCH = 64
 #: epoll_wait(2) takes milliseconds; a timer closer than this is polled for.
 EPOLL_RESOLUTION = 0.001
 RUNTIME_SHOW = "show runtime"
+
+
+class Watcher(Protocol):
+    """A descriptor the runtime watches besides the sockets and TUNs."""
+
+    def fileno(self) -> int: ...
+
+    def readable(self, now: float) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class LogPrinter:
@@ -117,10 +131,12 @@ class RealRuntime:
     def __init__(self, engine: Engine, underlay: Underlay, tuns: list[TunDevice],
                  control: ControlServer | None, printer: LogPrinter, *,
                  shutdown_command: str | None = None, batch: int = DEFAULT_BATCH,
-                 clock: Callable[[], float] = time.monotonic, start: float | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, start: float | None = None,
+                 watchers: tuple[Watcher, ...] = ()) -> None:
         self.engine = engine
         self.underlay = underlay
         self.tuns = {t.spec.iface: t for t in tuns}
+        self.watchers = watchers
         self.control = control
         self.printer = printer
         self.shutdown_command = shutdown_command
@@ -144,6 +160,8 @@ class RealRuntime:
             self.selector.register(tun.fd, selectors.EVENT_READ, ("tun", tun))
         if control is not None:
             self.selector.register(control.sock, selectors.EVENT_READ, ("accept", None))
+        for watcher in watchers:
+            self.selector.register(watcher.fileno(), selectors.EVENT_READ, ("watcher", watcher))
 
     def now(self) -> float:
         """Seconds since the runtime started (monotonic)."""
@@ -180,6 +198,8 @@ class RealRuntime:
     def _loop(self) -> None:
         engine = self.engine
         self._flush(self.now())
+        for watcher in self.watchers:
+            self._from_watcher(watcher)
         while not self._stop:
             deadline = self._next_wakeup(engine.next_deadline())
             now = self.now()
@@ -198,6 +218,8 @@ class RealRuntime:
                     self._accept()
                 elif kind == "conn":
                     self._from_client(obj)
+                elif kind == "watcher":
+                    self._from_watcher(obj)
                 else:
                     self._drain_wakeup()
             if self.control is not None:
@@ -253,6 +275,13 @@ class RealRuntime:
         if n:
             self._count(self.counters.received, iface, n)
             self._flush(now)
+
+    def _from_watcher(self, watcher: Watcher) -> None:
+        try:
+            watcher.readable(self.now())
+        except Exception as exc:  # a watcher's failure must not take the daemon down
+            self._engine_error(self.now(), type(watcher).__name__, exc)
+        self._flush(self.now())
 
     def _accept(self) -> None:
         assert self.control is not None
@@ -402,6 +431,8 @@ class RealRuntime:
             self.control.close()
         for tun in self.tuns.values():
             tun.close()
+        for watcher in self.watchers:
+            watcher.close()
         self.underlay.close()
         self._wake_r.close()
         self._wake_w.close()
