@@ -39,6 +39,7 @@ FILE_COMMANDS: dict[str, list[str]] = {
     "netlab up": ["netlab", "up", "{file}"],
     "netlab down": ["netlab", "down", "{file}"],
     "netlab status": ["netlab", "status", "{file}"],
+    "netlab restart": ["netlab", "restart", "{file}", "hub"],
     "show --frr": ["show", "--frr", "{file}", "ip", "ospf", "neighbor"],
 }
 #: numeric options and words, with the command they belong to

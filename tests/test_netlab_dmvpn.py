@@ -151,6 +151,22 @@ def _crosswise(lab: Lab) -> bool:
     return bool(out1) and bool(out2) and out1 <= in2 and out2 <= in1
 
 
+def _start_capture(lab: Lab, cap: RealLab, pcap: Path, caplog: Path) -> subprocess.Popen:
+    """tshark on the WAN bridge (every node's underlay)."""
+    capture = cap.start(lab.ns("sw-wan"), "tshark", "-i", "br0", "-w", str(pcap), log=caplog)
+    wait_for(lambda: "Capturing on" in caplog.read_text(), 30, "tshark to start")
+    return capture
+
+
+def _assert_only_ike_and_esp(pcap: Path) -> None:
+    """Every IP packet on the underlay is ESP, ESP in UDP or ISAKMP."""
+    clear = subprocess.run(["tshark", "-r", str(pcap), "-Y", "ip && !esp && !isakmp && !udpencap",
+                            "-T", "fields", "-e", "frame.number", "-e", "_ws.col.Protocol"],
+                           capture_output=True, text=True, timeout=60)
+    assert clear.returncode == 0, clear.stderr
+    assert clear.stdout.strip() == "", f"clear packets on the underlay:\n{clear.stdout[:2000]}"
+
+
 def _timed(key: str, predicate, timeout: float, what: str, since: float) -> None:
     wait_for(predicate, timeout, what, interval=0.2)
     TIMES[key] = round(time.monotonic() - since, 1)
@@ -186,8 +202,7 @@ def test_lan_ping_goes_direct_after_redirect_and_underlay_is_only_ike_and_esp(la
     cap = RealLab(f"c{os.getpid()}")
     pcap, caplog = tmp_path / "wan.pcap", tmp_path / "tshark.log"
     try:
-        capture = cap.start(lab.ns("sw-wan"), "tshark", "-i", "br0", "-w", str(pcap), log=caplog)
-        wait_for(lambda: "Capturing on" in caplog.read_text(), 30, "tshark to start")
+        capture = _start_capture(lab, cap, pcap, caplog)
         before = _forwarded(lab)
         start = time.monotonic()
         ping = cap.start(lab.ns("spoke1-lo0"), "ping", "-c", "150", "-i", "0.1", "-W", "1", LAN_HOST["spoke2"],
@@ -208,11 +223,7 @@ def test_lan_ping_goes_direct_after_redirect_and_underlay_is_only_ike_and_esp(la
         assert re.search(r"#pkts encaps: [1-9]", lab.ask("spoke1", f"show crypto ipsec sa peer {NBMA['spoke2']}"))
         assert "DT" in lab.ask("spoke1", "show dmvpn")  # the spoke-to-spoke entry
         cap.stop(capture)
-        clear = subprocess.run(["tshark", "-r", str(pcap), "-Y", "ip && !esp && !isakmp && !udpencap",
-                                "-T", "fields", "-e", "frame.number", "-e", "_ws.col.Protocol"],
-                               capture_output=True, text=True, timeout=60)
-        assert clear.returncode == 0, clear.stderr
-        assert clear.stdout.strip() == "", f"clear packets on the underlay:\n{clear.stdout[:2000]}"
+        _assert_only_ike_and_esp(pcap)
         esp = subprocess.run(["tshark", "-r", str(pcap), "-Y", f"esp && ip.src == {NBMA['spoke1']} && "
                               f"ip.dst == {NBMA['spoke2']}", "-T", "fields", "-e", "frame.number"],
                              capture_output=True, text=True, timeout=60)
@@ -223,6 +234,23 @@ def test_lan_ping_goes_direct_after_redirect_and_underlay_is_only_ike_and_esp(la
 
 def test_hub_restart_spokes_reregister_routing_returns_spoke_path_kept(lab, tmp_path):
     _, out1, _, _ = _spoke_pair(lab)
+    cap = RealLab(f"r{os.getpid()}")
+    pcap = tmp_path / "restart.pcap"
+    try:
+        capture = _start_capture(lab, cap, pcap, tmp_path / "tshark.log")
+        _restart_hub(lab, tmp_path, out1)
+        cap.stop(capture)
+        # the restarted hub has no SA: what the spokes send it meanwhile, and
+        # the NHRP registrations before IKE is done, never go in clear
+        _assert_only_ike_and_esp(pcap)
+        isakmp = subprocess.run(["tshark", "-r", str(pcap), "-Y", f"isakmp && ip.dst == {NBMA['hub']}",
+                                 "-T", "fields", "-e", "frame.number"], capture_output=True, text=True, timeout=60)
+        assert isakmp.stdout.split(), "the spokes negotiated with the restarted hub"
+    finally:
+        cap.cleanup()
+
+
+def _restart_hub(lab: Lab, tmp_path: Path, out1: set[str]) -> None:
     start = time.monotonic()
     restart = lab.netlab("restart", "hub")
     assert restart.returncode == 0, restart.stderr
