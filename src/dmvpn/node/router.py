@@ -59,6 +59,7 @@ from dmvpn.node.crypto_map import CryptoMapPath, kernel_iface
 from dmvpn.node.explain import explain_sas
 from dmvpn.node.icmp_echo import IcmpEchoEngine
 from dmvpn.node.nhrp_slot import NhrpSlot, nhrp_admin
+from dmvpn.node.peer_path import PeerPath
 from dmvpn.node.policies import GRE_PROTOCOL, child_policies
 from dmvpn.node.routing import RoutingTable
 from dmvpn.node.subengines import HostSlot, KeyManagerSlot, SubEngine
@@ -68,7 +69,7 @@ from dmvpn.show.debug_log import SEED_CLOCK, IosClock, render
 from dmvpn.tunnel.interface import TunnelInterface
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.gre import GRE_PROTO_IPV4, GRE_PROTO_NHRP, encode_gre
-from dmvpn.wire.ipv4 import IpProto, IPv4Header, decode_ipv4, format_ipv4_address, header_template, rewrite_header
+from dmvpn.wire.ipv4 import IpProto, IPv4Header, decode_ipv4, format_ipv4_address, rewrite_header
 from dmvpn.wire.isakmp import (
     IKE_PORT,
     NAT_T_PORT,
@@ -203,6 +204,7 @@ class Router:
         self._overlay_local = {t.address.ip.packed for t in self.tunnels.values()} | self._local_raw
         self.fluids: list[BulkFlow] = []
         self._gre_selectors: dict[tuple[str, str], Selector] = {}
+        self._peer_paths: dict[tuple[str, str], PeerPath] = {}
         self._tx: list[Transmit] = []
         self._events: list[LogEvent] = []
         self._unsettled: float | None = None  # time of a receive whose effects are not yet collected
@@ -377,7 +379,7 @@ class Router:
         """ESP (or ESP in UDP) for us: checked, decrypted, its payload to
         the tunnel (GRE) or the host."""
         try:
-            sa, outer, next_header, inner = open_datagram(self.sad, now, packet)
+            sa, hlen, next_header, inner = open_datagram(self.sad, now, packet)
         except EspDrop as drop:
             key = drop.reason.value
             self.counters.esp_drops[key] = self.counters.esp_drops.get(key, 0) + 1
@@ -396,7 +398,7 @@ class Router:
                 # IKE talks to): no need to read them out of the header.
                 self._gre_in(now, sa.peer, sa.local, inner, protected=True)
             else:
-                self.host.receive(now, iface, rewrite_header(outer, len(outer) + len(inner), next_header) + inner)
+                self.host.receive(now, iface, rewrite_header(packet[:hlen], hlen + len(inner), next_header) + inner)
             return
         try:
             inner_header, inner_payload = decode_ipv4(inner, verify_checksum=False)
@@ -454,34 +456,35 @@ class Router:
     def _gre_in(self, now: float, src: str, dst: str, gre: bytes, *, protected: bool) -> None:
         """GRE from NBMA ``src`` to our ``dst``: to the (first) tunnel sourced there."""
         found = self._tunnel_by_source.get(dst)
-        if found is not None:
-            name, tunnel = found
-            if name in self.protected and not protected:
-                self.counters.clear_gre_drops += 1
-                return
+        if found is None:
+            self.counters.not_for_us += 1
+            return
+        name, tunnel = found
+        if not protected and name in self.protected:
+            self.counters.clear_gre_drops += 1
+            return
+        payload = tunnel.overlay_payload(gre)
+        if payload is None:
             delivery = tunnel.decapsulate(src, gre)
             if delivery is None:
                 self.counters.tunnel_drops += 1
                 return
-            if delivery.protocol == GRE_PROTO_IPV4:
-                if not self.kernel_host:
-                    payload = delivery.payload
-                    if payload[16:20] in self._overlay_local or len(payload) < 20 or payload[16] >= 0xE0:
-                        self.host.receive(now, name, payload)
-                    else:
-                        self._forward(now, name, src, payload)
-                    return
-                self._tx.append(Transmit(name, delivery.payload))
-                if _is_echo_reply(delivery.payload):
-                    self.host.receive(now, name, delivery.payload)
-            elif delivery.protocol == GRE_PROTO_NHRP:
+            if delivery.protocol == GRE_PROTO_NHRP:
                 slot = self.nhrp.get(name)
                 if slot is None:
                     self.counters.tunnel_drops += 1
                     return
                 slot.receive(now, ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), delivery.payload)
-            return
-        self.counters.not_for_us += 1
+                return
+            payload = delivery.payload  # decapsulate delivers IPv4 or NHRP only
+        if self.kernel_host:
+            self._tx.append(Transmit(name, payload))
+            if len(payload) > 20 and payload[9] == _ICMP and _is_echo_reply(payload):
+                self.host.receive(now, name, payload)
+        elif payload[16:20] in self._overlay_local or len(payload) < 20 or payload[16] >= 0xE0:
+            self.host.receive(now, name, payload)
+        else:
+            self._forward(now, name, src, payload)
 
     def _tunnel_out(self, now: float, name: str, overlay: bytes) -> None:
         tunnel = self.tunnels[name]
@@ -508,27 +511,34 @@ class Router:
         """A GRE packet of tunnel ``name`` to NBMA ``peer``: in clear, or
         protected by the peer's SA when the tunnel has ``tunnel protection``
         (no SA: dropped, counted, and IKE asked for one)."""
-        local = tunnel.source
-        policy = self.policy_by_interface.get(name)
-        if policy is None:
-            self._send_physical(now, header_template(local, peer, GRE_PROTOCOL, 255).encode(gre), local)
+        path = self._peer_paths.get((name, peer))
+        if path is None:
+            path = self._peer_path(name, tunnel, peer)
+        if path.policy is None:
+            self._send_physical(path.underlay, path.gre_header.encode(gre))
             return
-        selector = self._gre_selectors.get((local, peer))
-        if selector is None:
-            selector = self._gre_selector(local, peer)
-        sa = self.sad.outbound_for(peer, selector)
+        sad = self.sad
+        sa = path.sa if path.generation == sad.generation else path.outbound_sa(sad)
         if sa is None:
             self.counters.no_sa_drops += 1
-            self._acquire(now, policy, peer, local, selector)
+            self._acquire(now, path.policy, peer, path.local, path.selector)
             return
         try:
-            packet = protect_parts(sa, now, local, peer, GRE_PROTOCOL, gre, 255)
+            packet = protect_parts(sa, now, path.esp_header, path.gre_header, gre, GRE_PROTOCOL)
         except EspDrop as drop:
             key = drop.reason.value
             self.counters.esp_drops[key] = self.counters.esp_drops.get(key, 0) + 1
             return
         self.last_out[peer] = now
-        self._send_physical(now, packet, local)
+        self._send_physical(path.underlay, packet)
+
+    def _peer_path(self, name: str, tunnel: TunnelInterface, peer: str) -> PeerPath:
+        """The :class:`PeerPath` of tunnel ``name`` to NBMA ``peer``, made once."""
+        local = tunnel.source
+        path = self._peer_paths[(name, peer)] = PeerPath(local, peer, self._iface_by_address.get(local),
+                                                         self.policy_by_interface.get(name),
+                                                         self._gre_selector(local, peer))
+        return path
 
     def _forward(self, now: float, name: str, nbma_src: str, packet: bytes) -> None:
         """An overlay packet that came out of tunnel ``name`` for someone
@@ -638,12 +648,13 @@ class Router:
             selector = self._gre_selectors[(local, peer)] = Selector.hosts(local, peer, GRE_PROTOCOL)
         return selector
 
-    def _send_physical(self, now: float, packet: bytes, source: str) -> None:
-        name = self._iface_by_address.get(source)
-        if name is None:
+    def _send_physical(self, underlay: str | None, packet: bytes) -> None:
+        """``packet`` out of interface ``underlay`` (None: the source
+        address is on no interface of ours, dropped and counted)."""
+        if underlay is None:
             self.counters.tunnel_drops += 1
             return
-        self._tx.append(Transmit(name, packet))
+        self._tx.append(Transmit(underlay, packet))
 
     def _settle(self) -> None:
         """Run :meth:`_after` for the packets received since the last poll."""
@@ -674,7 +685,8 @@ class Router:
         marked = NAT_T_PORT in (d.sport, d.dport) and not d.raw
         payload = add_non_esp_marker(d.payload) if marked else d.payload
         udp = encode_udp(d.src, d.dst, d.sport, d.dport, payload)
-        self._send_physical(now, IPv4Header(d.src, d.dst, IpProto.UDP, ttl=255).encode(udp), d.src)
+        datagram = IPv4Header(d.src, d.dst, IpProto.UDP, ttl=255).encode(udp)
+        self._send_physical(self._iface_by_address.get(d.src), datagram)
 
     def _host_out(self, now: float, tx: Transmit) -> None:
         """A packet of the built-in host: into a tunnel, a crypto map or out of an interface."""
