@@ -39,6 +39,7 @@ from dmvpn.wire.esp import (
     split_trailer,
 )
 from dmvpn.wire.ipv4 import (
+    IPV4_MIN_HEADER,
     HeaderTemplate,
     IpProto,
     format_ipv4_address,
@@ -91,8 +92,11 @@ class EspDrop(Exception):
         return f"ESP SPI 0x{self.spi:08X}: {self.reason.value}{extra}"
 
 
-def encapsulate(sa: SecurityAssociation, now: float, payload: bytes, next_header: int) -> bytes:
-    """The ESP packet (header..ICV) protecting ``payload`` on outbound ``sa``.
+def encapsulate(sa: SecurityAssociation, now: float, payload: bytes, next_header: int,
+                outer: HeaderTemplate | None = None) -> bytes:
+    """The ESP packet (header..ICV) protecting ``payload`` on outbound ``sa``;
+    with ``outer``, behind that IPv4 header (transport mode's, protocol 50),
+    joined in the same copy.
 
     Raises :class:`EspDrop` (and counts a send error) if the SA is deleted
     or its sequence numbers are exhausted.
@@ -114,15 +118,18 @@ def encapsulate(sa: SecurityAssociation, now: float, payload: bytes, next_header
         )
         h = sa.hmac_base.copy()  # type: ignore[union-attr]
         h.update(body)
-        packet = body + h.finalize()[: sa.icv_size]
+        icv = h.finalize()[: sa.icv_size]
+        packet = body + icv if outer is None else b"".join((outer.header(len(body) + len(icv)), body, icv))
     elif kind == KIND_GCM16:
         header = sa.header + _U32.pack(seq)
         iv = _U64.pack(seq)
-        packet = b"".join(
-            (header, iv, sa.gcm.encrypt(sa.salt + iv, payload + TRAILERS[next_header][-(n + 2) % 4], header))  # type: ignore[union-attr]
-        )
+        sealed = sa.gcm.encrypt(sa.salt + iv, payload + TRAILERS[next_header][-(n + 2) % 4], header)  # type: ignore[union-attr]
+        packet = (b"".join((header, iv, sealed)) if outer is None
+                  else b"".join((outer.header(16 + len(sealed)), header, iv, sealed)))
     else:
         packet = _encapsulate_generic(sa, seq, payload, next_header)
+        if outer is not None:
+            packet = outer.encode(packet)
     sa.pkts_encaps += 1
     if sa.first_packet_time is None:
         sa.first_packet_time = now
@@ -287,7 +294,7 @@ def protect_parts(sa: SecurityAssociation, now: float, esp_header: HeaderTemplat
     RFC 4303 3.1.1, the header is the original one with protocol 50, which
     ``esp_header`` is)."""
     if sa.mode is _TRANSPORT and sa.udp_encap is None:
-        return esp_header.encode(encapsulate(sa, now, payload, protocol))
+        return encapsulate(sa, now, payload, protocol, esp_header)
     return protect(sa, now, header.encode(payload))
 
 
@@ -299,7 +306,12 @@ def open_datagram(sad: SecurityAssociationDatabase, now: float,
     tunnel mode. A plain tuple: every received packet pays for building it.
     Raises :class:`EspDrop`, or ``DecodeError`` for a datagram that is not
     ESP at all or has a bad IPv4 header."""
-    hlen, total = ipv4_lengths(datagram, verify_checksum=True)
+    total = (datagram[2] << 8) | datagram[3] if len(datagram) >= IPV4_MIN_HEADER else 0
+    if (IPV4_MIN_HEADER <= total <= len(datagram) and datagram[0] == 0x45
+            and not int.from_bytes(datagram[:IPV4_MIN_HEADER]) % 0xFFFF):  # ipv4_lengths' checks, inline
+        hlen = IPV4_MIN_HEADER
+    else:
+        hlen, total = ipv4_lengths(datagram, verify_checksum=True)  # raises the exact error
     protocol = datagram[9]
     if protocol == _ESP:
         payload = datagram[hlen:total]

@@ -37,7 +37,7 @@ packetised; it talks to the router through :class:`~dmvpn.node.bulk.BulkPort`
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dmvpn.config import RouterConfig
@@ -208,27 +208,46 @@ class Router:
         self._tx: list[Transmit] = []
         self._events: list[LogEvent] = []
         self._unsettled: float | None = None  # time of a receive whose effects are not yet collected
+        #: What a packet from the OS goes through, by the interface it came
+        #: in on (real mode): a tunnel's TUN to the tunnel, a crypto map's TUN
+        #: (the OS routed it into the map) to the map.
+        self._from_os: dict[str, Callable[[float, str, Sequence[bytes]], None]] = {}
+        if kernel_host:
+            self._from_os.update(dict.fromkeys(self.tunnels, self._tunnel_out_batch))
+        self._from_os.update(dict.fromkeys(self.crypto_map.kernel, self._kernel_crypto_map_out))
 
     # ================================================================== Engine
     def receive(self, now: float, iface: str, packet: bytes) -> None:
-        """One datagram in. What it causes (IKE messages, host replies,
-        events) is collected when the runtime next polls (:meth:`_settle`),
-        so a batch of data packets pays for that once."""
+        """One datagram in: :meth:`receive_batch` of one."""
+        self.receive_batch(now, iface, (packet,))
+
+    def receive_batch(self, now: float, iface: str, packets: Sequence[bytes]) -> None:
+        """Datagrams that arrived on ``iface`` at ``now``, in order (what the
+        runtime drained from one descriptor in one wakeup), each through the
+        one packet path; the per-batch work is done once: fluid credits up
+        to ``now``, the choice of path by interface, the tables the loop
+        uses. What they cause (IKE messages, host replies, events) is
+        collected when the runtime next polls (:meth:`_settle`)."""
         if self.fluids:
             self._sync_fluids(now)
         self._unsettled = now
-        if self.kernel_host and iface in self.tunnels:
-            self._tunnel_out(now, iface, packet)
+        from_os = self._from_os.get(iface)
+        if from_os is not None:
+            from_os(now, iface, packets)
             return
-        if iface in self.crypto_map.kernel:  # the OS routed it into a crypto map (real mode)
-            self._crypto_map_out(now, self.crypto_map.kernel[iface], packet, clear_ok=False)
-            return
-        if len(packet) >= 20 and packet[9] == _ESP:  # the data path: no header object
-            if packet[16:20] in self._local_raw:
-                self._esp_in(now, iface, packet)
+        local_raw, esp_in = self._local_raw, self._esp_in
+        for packet in packets:
+            if len(packet) >= 20 and packet[9] == _ESP:  # the data path: no header object
+                if packet[16:20] in local_raw:
+                    esp_in(now, iface, packet)
+                else:
+                    self.counters.not_for_us += 1
             else:
-                self.counters.not_for_us += 1
-            return
+                self._receive_other(now, iface, packet)
+
+    def _receive_other(self, now: float, iface: str, packet: bytes) -> None:
+        """A datagram from the underlay that is not ESP: IKE, GRE in clear,
+        or for the host."""
         try:
             header, payload = decode_ipv4(packet)
         except DecodeError:
@@ -250,7 +269,7 @@ class Router:
             elif udp.dst_port == NAT_T_PORT:
                 self._udp4500_in(now, iface, header, udp, packet)
         elif proto == GRE_PROTOCOL:
-            self._gre_in(now, header.src, header.dst, payload, protected=False)
+            self._gre_in(now, header.src, header.dst, payload, False)
         elif iface not in self.crypto_map.maps or self.crypto_map.clear_allowed(now, iface, packet):
             self.host.receive(now, iface, packet)
 
@@ -396,7 +415,13 @@ class Router:
                 # The ICV held, so the packet came from the SA's peer to its
                 # local address (behind a NAT too: the peer is the address
                 # IKE talks to): no need to read them out of the header.
-                self._gre_in(now, sa.peer, sa.local, inner, protected=True)
+                found = self._tunnel_by_source.get(sa.local)
+                if found is not None and self.kernel_host:  # _gre_in's common case: straight to the OS
+                    payload = found[1].overlay_payload(inner)
+                    if payload is not None:
+                        self._to_os(now, found[0], payload)
+                        return
+                self._gre_in(now, sa.peer, sa.local, inner, True)
             else:
                 self.host.receive(now, iface, rewrite_header(packet[:hlen], hlen + len(inner), next_header) + inner)
             return
@@ -406,7 +431,7 @@ class Router:
             self.counters.malformed += 1
             return
         if inner_header.protocol == GRE_PROTOCOL:
-            self._gre_in(now, inner_header.src, inner_header.dst, inner_payload, protected=True)
+            self._gre_in(now, inner_header.src, inner_header.dst, inner_payload, True)
         else:
             self._crypto_map_in(now, iface, sa, inner)
 
@@ -420,6 +445,12 @@ class Router:
             if not _is_echo_reply(inner):
                 return
         self.host.receive(now, iface, inner)
+
+    def _kernel_crypto_map_out(self, now: float, tun: str, packets: Sequence[bytes]) -> None:
+        """Packets the OS routed into the crypto-map TUN ``tun``: protected or dropped, never in clear."""
+        iface = self.crypto_map.kernel[tun]
+        for packet in packets:
+            self._crypto_map_out(now, iface, packet, clear_ok=False)
 
     def _crypto_map_out(self, now: float, iface: str, packet: bytes, *, clear_ok: bool = True) -> None:
         """A packet leaving crypto-map ``iface``: protected, in clear, or dropped."""
@@ -453,7 +484,7 @@ class Router:
             return
         manager.receive(now, src, sport, dst, dport, payload)
 
-    def _gre_in(self, now: float, src: str, dst: str, gre: bytes, *, protected: bool) -> None:
+    def _gre_in(self, now: float, src: str, dst: str, gre: bytes, protected: bool) -> None:
         """GRE from NBMA ``src`` to our ``dst``: to the (first) tunnel sourced there."""
         found = self._tunnel_by_source.get(dst)
         if found is None:
@@ -478,34 +509,48 @@ class Router:
                 return
             payload = delivery.payload  # decapsulate delivers IPv4 or NHRP only
         if self.kernel_host:
-            self._tx.append(Transmit(name, payload))
-            if len(payload) > 20 and payload[9] == _ICMP and _is_echo_reply(payload):
-                self.host.receive(now, name, payload)
+            self._to_os(now, name, payload)
         elif payload[16:20] in self._overlay_local or len(payload) < 20 or payload[16] >= 0xE0:
             self.host.receive(now, name, payload)
         else:
             self._forward(now, name, src, payload)
 
+    def _to_os(self, now: float, name: str, overlay: bytes) -> None:
+        """An overlay packet out of tunnel ``name`` to the OS (real mode:
+        written to the TUN); an echo reply also reaches the built-in pinger."""
+        self._tx.append(Transmit(name, overlay))
+        if len(overlay) > 20 and overlay[9] == _ICMP and _is_echo_reply(overlay):
+            self.host.receive(now, name, overlay)
+
     def _tunnel_out(self, now: float, name: str, overlay: bytes) -> None:
+        """An overlay packet into tunnel ``name``: :meth:`_tunnel_out_batch` of one."""
+        self._tunnel_out_batch(now, name, (overlay,))
+
+    def _tunnel_out_batch(self, now: float, name: str, overlays: Sequence[bytes]) -> None:
+        """Overlay packets into tunnel ``name``, in order: routed to a next
+        hop on the tunnel, GRE encapsulated to its NBMA address, sent by
+        :meth:`_gre_out`; dropped and counted when malformed or unroutable."""
         tunnel = self.tunnels[name]
-        if len(overlay) < 20 or overlay[0] >> 4 != 4:
-            self.counters.malformed += 1
-            return
-        if overlay[16] >= 0xE0:
-            self._multicast_out(now, name, tunnel, overlay)
-            return
-        hop = self.routes.lookup_packed(overlay[16:20])
-        if hop is None or hop.interface != name:
-            self.counters.no_route_drops += 1
-            return
-        out = tunnel.encapsulate(overlay, hop.next_hop)
-        if out is None:
-            out = self._no_mapping(now, name, tunnel, overlay, hop.next_hop)
+        counters, lookup, gre_out, nhrp = self.counters, self.routes.lookup_packed, self._gre_out, self.nhrp
+        for overlay in overlays:
+            if len(overlay) < 20 or overlay[0] >> 4 != 4:
+                counters.malformed += 1
+                continue
+            if overlay[16] >= 0xE0:
+                self._multicast_out(now, name, tunnel, overlay)
+                continue
+            hop = lookup(overlay[16:20])
+            if hop is None or hop.interface != name:
+                counters.no_route_drops += 1
+                continue
+            out = tunnel.encapsulate(overlay, hop.next_hop)
             if out is None:
-                return
-        elif hop.shortcut and self.nhrp:
-            self._used(now, name, hop.route.prefix, overlay)
-        self._gre_out(now, name, tunnel, *out)
+                out = self._no_mapping(now, name, tunnel, overlay, hop.next_hop)
+                if out is None:
+                    continue
+            elif hop.shortcut and nhrp:
+                self._used(now, name, hop.route.prefix, overlay)
+            gre_out(now, name, tunnel, out[0], out[1])
 
     def _gre_out(self, now: float, name: str, tunnel: TunnelInterface, peer: str, gre: bytes) -> None:
         """A GRE packet of tunnel ``name`` to NBMA ``peer``: in clear, or
@@ -530,7 +575,11 @@ class Router:
             self.counters.esp_drops[key] = self.counters.esp_drops.get(key, 0) + 1
             return
         self.last_out[peer] = now
-        self._send_physical(path.underlay, packet)
+        underlay = path.underlay
+        if underlay is None:
+            self.counters.tunnel_drops += 1
+            return
+        self._tx.append(Transmit(underlay, packet))
 
     def _peer_path(self, name: str, tunnel: TunnelInterface, peer: str) -> PeerPath:
         """The :class:`PeerPath` of tunnel ``name`` to NBMA ``peer``, made once."""

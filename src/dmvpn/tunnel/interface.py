@@ -184,6 +184,12 @@ class TunnelInterface:
         if nbma is None:
             self.counters.no_nbma_drops += 1
             return self._out_drop(TunnelDrop.NO_NBMA)
+        plain = self._plain_ipv4
+        if plain is not None and protocol == GRE_PROTO_IPV4:  # encapsulate_to's common case, inlined
+            counters = self.counters
+            counters.output_packets += 1
+            counters.output_bytes += len(overlay)
+            return nbma, plain + overlay
         return nbma, self.encapsulate_to(nbma, overlay, protocol)
 
     def encapsulate_to(self, nbma: str, payload: bytes, protocol: int = GRE_PROTO_IPV4) -> bytes:
