@@ -208,13 +208,6 @@ class Router:
         self._tx: list[Transmit] = []
         self._events: list[LogEvent] = []
         self._unsettled: float | None = None  # time of a receive whose effects are not yet collected
-        #: What a packet from the OS goes through, by the interface it came
-        #: in on (real mode): a tunnel's TUN to the tunnel, a crypto map's TUN
-        #: (the OS routed it into the map) to the map.
-        self._from_os: dict[str, Callable[[float, str, Sequence[bytes]], None]] = {}
-        if kernel_host:
-            self._from_os.update(dict.fromkeys(self.tunnels, self._tunnel_out_batch))
-        self._from_os.update(dict.fromkeys(self.crypto_map.kernel, self._kernel_crypto_map_out))
 
     # ================================================================== Engine
     def receive(self, now: float, iface: str, packet: bytes) -> None:
@@ -231,9 +224,11 @@ class Router:
         if self.fluids:
             self._sync_fluids(now)
         self._unsettled = now
-        from_os = self._from_os.get(iface)
-        if from_os is not None:
-            from_os(now, iface, packets)
+        if self.kernel_host and iface in self.tunnels:  # from the OS, into the tunnel (real mode)
+            self._tunnel_out_batch(now, iface, packets)
+            return
+        if iface in self.crypto_map.kernel:  # the OS routed them into a crypto map (real mode)
+            self._kernel_crypto_map_out(now, iface, packets)
             return
         local_raw, esp_in = self._local_raw, self._esp_in
         for packet in packets:
