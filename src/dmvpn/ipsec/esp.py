@@ -38,7 +38,15 @@ from dmvpn.wire.esp import (
     parse_esp_header,
     split_trailer,
 )
-from dmvpn.wire.ipv4 import IpProto, format_ipv4_address, header_template, ipv4_lengths, rewrite_header
+from dmvpn.wire.ipv4 import (
+    IPV4_MIN_HEADER,
+    HeaderTemplate,
+    IpProto,
+    format_ipv4_address,
+    header_template,
+    ipv4_lengths,
+    rewrite_header,
+)
 from dmvpn.wire.udp import decode_udp, encode_udp
 
 _U32 = struct.Struct("!I")
@@ -84,8 +92,11 @@ class EspDrop(Exception):
         return f"ESP SPI 0x{self.spi:08X}: {self.reason.value}{extra}"
 
 
-def encapsulate(sa: SecurityAssociation, now: float, payload: bytes, next_header: int) -> bytes:
-    """The ESP packet (header..ICV) protecting ``payload`` on outbound ``sa``.
+def encapsulate(sa: SecurityAssociation, now: float, payload: bytes, next_header: int,
+                outer: HeaderTemplate | None = None) -> bytes:
+    """The ESP packet (header..ICV) protecting ``payload`` on outbound ``sa``;
+    with ``outer``, behind that IPv4 header (transport mode's, protocol 50),
+    joined in the same copy.
 
     Raises :class:`EspDrop` (and counts a send error) if the SA is deleted
     or its sequence numbers are exhausted.
@@ -107,15 +118,18 @@ def encapsulate(sa: SecurityAssociation, now: float, payload: bytes, next_header
         )
         h = sa.hmac_base.copy()  # type: ignore[union-attr]
         h.update(body)
-        packet = body + h.finalize()[: sa.icv_size]
+        icv = h.finalize()[: sa.icv_size]
+        packet = body + icv if outer is None else b"".join((outer.header(len(body) + len(icv)), body, icv))
     elif kind == KIND_GCM16:
         header = sa.header + _U32.pack(seq)
         iv = _U64.pack(seq)
-        packet = b"".join(
-            (header, iv, sa.gcm.encrypt(sa.salt + iv, payload + TRAILERS[next_header][-(n + 2) % 4], header))  # type: ignore[union-attr]
-        )
+        sealed = sa.gcm.encrypt(sa.salt + iv, payload + TRAILERS[next_header][-(n + 2) % 4], header)  # type: ignore[union-attr]
+        packet = (b"".join((header, iv, sealed)) if outer is None
+                  else b"".join((outer.header(16 + len(sealed)), header, iv, sealed)))
     else:
         packet = _encapsulate_generic(sa, seq, payload, next_header)
+        if outer is not None:
+            packet = outer.encode(packet)
     sa.pkts_encaps += 1
     if sa.first_packet_time is None:
         sa.first_packet_time = now
@@ -272,51 +286,58 @@ def protect(sa: SecurityAssociation, now: float, datagram: bytes) -> bytes:
     return rewrite_header(datagram[:hlen], hlen + len(esp), protocol) + esp
 
 
-def protect_parts(sa: SecurityAssociation, now: float, src: str, dst: str, protocol: int, payload: bytes,
-                  ttl: int = 64) -> bytes:
-    """:func:`protect` of the datagram IPv4(``src`` -> ``dst``, ``protocol``,
-    ``ttl``, no options) + ``payload``, without building that datagram
-    first when transport mode does not need it (DMVPN's GRE: RFC 4303
-    3.1.1, the header is the original one with protocol 50)."""
+def protect_parts(sa: SecurityAssociation, now: float, esp_header: HeaderTemplate, header: HeaderTemplate,
+                  payload: bytes, protocol: int) -> bytes:
+    """:func:`protect` of the datagram ``header.encode(payload)`` (an IPv4
+    header without options whose protocol is ``protocol``), without building
+    that datagram first when transport mode does not need it (DMVPN's GRE:
+    RFC 4303 3.1.1, the header is the original one with protocol 50, which
+    ``esp_header`` is)."""
     if sa.mode is _TRANSPORT and sa.udp_encap is None:
-        return header_template(src, dst, _ESP, ttl).encode(encapsulate(sa, now, payload, protocol))
-    return protect(sa, now, header_template(src, dst, protocol, ttl).encode(payload))
+        return encapsulate(sa, now, payload, protocol, esp_header)
+    return protect(sa, now, header.encode(payload))
 
 
 def open_datagram(sad: SecurityAssociationDatabase, now: float,
-                  datagram: bytes) -> tuple[SecurityAssociation, bytes, int, bytes]:
+                  datagram: bytes) -> tuple[SecurityAssociation, int, int, bytes]:
     """Check and decrypt an ESP (or ESP-in-UDP, RFC 3948) IPv4 datagram
-    (RFC 4303 3.4): (inbound SA, outer IPv4 header bytes, next header,
+    (RFC 4303 3.4): (inbound SA, outer IPv4 header length, next header,
     payload), the payload being the inner datagram (next header 4) in
     tunnel mode. A plain tuple: every received packet pays for building it.
     Raises :class:`EspDrop`, or ``DecodeError`` for a datagram that is not
     ESP at all or has a bad IPv4 header."""
-    hlen, total = ipv4_lengths(datagram, verify_checksum=True)
-    header = datagram[:hlen]
+    total = (datagram[2] << 8) | datagram[3] if len(datagram) >= IPV4_MIN_HEADER else 0
+    if (IPV4_MIN_HEADER <= total <= len(datagram) and datagram[0] == 0x45
+            and not int.from_bytes(datagram[:IPV4_MIN_HEADER]) % 0xFFFF):  # ipv4_lengths' checks, inline
+        hlen = IPV4_MIN_HEADER
+    else:
+        hlen, total = ipv4_lengths(datagram, verify_checksum=True)  # raises the exact error
     protocol = datagram[9]
-    payload = datagram[hlen:total]
-    if protocol == _UDP:
-        payload = decode_udp(payload).payload
-    elif protocol != _ESP:
+    if protocol == _ESP:
+        payload = datagram[hlen:total]
+    elif protocol == _UDP:
+        payload = decode_udp(datagram[hlen:total]).payload
+    else:
         raise DecodeError(9, f"IPv4 protocol {protocol} is not ESP")
-    spi = parse_esp_header(payload)[0]
-    sa = sad.inbound.get(spi)
+    if len(payload) < ESP_HEADER_BYTES:
+        parse_esp_header(payload)  # raises the truncation error
+    sa = sad.inbound.get(_U32.unpack_from(payload)[0])
     if sa is None:
         sad.unknown_spi_drops += 1
-        raise EspDrop(DropReason.NO_SA, spi, f"from {format_ipv4_address(datagram[12:16])}")
+        raise EspDrop(DropReason.NO_SA, _U32.unpack_from(payload)[0], f"from {format_ipv4_address(datagram[12:16])}")
     next_header, inner = decapsulate(sa, now, payload)
     if next_header != NEXT_HEADER_IPV4 and sa.mode is _TUNNEL:
         sa.recv_errors += 1
         sa.invalid_prot_drops += 1
-        raise EspDrop(DropReason.MALFORMED, spi, f"next header {next_header} in tunnel mode")
-    return sa, header, next_header, inner
+        raise EspDrop(DropReason.MALFORMED, sa.spi, f"next header {next_header} in tunnel mode")
+    return sa, hlen, next_header, inner
 
 
 def unprotect(sad: SecurityAssociationDatabase, now: float, datagram: bytes) -> tuple[SecurityAssociation, bytes]:
     """(inbound SA, inner IPv4 datagram) for an ESP (or ESP-in-UDP)
     datagram: :func:`open_datagram`, with a transport-mode payload put back
     under the outer header (protocol = its next header)."""
-    sa, header, next_header, payload = open_datagram(sad, now, datagram)
+    sa, hlen, next_header, payload = open_datagram(sad, now, datagram)
     if sa.mode is _TUNNEL:
         return sa, payload
-    return sa, rewrite_header(header, len(header) + len(payload), next_header) + payload
+    return sa, rewrite_header(datagram[:hlen], hlen + len(payload), next_header) + payload

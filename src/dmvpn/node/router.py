@@ -37,7 +37,7 @@ packetised; it talks to the router through :class:`~dmvpn.node.bulk.BulkPort`
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from dmvpn.config import RouterConfig
@@ -59,6 +59,7 @@ from dmvpn.node.crypto_map import CryptoMapPath, kernel_iface
 from dmvpn.node.explain import explain_sas
 from dmvpn.node.icmp_echo import IcmpEchoEngine
 from dmvpn.node.nhrp_slot import NhrpSlot, nhrp_admin
+from dmvpn.node.peer_path import PeerPath
 from dmvpn.node.policies import GRE_PROTOCOL, child_policies
 from dmvpn.node.routing import Route, RoutingTable
 from dmvpn.node.subengines import HostSlot, KeyManagerSlot, SubEngine
@@ -68,7 +69,7 @@ from dmvpn.show.debug_log import SEED_CLOCK, IosClock, render
 from dmvpn.tunnel.interface import TunnelInterface
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.gre import GRE_PROTO_IPV4, GRE_PROTO_NHRP, encode_gre
-from dmvpn.wire.ipv4 import IpProto, IPv4Header, decode_ipv4, format_ipv4_address, header_template, rewrite_header
+from dmvpn.wire.ipv4 import IpProto, IPv4Header, decode_ipv4, format_ipv4_address, rewrite_header
 from dmvpn.wire.isakmp import (
     IKE_PORT,
     NAT_T_PORT,
@@ -203,30 +204,45 @@ class Router:
         self._overlay_local = {t.address.ip.packed for t in self.tunnels.values()} | self._local_raw
         self.fluids: list[BulkFlow] = []
         self._gre_selectors: dict[tuple[str, str], Selector] = {}
+        self._peer_paths: dict[tuple[str, str], PeerPath] = {}
         self._tx: list[Transmit] = []
         self._events: list[LogEvent] = []
         self._unsettled: float | None = None  # time of a receive whose effects are not yet collected
 
     # ================================================================== Engine
     def receive(self, now: float, iface: str, packet: bytes) -> None:
-        """One datagram in. What it causes (IKE messages, host replies,
-        events) is collected when the runtime next polls (:meth:`_settle`),
-        so a batch of data packets pays for that once."""
+        """One datagram in: :meth:`receive_batch` of one."""
+        self.receive_batch(now, iface, (packet,))
+
+    def receive_batch(self, now: float, iface: str, packets: Sequence[bytes]) -> None:
+        """Datagrams that arrived on ``iface`` at ``now``, in order (what the
+        runtime drained from one descriptor in one wakeup), each through the
+        one packet path; the per-batch work is done once: fluid credits up
+        to ``now``, the choice of path by interface, the tables the loop
+        uses. What they cause (IKE messages, host replies, events) is
+        collected when the runtime next polls (:meth:`_settle`)."""
         if self.fluids:
             self._sync_fluids(now)
         self._unsettled = now
-        if self.kernel_host and iface in self.tunnels:
-            self._tunnel_out(now, iface, packet)
+        if self.kernel_host and iface in self.tunnels:  # from the OS, into the tunnel (real mode)
+            self._tunnel_out_batch(now, iface, packets)
             return
-        if iface in self.crypto_map.kernel:  # the OS routed it into a crypto map (real mode)
-            self._crypto_map_out(now, self.crypto_map.kernel[iface], packet, clear_ok=False)
+        if iface in self.crypto_map.kernel:  # the OS routed them into a crypto map (real mode)
+            self._kernel_crypto_map_out(now, iface, packets)
             return
-        if len(packet) >= 20 and packet[9] == _ESP:  # the data path: no header object
-            if packet[16:20] in self._local_raw:
-                self._esp_in(now, iface, packet)
+        local_raw, esp_in = self._local_raw, self._esp_in
+        for packet in packets:
+            if len(packet) >= 20 and packet[9] == _ESP:  # the data path: no header object
+                if packet[16:20] in local_raw:
+                    esp_in(now, iface, packet)
+                else:
+                    self.counters.not_for_us += 1
             else:
-                self.counters.not_for_us += 1
-            return
+                self._receive_other(now, iface, packet)
+
+    def _receive_other(self, now: float, iface: str, packet: bytes) -> None:
+        """A datagram from the underlay that is not ESP: IKE, GRE in clear,
+        or for the host."""
         try:
             header, payload = decode_ipv4(packet)
         except DecodeError:
@@ -248,7 +264,7 @@ class Router:
             elif udp.dst_port == NAT_T_PORT:
                 self._udp4500_in(now, iface, header, udp, packet)
         elif proto == GRE_PROTOCOL:
-            self._gre_in(now, header.src, header.dst, payload, protected=False)
+            self._gre_in(now, header.src, header.dst, payload, False)
         elif iface not in self.crypto_map.maps or self.crypto_map.clear_allowed(now, iface, packet):
             self.host.receive(now, iface, packet)
 
@@ -390,7 +406,7 @@ class Router:
         """ESP (or ESP in UDP) for us: checked, decrypted, its payload to
         the tunnel (GRE) or the host."""
         try:
-            sa, outer, next_header, inner = open_datagram(self.sad, now, packet)
+            sa, hlen, next_header, inner = open_datagram(self.sad, now, packet)
         except EspDrop as drop:
             key = drop.reason.value
             self.counters.esp_drops[key] = self.counters.esp_drops.get(key, 0) + 1
@@ -407,9 +423,15 @@ class Router:
                 # The ICV held, so the packet came from the SA's peer to its
                 # local address (behind a NAT too: the peer is the address
                 # IKE talks to): no need to read them out of the header.
-                self._gre_in(now, sa.peer, sa.local, inner, protected=True)
+                found = self._tunnel_by_source.get(sa.local)
+                if found is not None and self.kernel_host:  # _gre_in's common case: plain GRE, IPv4
+                    payload = found[1].overlay_payload(inner)
+                    if payload is not None:
+                        self._overlay_in(now, found[0], sa.peer, payload)
+                        return
+                self._gre_in(now, sa.peer, sa.local, inner, True)
             else:
-                self.host.receive(now, iface, rewrite_header(outer, len(outer) + len(inner), next_header) + inner)
+                self.host.receive(now, iface, rewrite_header(packet[:hlen], hlen + len(inner), next_header) + inner)
             return
         try:
             inner_header, inner_payload = decode_ipv4(inner, verify_checksum=False)
@@ -417,7 +439,7 @@ class Router:
             self.counters.malformed += 1
             return
         if inner_header.protocol == GRE_PROTOCOL:
-            self._gre_in(now, inner_header.src, inner_header.dst, inner_payload, protected=True)
+            self._gre_in(now, inner_header.src, inner_header.dst, inner_payload, True)
         else:
             self._crypto_map_in(now, iface, sa, inner)
 
@@ -431,6 +453,12 @@ class Router:
             if not _is_echo_reply(inner):
                 return
         self.host.receive(now, iface, inner)
+
+    def _kernel_crypto_map_out(self, now: float, tun: str, packets: Sequence[bytes]) -> None:
+        """Packets the OS routed into the crypto-map TUN ``tun``: protected or dropped, never in clear."""
+        iface = self.crypto_map.kernel[tun]
+        for packet in packets:
+            self._crypto_map_out(now, iface, packet, clear_ok=False)
 
     def _crypto_map_out(self, now: float, iface: str, packet: bytes, *, clear_ok: bool = True) -> None:
         """A packet leaving crypto-map ``iface``: protected, in clear, or dropped."""
@@ -464,44 +492,57 @@ class Router:
             return
         manager.receive(now, src, sport, dst, dport, payload)
 
-    def _gre_in(self, now: float, src: str, dst: str, gre: bytes, *, protected: bool) -> None:
+    def _gre_in(self, now: float, src: str, dst: str, gre: bytes, protected: bool) -> None:
         """GRE from NBMA ``src`` to our ``dst``: to the (first) tunnel sourced there."""
         found = self._tunnel_by_source.get(dst)
-        if found is not None:
-            name, tunnel = found
-            if name in self.protected and not protected:
-                self.counters.clear_gre_drops += 1
-                return
+        if found is None:
+            self.counters.not_for_us += 1
+            return
+        name, tunnel = found
+        if not protected and name in self.protected:
+            self.counters.clear_gre_drops += 1
+            return
+        payload = tunnel.overlay_payload(gre)
+        if payload is None:
             delivery = tunnel.decapsulate(src, gre)
             if delivery is None:
                 self.counters.tunnel_drops += 1
                 return
-            if delivery.protocol == GRE_PROTO_IPV4:
-                payload = delivery.payload
-                if payload[16:20] in self._overlay_local or len(payload) < 20 or payload[16] >= 0xE0:
-                    self._deliver(now, name, payload)
-                elif not self.kernel_host or self._into_tunnel(payload):
-                    self._forward(now, name, src, payload)
-                else:  # real mode: the host routes it (a LAN behind this router)
-                    self._tx.append(Transmit(name, payload))
-            elif delivery.protocol == GRE_PROTO_NHRP:
+            if delivery.protocol == GRE_PROTO_NHRP:
                 slot = self.nhrp.get(name)
                 if slot is None:
                     self.counters.tunnel_drops += 1
                     return
                 slot.receive(now, ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), delivery.payload)
-            return
-        self.counters.not_for_us += 1
+                return
+            payload = delivery.payload  # decapsulate delivers IPv4 or NHRP only
+        self._overlay_in(now, name, src, payload)
+
+    def _overlay_in(self, now: float, name: str, src: str, payload: bytes) -> None:
+        """An overlay packet out of tunnel ``name`` from NBMA ``src``: for
+        this router (or multicast) to the host, transit back into a tunnel
+        forwarded, anything else (real mode: a LAN behind us) to the OS."""
+        if payload[16:20] in self._overlay_local or len(payload) < 20 or payload[16] >= 0xE0:
+            self._deliver(now, name, payload)
+        elif not self.kernel_host or self._into_tunnel(payload):
+            self._forward(now, name, src, payload)
+        else:
+            self._to_os(now, name, payload)
+
+    def _to_os(self, now: float, name: str, overlay: bytes) -> None:
+        """An overlay packet out of tunnel ``name`` to the OS (real mode:
+        written to the TUN); an echo reply also reaches the built-in pinger."""
+        self._tx.append(Transmit(name, overlay))
+        if len(overlay) > 20 and overlay[9] == _ICMP and _is_echo_reply(overlay):
+            self.host.receive(now, name, overlay)
 
     def _deliver(self, now: float, name: str, payload: bytes) -> None:
         """An overlay packet for this router (or multicast) from tunnel
         ``name``: to the OS through the TUN in real mode (echo replies
         also to the built-in pinger), else to the built-in host."""
-        if not self.kernel_host:
-            self.host.receive(now, name, payload)
-            return
-        self._tx.append(Transmit(name, payload))
-        if _is_echo_reply(payload):
+        if self.kernel_host:
+            self._to_os(now, name, payload)
+        else:
             self.host.receive(now, name, payload)
 
     def _into_tunnel(self, payload: bytes) -> bool:
@@ -519,51 +560,71 @@ class Router:
         self.routes.set_learned([replace(r, installed_at=now) for r in routes])
 
     def _tunnel_out(self, now: float, name: str, overlay: bytes) -> None:
+        """An overlay packet into tunnel ``name``: :meth:`_tunnel_out_batch` of one."""
+        self._tunnel_out_batch(now, name, (overlay,))
+
+    def _tunnel_out_batch(self, now: float, name: str, overlays: Sequence[bytes]) -> None:
+        """Overlay packets into tunnel ``name``, in order: routed to a next
+        hop on the tunnel, GRE encapsulated to its NBMA address, sent by
+        :meth:`_gre_out`; dropped and counted when malformed or unroutable."""
         tunnel = self.tunnels[name]
-        if len(overlay) < 20 or overlay[0] >> 4 != 4:
-            self.counters.malformed += 1
-            return
-        if overlay[16] >= 0xE0:
-            self._multicast_out(now, name, tunnel, overlay)
-            return
-        hop = self.routes.lookup_packed(overlay[16:20])
-        if hop is None or hop.interface != name:
-            self.counters.no_route_drops += 1
-            return
-        out = tunnel.encapsulate(overlay, hop.next_hop)
-        if out is None:
-            out = self._no_mapping(now, name, tunnel, overlay, hop.next_hop)
+        counters, lookup, gre_out, nhrp = self.counters, self.routes.lookup_packed, self._gre_out, self.nhrp
+        for overlay in overlays:
+            if len(overlay) < 20 or overlay[0] >> 4 != 4:
+                counters.malformed += 1
+                continue
+            if overlay[16] >= 0xE0:
+                self._multicast_out(now, name, tunnel, overlay)
+                continue
+            hop = lookup(overlay[16:20])
+            if hop is None or hop.interface != name:
+                counters.no_route_drops += 1
+                continue
+            out = tunnel.encapsulate(overlay, hop.next_hop)
             if out is None:
-                return
-        elif hop.shortcut and self.nhrp:
-            self._used(now, name, hop.route.prefix, overlay)
-        self._gre_out(now, name, tunnel, *out)
+                out = self._no_mapping(now, name, tunnel, overlay, hop.next_hop)
+                if out is None:
+                    continue
+            elif hop.shortcut and nhrp:
+                self._used(now, name, hop.route.prefix, overlay)
+            gre_out(now, name, tunnel, out[0], out[1])
 
     def _gre_out(self, now: float, name: str, tunnel: TunnelInterface, peer: str, gre: bytes) -> None:
         """A GRE packet of tunnel ``name`` to NBMA ``peer``: in clear, or
         protected by the peer's SA when the tunnel has ``tunnel protection``
         (no SA: dropped, counted, and IKE asked for one)."""
-        local = tunnel.source
-        policy = self.policy_by_interface.get(name)
-        if policy is None:
-            self._send_physical(now, header_template(local, peer, GRE_PROTOCOL, 255).encode(gre), local)
+        path = self._peer_paths.get((name, peer))
+        if path is None:
+            path = self._peer_path(name, tunnel, peer)
+        if path.policy is None:
+            self._send_physical(path.underlay, path.gre_header.encode(gre))
             return
-        selector = self._gre_selectors.get((local, peer))
-        if selector is None:
-            selector = self._gre_selector(local, peer)
-        sa = self.sad.outbound_for(peer, selector)
+        sad = self.sad
+        sa = path.sa if path.generation == sad.generation else path.outbound_sa(sad)
         if sa is None:
             self.counters.no_sa_drops += 1
-            self._acquire(now, policy, peer, local, selector)
+            self._acquire(now, path.policy, peer, path.local, path.selector)
             return
         try:
-            packet = protect_parts(sa, now, local, peer, GRE_PROTOCOL, gre, 255)
+            packet = protect_parts(sa, now, path.esp_header, path.gre_header, gre, GRE_PROTOCOL)
         except EspDrop as drop:
             key = drop.reason.value
             self.counters.esp_drops[key] = self.counters.esp_drops.get(key, 0) + 1
             return
         self.last_out[peer] = now
-        self._send_physical(now, packet, local)
+        underlay = path.underlay
+        if underlay is None:
+            self.counters.tunnel_drops += 1
+            return
+        self._tx.append(Transmit(underlay, packet))
+
+    def _peer_path(self, name: str, tunnel: TunnelInterface, peer: str) -> PeerPath:
+        """The :class:`PeerPath` of tunnel ``name`` to NBMA ``peer``, made once."""
+        local = tunnel.source
+        path = self._peer_paths[(name, peer)] = PeerPath(local, peer, self._iface_by_address.get(local),
+                                                         self.policy_by_interface.get(name),
+                                                         self._gre_selector(local, peer))
+        return path
 
     def _forward(self, now: float, name: str, nbma_src: str, packet: bytes) -> None:
         """An overlay packet that came out of tunnel ``name`` for someone
@@ -673,12 +734,13 @@ class Router:
             selector = self._gre_selectors[(local, peer)] = Selector.hosts(local, peer, GRE_PROTOCOL)
         return selector
 
-    def _send_physical(self, now: float, packet: bytes, source: str) -> None:
-        name = self._iface_by_address.get(source)
-        if name is None:
+    def _send_physical(self, underlay: str | None, packet: bytes) -> None:
+        """``packet`` out of interface ``underlay`` (None: the source
+        address is on no interface of ours, dropped and counted)."""
+        if underlay is None:
             self.counters.tunnel_drops += 1
             return
-        self._tx.append(Transmit(name, packet))
+        self._tx.append(Transmit(underlay, packet))
 
     def _settle(self) -> None:
         """Run :meth:`_after` for the packets received since the last poll."""
@@ -709,7 +771,8 @@ class Router:
         marked = NAT_T_PORT in (d.sport, d.dport) and not d.raw
         payload = add_non_esp_marker(d.payload) if marked else d.payload
         udp = encode_udp(d.src, d.dst, d.sport, d.dport, payload)
-        self._send_physical(now, IPv4Header(d.src, d.dst, IpProto.UDP, ttl=255).encode(udp), d.src)
+        datagram = IPv4Header(d.src, d.dst, IpProto.UDP, ttl=255).encode(udp)
+        self._send_physical(self._iface_by_address.get(d.src), datagram)
 
     def _host_out(self, now: float, tx: Transmit) -> None:
         """A packet of the built-in host: into a tunnel, a crypto map or out of an interface."""

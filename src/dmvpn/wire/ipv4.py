@@ -17,6 +17,8 @@ from dmvpn.wire.errors import DecodeError
 
 IPV4_MIN_HEADER = 20
 _HEADER = struct.Struct("!BBHHHBBH4s4s")
+#: a header as HeaderTemplate fills it: version..TOS, length, identification..protocol, checksum, addresses
+_TEMPLATE = struct.Struct("!2sH6sH8s")
 _FLAG_DF = 0x4000
 _FLAG_MF = 0x2000
 _FLAG_RESERVED = 0x8000
@@ -152,7 +154,7 @@ def ipv4_lengths(data: bytes, *, verify_checksum: bool = False) -> tuple[int, in
         raise DecodeError(2, f"IPv4 total length {total} is shorter than the header ({hlen})")
     if total > len(data):
         raise DecodeError(2, f"IPv4 total length {total} exceeds the {len(data)} bytes received")
-    if verify_checksum:
+    if verify_checksum and int.from_bytes(data[:hlen], "big") % 0xFFFF:  # _check_header_checksum, inlined
         _check_header_checksum(data, hlen)
     return hlen, total
 
@@ -190,16 +192,21 @@ class HeaderTemplate:
         self._head = empty[:2]
         self._middle = empty[4:10]
         self._addresses = empty[12:]
-        self._sum = int.from_bytes(empty[:2] + b"\x00\x00" + empty[4:10] + b"\x00\x00" + empty[12:], "big")
+        #: the one's complement sum (modulo 0xFFFF) of the fixed fields
+        self._sum = int.from_bytes(empty[:2] + b"\x00\x00" + empty[4:10] + b"\x00\x00" + empty[12:], "big") % 0xFFFF
 
-    def encode(self, payload: bytes) -> bytes:
-        """The whole datagram: header (length and checksum filled in) + ``payload``."""
-        total = IPV4_MIN_HEADER + len(payload)
+    def header(self, payload_length: int) -> bytes:
+        """The 20 header bytes (length and checksum filled in) of a datagram
+        carrying ``payload_length`` bytes."""
+        total = IPV4_MIN_HEADER + payload_length
         if total > 0xFFFF:
             raise ValueError(f"IPv4 datagram of {total} bytes exceeds 65535")
         checksum = 0xFFFF - ((self._sum + total) % 0xFFFF or 0xFFFF)
-        return b"".join((self._head, total.to_bytes(2, "big"), self._middle, checksum.to_bytes(2, "big"),
-                         self._addresses, payload))
+        return _TEMPLATE.pack(self._head, total, self._middle, checksum, self._addresses)
+
+    def encode(self, payload: bytes) -> bytes:
+        """The whole datagram: header (length and checksum filled in) + ``payload``."""
+        return self.header(len(payload)) + payload
 
 
 @lru_cache(maxsize=1024)
