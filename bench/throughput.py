@@ -45,7 +45,11 @@ from pathlib import Path
 from dmvpn.lab.netlab import seed_pair_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_LAB = ROOT.parent / "shared" / "lab" / "strongswan_netns_lab.sh"
+#: ../shared beside the main checkout, or beside the worktrees' directory
+#: (a worktree lives one level deeper: /work/wt/<name>).
+SHARED_LAB = next((p for p in (ROOT.parent / "shared" / "lab" / "strongswan_netns_lab.sh",
+                               ROOT.parent.parent / "shared" / "lab" / "strongswan_netns_lab.sh") if p.exists()),
+                  ROOT.parent / "shared" / "lab" / "strongswan_netns_lab.sh")
 DMVPN = [sys.executable, "-m", "dmvpn"]
 UDP_LENGTH = 1372  # + 8 UDP + 20 IPv4 = 1400, the tunnel MTU
 
