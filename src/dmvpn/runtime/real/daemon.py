@@ -53,6 +53,9 @@ class DaemonSpec:
     control: Path | None = None
     tun_clone: str = TUN_CLONE_DEVICE
     shutdown_command: str | None = None
+    #: TUN checksum/TSO offload and UDP GSO/GRO for ESP in UDP (each falls
+    #: back by itself where the kernel refuses)
+    offload: bool = True
 
 
 def open_runtime(engine_factory: Callable[[IosClock], Engine], spec: DaemonSpec, stream: TextIO,
@@ -62,10 +65,10 @@ def open_runtime(engine_factory: Callable[[IosClock], Engine], spec: DaemonSpec,
     what it opened."""
     opened_tuns: list[TunDevice] = []
     control: ControlServer | None = None
-    underlay = Underlay(spec.underlay)
+    underlay = Underlay(spec.underlay, offload=spec.offload)
     try:
         for tun_spec in spec.tuns:
-            opened_tuns.append(TunDevice(tun_spec, spec.tun_clone))
+            opened_tuns.append(TunDevice(tun_spec, spec.tun_clone, offload=spec.offload))
         if spec.control is not None:
             control = ControlServer(spec.control)
         clock = IosClock(base=datetime.now())
@@ -87,7 +90,7 @@ def tun_names(base: str, count: int) -> list[str]:
 
 
 def router_spec(config: RouterConfig, *, control: Path | None, tun_name: str,
-                tun_clone: str = TUN_CLONE_DEVICE) -> DaemonSpec:
+                tun_clone: str = TUN_CLONE_DEVICE, offload: bool = True) -> DaemonSpec:
     """The sockets and devices a router with ``config`` needs."""
     underlay = [UnderlaySpec(i.name, i.address.ip) for i in config.interfaces.values()
                 if i.tunnel is None and i.address is not None and not i.shutdown]
@@ -108,7 +111,7 @@ def router_spec(config: RouterConfig, *, control: Path | None, tun_name: str,
     tuns += [TunSpec(kernel_iface(m.interface), name, None, CRYPTO_MAP_TUN_MTU,
                      tuple((net, None) for net in kernel_routes(m)))
              for m, name in zip(maps, names[len(tunnels):], strict=True)]
-    return DaemonSpec(underlay, tuns, control, tun_clone, SHUTDOWN_COMMAND)
+    return DaemonSpec(underlay, tuns, control, tun_clone, SHUTDOWN_COMMAND, offload)
 
 
 def tunnel_routes(config: RouterConfig, iface: str
