@@ -33,7 +33,8 @@ per packet, in microseconds; each round notes the load average.
 
 ``--dmvpn-esp udp`` forces ESP in UDP 4500 between the dmvpn daemons (what
 strongSwan's kernel-libipsec always does; UDP GSO/GRO apply to it);
-``--no-offload`` runs them with offloads off (``DMVPN_OFFLOAD=0``);
+``--no-udp-offload`` turns UDP GSO/GRO off, ``--tun-offload`` TUN
+checksum/TSO offload on (``DMVPN_UDP_OFFLOAD``, ``DMVPN_TUN_OFFLOAD``);
 ``--cprofile DIR`` writes each daemon's cProfile statistics there.
 Usage: ``python bench/throughput.py [MODE] [--seconds S] [--udp-rate 1G] [--rounds N]``.
 """
@@ -162,19 +163,21 @@ class DmvpnOptions:
     """How the two dmvpn daemons run (environment of ``dmvpn run``)."""
 
     esp: str = "raw"  # or "udp": NAT-T forced
-    offload: bool = True
+    udp_offload: bool = True
+    tun_offload: bool = False
     cprofile: Path | None = None
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ, DMVPN_FORCE_NAT_T="1" if self.esp == "udp" else "0",
-                   DMVPN_OFFLOAD="1" if self.offload else "0")
+                   DMVPN_UDP_OFFLOAD="1" if self.udp_offload else "0",
+                   DMVPN_TUN_OFFLOAD="1" if self.tun_offload else "0")
         env.pop("DMVPN_CPROFILE", None)
         return env
 
     def describe(self) -> str:
         esp = "ESP in UDP 4500 (NAT-T forced)" if self.esp == "udp" else "raw ESP"
         return (f"esp-aes esp-sha256-hmac, transport, GRE (seed configs), {esp}, "
-                f"offloads {'on' if self.offload else 'off'}")
+                f"UDP GSO/GRO {'on' if self.udp_offload else 'off'}, TUN offload {'on' if self.tun_offload else 'off'}")
 
 
 def _netlab(work: Path, options: DmvpnOptions = DmvpnOptions()) -> tuple[Path, str]:
@@ -289,11 +292,12 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=1400, help="dmvpn-ping: Echo size in bytes")
     parser.add_argument("--dmvpn-esp", choices=("raw", "udp"), default="raw",
                         help="dmvpn: raw ESP (protocol 50) or ESP in UDP 4500 (NAT-T forced)")
-    parser.add_argument("--no-offload", action="store_true", help="dmvpn: TUN offloads and UDP GSO/GRO off")
+    parser.add_argument("--no-udp-offload", action="store_true", help="dmvpn: UDP GSO/GRO off")
+    parser.add_argument("--tun-offload", action="store_true", help="dmvpn: TUN checksum/TSO offload on")
     parser.add_argument("--cprofile", type=Path, default=None, metavar="DIR",
                         help="dmvpn: write each daemon's cProfile statistics into DIR")
     args = parser.parse_args()
-    options = DmvpnOptions(args.dmvpn_esp, not args.no_offload, args.cprofile)
+    options = DmvpnOptions(args.dmvpn_esp, not args.no_udp_offload, args.tun_offload, args.cprofile)
     try:
         if os.geteuid() != 0:
             raise BenchError("run as root (namespaces, TUN, raw sockets)")

@@ -50,14 +50,18 @@ def _fail(command: str, message: str) -> None:
 @click.option("--force-nat-t", is_flag=True, envvar="DMVPN_FORCE_NAT_T",
               help="Always float IKE to UDP 4500 and carry ESP in UDP (RFC 3948), as if behind a NAT: "
                    "for paths that drop IP protocol 50 (strongSwan's encap = yes). Env: DMVPN_FORCE_NAT_T=1.")
-@click.option("--offload/--no-offload", default=True, show_default=True, envvar="DMVPN_OFFLOAD",
-              help="TUN checksum/TSO offload and UDP GSO/GRO for ESP in UDP (each off by itself where the "
-                   "kernel refuses). Env: DMVPN_OFFLOAD=0.")
+@click.option("--udp-offload/--no-udp-offload", default=True, show_default=True, envvar="DMVPN_UDP_OFFLOAD",
+              help="UDP GSO on send and GRO on receive for ESP in UDP 4500 (off by itself where the kernel "
+                   "refuses). Env: DMVPN_UDP_OFFLOAD=0.")
+@click.option("--tun-offload/--no-tun-offload", default=False, show_default=True, envvar="DMVPN_TUN_OFFLOAD",
+              help="TUN checksum and TCP segmentation offload (IFF_VNET_HDR): 64 KB reads cut into packets here, "
+                   "in-order TCP segments written joined. Env: DMVPN_TUN_OFFLOAD=1.")
 @click.option("--cprofile", default=None, metavar="PATH", envvar="DMVPN_CPROFILE",
               help="Profile the daemon with cProfile and write the statistics to PATH when it stops "
                    "(pstats format; PATH a directory: <hostname>.prof in it). Env: DMVPN_CPROFILE.")
 def run_command(config_file: str, control: str | None, profile: str, tun_name: str, tun_device: str,
-                log: str | None, force_nat_t: bool, offload: bool, cprofile: str | None) -> None:
+                log: str | None, force_nat_t: bool, udp_offload: bool, tun_offload: bool,
+                cprofile: str | None) -> None:
     """Run the router of CONFIG on this host: IKE on UDP 500/4500, ESP on raw
     IP protocol 50, the tunnel interface on a TUN device."""
     try:
@@ -70,7 +74,8 @@ def run_command(config_file: str, control: str | None, profile: str, tun_name: s
     control_path = Path(control) if control else default_control_path(config.hostname)
     categories = {c.strip() for c in log.split(",") if c.strip()} if log else None
     try:
-        spec = router_spec(config, control=control_path, tun_name=tun_name, tun_clone=tun_device, offload=offload)
+        spec = router_spec(config, control=control_path, tun_name=tun_name, tun_clone=tun_device,
+                           udp_offload=udp_offload, tun_offload=tun_offload)
         runtime = router_runtime(config, spec, profile, sys.stdout, categories, force_nat_t=force_nat_t)
     except RuntimeSetupError as err:
         _fail("run", str(err))
@@ -78,7 +83,7 @@ def run_command(config_file: str, control: str | None, profile: str, tun_name: s
     tunnels = ", ".join(f"{t.iface} on {t.name} {t.address or 'unnumbered'} mtu {t.mtu}"
                         for t in spec.tuns) or "no tunnel"
     nat_t = "; NAT-T forced" if force_nat_t else ""
-    offloads = "" if offload else "; offloads off"
+    offloads = "".join(("" if udp_offload else "; UDP GSO/GRO off", "; TUN offload on" if tun_offload else ""))
     runtime.printer.note(runtime.now(), f"{config.hostname} running ({profile}): {underlay}; {tunnels}; "
                                         f"control {control_path}{nat_t}{offloads}")
     if cprofile:

@@ -2,7 +2,7 @@
 
 The device is opened with ``IFF_TUN | IFF_NO_PI``: every read returns one
 whole IPv4 datagram the kernel routed into the device, every write injects
-one datagram into the kernel's stack. With ``offload`` (the default) it is
+one datagram into the kernel's stack. With ``offload`` it is
 opened with ``IFF_VNET_HDR`` too and ``TUNSETOFFLOAD`` turns on checksum and
 TCPv4 segmentation offload: a read is then a ``virtio_net_hdr`` and up to
 64 KB of one TCP flow, cut here into tunnel-MTU packets, and the packets of
@@ -76,7 +76,7 @@ def check_ifname(name: str) -> None:
 class TunDevice:
     """An open TUN device, configured and up. Use :meth:`close` to remove it."""
 
-    def __init__(self, spec: TunSpec, clone_device: str = TUN_CLONE_DEVICE, *, offload: bool = True) -> None:
+    def __init__(self, spec: TunSpec, clone_device: str = TUN_CLONE_DEVICE, *, offload: bool = False) -> None:
         check_ifname(spec.name)
         self.spec = spec
         #: what the runtime logs once about the device's offloads (None: nothing to say)
