@@ -8,8 +8,9 @@ TCPv4 segmentation offload: a read is then a ``virtio_net_hdr`` and up to
 64 KB of one TCP flow, cut here into tunnel-MTU packets, and the packets of
 one flush are written as few TCP super-segments (GRO done here, see
 :mod:`dmvpn.wire.tcp_offload`); a kernel that refuses gets the plain device
-and :attr:`TunDevice.note` says so once. Reads go into one preallocated
-buffer. The kernel side of the device is the
+and :attr:`TunDevice.note` says so once. With offloads, reads go into one preallocated
+buffer
+when offloads are on. The kernel side of the device is the
 router's "local host": it gets the tunnel interface's address and ``ip mtu``
 and the ``ip route`` entries that point into the tunnel (set over rtnetlink
 with pyroute2). A crypto map's device has no address, only routes (see
@@ -182,11 +183,11 @@ class TunDevice:
         super-segment's packets; a read the segmenter refuses is counted in
         :attr:`bad_reads` and yields none), or None when none is waiting."""
         try:
+            if not self.offload:  # os.read: one allocation, cheaper than readv and a copy (0.7 vs 1.05 us)
+                return [os.read(self.fd, READ_BUFFER)]
             n = os.readv(self.fd, (self._buffer,))
         except BlockingIOError:
             return None
-        if not self.offload:
-            return [bytes(self._view[:n])]
         try:
             return packets_from_read(self._view[:n])
         except OffloadError:

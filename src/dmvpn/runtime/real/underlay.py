@@ -34,9 +34,11 @@ default), udp(7):
   to 64 datagrams, cut by the kernel or the device);
 * receiving: ``UDP_GRO`` on the 4500 socket lets the kernel hand over
   several datagrams of one peer in one read; the ``UDP_GRO`` control message
-  gives the segment size to cut them at. They reach the engine with a UDP
-  checksum of zero (the kernel verified it; RFC 3948 section 2.1 lets ESP
-  in UDP carry none).
+  gives the segment size to cut them at.
+
+Whatever arrives on port 4500 reaches the engine with a UDP checksum of zero
+(the kernel verified the one that came; RFC 3948 section 2.1 lets ESP in UDP
+carry none), so the engine does not sum each datagram a second time.
 
 A kernel or device that refuses either is used without it, said once in
 :attr:`Underlay.notes`.
@@ -221,9 +223,12 @@ class Underlay:
                 continue
             if port is None:
                 out.append(bytes(view[:n]))
-                continue
-            udp = encode_udp(src, receiver.local, sport, port, bytes(view[:n]))
-            out.append(IPv4Header(src, receiver.local, IpProto.UDP, receiver.ttl).encode(udp))
+            elif port == NAT_T_PORT:  # checksum zero, as from a GRO read
+                out.append(header_template(src, receiver.local, IpProto.UDP, receiver.ttl).encode(
+                    _UDP_HEADER.pack(sport, port, 8 + n, 0) + view[:n]))
+            else:
+                udp = encode_udp(src, receiver.local, sport, port, bytes(view[:n]))
+                out.append(IPv4Header(src, receiver.local, IpProto.UDP, receiver.ttl).encode(udp))
         self.counters.received += len(out)
         return out
 
