@@ -8,9 +8,10 @@ TCPv4 segmentation offload: a read is then a ``virtio_net_hdr`` and up to
 64 KB of one TCP flow, cut here into tunnel-MTU packets, and the packets of
 one flush are written as few TCP super-segments (GRO done here, see
 :mod:`dmvpn.wire.tcp_offload`); a kernel that refuses gets the plain device
-and :attr:`TunDevice.note` says so once. With offloads, reads go into one preallocated
-buffer
-when offloads are on. The kernel side of the device is the
+and :attr:`TunDevice.note` says so once; such reads go into one
+preallocated buffer.
+
+The kernel side of the device is the
 router's "local host": it gets the tunnel interface's address and ``ip mtu``
 and the ``ip route`` entries that point into the tunnel (set over rtnetlink
 with pyroute2). A crypto map's device has no address, only routes (see
