@@ -33,8 +33,8 @@ per packet, in microseconds; each round notes the load average.
 
 ``--dmvpn-esp udp`` forces ESP in UDP 4500 between the dmvpn daemons (what
 strongSwan's kernel-libipsec always does; UDP GSO/GRO apply to it);
-``--no-udp-offload`` turns UDP GSO/GRO off, ``--tun-offload`` TUN
-checksum/TSO offload on (``DMVPN_UDP_OFFLOAD``, ``DMVPN_TUN_OFFLOAD``);
+``--no-udp-offload`` turns UDP GSO/GRO off, ``--tun-offload gro|tso`` the
+TUN offloads on (``DMVPN_UDP_OFFLOAD``, ``DMVPN_TUN_OFFLOAD``);
 ``--cprofile DIR`` writes each daemon's cProfile statistics there.
 Usage: ``python bench/throughput.py [MODE] [--seconds S] [--udp-rate 1G] [--rounds N]``.
 """
@@ -164,20 +164,20 @@ class DmvpnOptions:
 
     esp: str = "raw"  # or "udp": NAT-T forced
     udp_offload: bool = True
-    tun_offload: bool = False
+    tun_offload: str = "none"
     cprofile: Path | None = None
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ, DMVPN_FORCE_NAT_T="1" if self.esp == "udp" else "0",
                    DMVPN_UDP_OFFLOAD="1" if self.udp_offload else "0",
-                   DMVPN_TUN_OFFLOAD="1" if self.tun_offload else "0")
+                   DMVPN_TUN_OFFLOAD=self.tun_offload)
         env.pop("DMVPN_CPROFILE", None)
         return env
 
     def describe(self) -> str:
         esp = "ESP in UDP 4500 (NAT-T forced)" if self.esp == "udp" else "raw ESP"
         return (f"esp-aes esp-sha256-hmac, transport, GRE (seed configs), {esp}, "
-                f"UDP GSO/GRO {'on' if self.udp_offload else 'off'}, TUN offload {'on' if self.tun_offload else 'off'}")
+                f"UDP GSO/GRO {'on' if self.udp_offload else 'off'}, TUN offload {self.tun_offload}")
 
 
 def _netlab(work: Path, options: DmvpnOptions = DmvpnOptions()) -> tuple[Path, str]:
@@ -293,7 +293,8 @@ def main() -> int:
     parser.add_argument("--dmvpn-esp", choices=("raw", "udp"), default="raw",
                         help="dmvpn: raw ESP (protocol 50) or ESP in UDP 4500 (NAT-T forced)")
     parser.add_argument("--no-udp-offload", action="store_true", help="dmvpn: UDP GSO/GRO off")
-    parser.add_argument("--tun-offload", action="store_true", help="dmvpn: TUN checksum/TSO offload on")
+    parser.add_argument("--tun-offload", choices=("none", "gro", "tso"), default="none",
+                        help="dmvpn: TUN offloads (gro: joined TCP writes; tso: and segmentation offload)")
     parser.add_argument("--cprofile", type=Path, default=None, metavar="DIR",
                         help="dmvpn: write each daemon's cProfile statistics into DIR")
     args = parser.parse_args()

@@ -27,7 +27,7 @@ CSUM_COUNTERS = ("TcpInCsumErrors", "UdpInCsumErrors")
 
 
 def _netlab(action: str, scenario: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, DMVPN_FORCE_NAT_T="1", DMVPN_UDP_OFFLOAD="1", DMVPN_TUN_OFFLOAD="1")
+    env = dict(os.environ, DMVPN_FORCE_NAT_T="1", DMVPN_UDP_OFFLOAD="1", DMVPN_TUN_OFFLOAD="tso")
     return subprocess.run([DMVPN, "netlab", action, str(scenario)], capture_output=True, text=True, timeout=120,
                           env=env)
 

@@ -55,10 +55,8 @@ class DaemonSpec:
     shutdown_command: str | None = None
     #: UDP GSO/GRO for ESP in UDP 4500 (falls back where the kernel refuses)
     udp_offload: bool = True
-    #: TUN checksum/TSO offload (off by default: segmenting and finishing
-    #: checksums in Python cost more than the kernel's per-packet reads
-    #: they save, see bench/throughput.py and the h16io measurements)
-    tun_offload: bool = False
+    #: TUN offload mode (:data:`~dmvpn.runtime.real.tun.TUN_OFFLOAD_MODES`)
+    tun_offload: str = "none"
 
 
 def open_runtime(engine_factory: Callable[[IosClock], Engine], spec: DaemonSpec, stream: TextIO,
@@ -94,7 +92,7 @@ def tun_names(base: str, count: int) -> list[str]:
 
 def router_spec(config: RouterConfig, *, control: Path | None, tun_name: str,
                 tun_clone: str = TUN_CLONE_DEVICE, udp_offload: bool = True,
-                tun_offload: bool = False) -> DaemonSpec:
+                tun_offload: str = "none") -> DaemonSpec:
     """The sockets and devices a router with ``config`` needs."""
     underlay = [UnderlaySpec(i.name, i.address.ip) for i in config.interfaces.values()
                 if i.tunnel is None and i.address is not None and not i.shutdown]

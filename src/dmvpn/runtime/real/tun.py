@@ -2,14 +2,20 @@
 
 The device is opened with ``IFF_TUN | IFF_NO_PI``: every read returns one
 whole IPv4 datagram the kernel routed into the device, every write injects
-one datagram into the kernel's stack. With ``offload`` it is
-opened with ``IFF_VNET_HDR`` too and ``TUNSETOFFLOAD`` turns on checksum and
-TCPv4 segmentation offload: a read is then a ``virtio_net_hdr`` and up to
-64 KB of one TCP flow, cut here into tunnel-MTU packets, and the packets of
-one flush are written as few TCP super-segments (GRO done here, see
-:mod:`dmvpn.wire.tcp_offload`); a kernel that refuses gets the plain device
-and :attr:`TunDevice.note` says so once; such reads go into one
-preallocated buffer.
+one datagram into the kernel's stack. The ``offload`` modes
+(:mod:`dmvpn.wire.tcp_offload`):
+
+* ``gro``: opened with ``IFF_VNET_HDR``; reads stay one packet each (behind
+  a plain ``virtio_net_hdr``), and the packets of one flush are written as
+  few TCP super-segments (GRO done here): the kernel's TCP takes dozens of
+  segments in one traversal and acknowledges them at once;
+* ``tso``: ``gro``, and ``TUNSETOFFLOAD`` turns on checksum and TCPv4
+  segmentation offload: a read is then up to 64 KB of one TCP flow, cut
+  here into tunnel-MTU packets (and partial checksums finished here);
+* ``none``: neither.
+
+A kernel that refuses gets the plain device and :attr:`TunDevice.note`
+says so once. Offload reads go into one preallocated buffer.
 
 The kernel side of the device is the
 router's "local host": it gets the tunnel interface's address and ``ip mtu``
@@ -45,6 +51,7 @@ IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
 TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
+TUN_OFFLOAD_MODES = ("none", "gro", "tso")
 IFNAMSIZ = 16
 #: one read: a virtio_net_hdr and the largest IPv4 datagram
 READ_BUFFER = VNET_HDR_LEN + 65535
@@ -78,7 +85,7 @@ def check_ifname(name: str) -> None:
 class TunDevice:
     """An open TUN device, configured and up. Use :meth:`close` to remove it."""
 
-    def __init__(self, spec: TunSpec, clone_device: str = TUN_CLONE_DEVICE, *, offload: bool = False) -> None:
+    def __init__(self, spec: TunSpec, clone_device: str = TUN_CLONE_DEVICE, *, offload: str = "none") -> None:
         check_ifname(spec.name)
         self.spec = spec
         #: what the runtime logs once about the device's offloads (None: nothing to say)
@@ -90,8 +97,8 @@ class TunDevice:
         self.offload = False
         self.fd = -1
         try:
-            if offload:
-                self.offload = self._open(clone_device, IFF_TUN | IFF_NO_PI | IFF_VNET_HDR)
+            if offload != "none":
+                self.offload = self._open(clone_device, IFF_TUN | IFF_NO_PI | IFF_VNET_HDR, offload == "tso")
             if not self.offload:
                 self._open(clone_device, IFF_TUN | IFF_NO_PI)
             self._configure()
@@ -107,10 +114,10 @@ class TunDevice:
             self.close()
             raise
 
-    def _open(self, clone_device: str, flags: int) -> bool:
-        """Create the device with ``flags``; with IFF_VNET_HDR also ask for
-        the offloads, and on refusal close it again (False, :attr:`note`
-        set) so the caller opens the plain device."""
+    def _open(self, clone_device: str, flags: int, tso: bool = False) -> bool:
+        """Create the device with ``flags``; with IFF_VNET_HDR and ``tso``
+        also ask for the read offloads; on refusal close it again (False,
+        :attr:`note` set) so the caller opens the plain device."""
         try:
             self.fd = os.open(clone_device, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -131,6 +138,8 @@ class TunDevice:
                 raise
             self.note = f"{self.spec.name}: the kernel refused IFF_VNET_HDR: one packet per read and write"
             return False
+        if not tso:
+            return True
         try:
             fcntl.ioctl(self.fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4)
         except OSError as exc:
