@@ -123,6 +123,8 @@ def test_offloads_on_traffic_crosses_counters_exact_nothing_in_clear(pair, tmp_p
     assert gso is not None and int(gso[2]) < int(gso[1]), spoke_runtime
     assert gro is not None and int(gro[2]) < int(gro[1]), hub_runtime
     assert "transmit errors" not in spoke_runtime + hub_runtime and "offload reads" not in spoke_runtime
+    joined = re.search(r"(\d+) TCP segments written joined in (\d+) writes", hub_runtime)
+    assert joined is not None and int(joined[2]) < int(joined[1]) <= hub["tun_out"], hub_runtime
     protocols = sh("tshark", "-r", str(pcap), "-T", "fields", "-e", "frame.protocols").stdout.split()
     ip_frames = [p for p in protocols if ":ip:" in p]
     assert len(ip_frames) > 100

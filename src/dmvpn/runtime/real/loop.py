@@ -342,6 +342,9 @@ class RealRuntime:
             lines.append(f"  UDP GSO: {u.gso_datagrams} datagrams in {u.gso_sends} sends; "
                          f"UDP GRO: {u.gro_datagrams} datagrams in {u.gro_reads} reads")
         for tun in self.tuns.values():
+            if tun.joined_writes:
+                lines.append(f"  {tun.spec.name}: {tun.joined_packets} TCP segments written joined "
+                             f"in {tun.joined_writes} writes")
             if tun.bad_reads:
                 lines.append(f"  {tun.bad_reads} offload reads from {tun.spec.name} not cut into packets")
         if c.non_ipv4:

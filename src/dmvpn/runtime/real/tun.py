@@ -92,6 +92,9 @@ class TunDevice:
         self.note: str | None = None
         #: reads that were not IPv4 packets the segmenter could cut (counted, dropped)
         self.bad_reads = 0
+        #: TCP super-segments written (joined writes) and the packets in them
+        self.joined_writes = 0
+        self.joined_packets = 0
         self._buffer = bytearray(READ_BUFFER)
         self._view = memoryview(self._buffer)
         self.offload = False
@@ -221,6 +224,9 @@ class TunDevice:
                 errors += [exc.strerror or str(exc)] * count
                 continue
             done += count
+            if count > 1:
+                self.joined_writes += 1
+                self.joined_packets += count
         return done, errors
 
     def close(self) -> None:
