@@ -25,6 +25,17 @@ For iperf3 modes: TCP for ``--seconds`` and UDP offered at ``--udp-rate``
 with 1400-byte IP datagrams (1372 bytes of UDP payload: the tunnel MTU of
 both setups, so nothing fragments; REFERENCE.md's table used 1348-byte
 payloads, ``--udp-length 1348`` repeats that).
+Each iperf3 figure comes with packets/s (UDP: the datagrams received;
+TCP: the bytes received over a 1,348-byte segment, the MSS of a 1400 MTU
+with timestamps) and, for each daemon (the two dmvpn routers, the two
+charons), the CPU it used over the run (utime + stime of /proc/PID/stat)
+per packet, in microseconds; each round notes the load average.
+
+``--dmvpn-esp udp`` forces ESP in UDP 4500 between the dmvpn daemons (what
+strongSwan's kernel-libipsec always does; UDP GSO/GRO apply to it);
+``--no-udp-offload`` turns UDP GSO/GRO off, ``--tun-offload gro|tso`` the
+TUN offloads on (``DMVPN_UDP_OFFLOAD``, ``DMVPN_TUN_OFFLOAD``);
+``--cprofile DIR`` writes each daemon's cProfile statistics there.
 Usage: ``python bench/throughput.py [MODE] [--seconds S] [--udp-rate 1G] [--rounds N]``.
 """
 
@@ -40,14 +51,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from dmvpn.lab.netlab import seed_pair_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_LAB = ROOT.parent / "shared" / "lab" / "strongswan_netns_lab.sh"
+#: ../shared beside the main checkout, or beside the worktrees' directory
+#: (a worktree lives one level deeper: /work/wt/<name>).
+SHARED_LAB = next((p for p in (ROOT.parent / "shared" / "lab" / "strongswan_netns_lab.sh",
+                               ROOT.parent.parent / "shared" / "lab" / "strongswan_netns_lab.sh") if p.exists()),
+                  ROOT.parent / "shared" / "lab" / "strongswan_netns_lab.sh")
 DMVPN = [sys.executable, "-m", "dmvpn"]
 UDP_LENGTH = 1372  # + 8 UDP + 20 IPv4 = 1400, the tunnel MTU
+TCP_SEGMENT = 1348  # 1400 - 20 IPv4 - 20 TCP - 12 timestamp option
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(Exception):
@@ -62,10 +80,34 @@ def _run(argv: list[str], timeout: float = 120, env: dict | None = None) -> subp
     return proc
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+
+
 def iperf3(server_ns: str, server_addr: str, client_ns: str, seconds: float, *, udp_rate: str | None = None,
-           udp_length: int = UDP_LENGTH) -> dict:
+           udp_length: int = UDP_LENGTH, daemons: dict[str, int] | None = None) -> dict:
     """One iperf3 run from ``client_ns`` to a one-off server in ``server_ns``;
-    the figures that matter from its JSON report."""
+    the figures that matter from its JSON report, packets/s and each of
+    ``daemons`` (name -> pid) CPU microseconds per packet."""
+    daemons = daemons or {}
+    report, cpu = _iperf3(server_ns, server_addr, client_ns, seconds, udp_rate, udp_length, daemons)
+    if udp_rate:
+        packets = report["received_bytes"] / udp_length
+        elapsed = report["receiver_seconds"]
+    else:
+        packets = report.pop("received_bytes") / TCP_SEGMENT
+        elapsed = report.pop("receiver_seconds")
+    report["packets_per_s"] = round(packets / elapsed) if elapsed else 0
+    report["cpu_us_per_packet"] = {name: round(1e6 * used / packets, 2) if packets else None
+                                   for name, used in cpu.items()}
+    report["cpu_seconds"] = {name: round(used, 2) for name, used in cpu.items()}
+    return report
+
+
+def _iperf3(server_ns: str, server_addr: str, client_ns: str, seconds: float, udp_rate: str | None,
+            udp_length: int, daemons: dict[str, int]) -> tuple[dict, dict[str, float]]:
     server = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-B", server_addr],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -73,7 +115,9 @@ def iperf3(server_ns: str, server_addr: str, client_ns: str, seconds: float, *, 
         argv = ["ip", "netns", "exec", client_ns, "iperf3", "-c", server_addr, "-t", f"{seconds:g}", "-J"]
         if udp_rate:
             argv += ["-u", "-b", udp_rate, "-l", str(udp_length)]
+        before = {name: cpu_seconds(pid) for name, pid in daemons.items()}
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+        cpu = {name: cpu_seconds(pid) - before[name] for name, pid in daemons.items()}
         report = json.loads(proc.stdout or "{}")
         if "error" in report or proc.returncode != 0:
             raise BenchError(f"iperf3 to {server_addr}: {report.get('error', proc.stderr.strip() or 'failed')}")
@@ -87,9 +131,12 @@ def iperf3(server_ns: str, server_addr: str, client_ns: str, seconds: float, *, 
             return {"proto": "udp", "offered": udp_rate, "sent_gbit_s": round(sent["bits_per_second"] / 1e9, 3),
                     "received_gbit_s": round(got["bits_per_second"] / 1e9, 3),
                     "received_bytes": got["bytes"], "sender_seconds": round(sent["seconds"], 2),
-                    "receiver_seconds": round(got["seconds"], 2), "lost_percent": round(got["lost_percent"], 1)}
-        return {"proto": "tcp", "gbit_s": round(end["sum_received"]["bits_per_second"] / 1e9, 3),
-                "retransmits": end["sum_sent"].get("retransmits")}
+                    "receiver_seconds": round(got["seconds"], 2),
+                    "lost_percent": round(got["lost_percent"], 1)}, cpu
+        got = end["sum_received"]
+        return {"proto": "tcp", "gbit_s": round(got["bits_per_second"] / 1e9, 3),
+                "retransmits": end["sum_sent"].get("retransmits"), "received_bytes": got["bytes"],
+                "receiver_seconds": got["seconds"]}, cpu
     finally:
         if server.poll() is None:
             os.kill(server.pid, signal.SIGTERM)
@@ -102,39 +149,72 @@ def bench_strongswan(seconds: float, udp_rate: str, udp_length: int = UDP_LENGTH
     env = dict(os.environ, LAB_DIR=tempfile.mkdtemp(prefix="bench-sw-"))
     _run(["bash", str(SHARED_LAB), "up"], timeout=600, env=env)
     try:
+        daemons = {side: int(Path(env["LAB_DIR"], side, "charon.lab.pid").read_text()) for side in ("left", "right")}
         return {"mode": "strongswan", "esp": "aes128-sha256 (ESP in UDP 4500, kernel-libipsec)",
-                "results": [iperf3("sw-right", "10.2.0.1", "sw-left", seconds),
+                "results": [iperf3("sw-right", "10.2.0.1", "sw-left", seconds, daemons=daemons),
                             iperf3("sw-right", "10.2.0.1", "sw-left", seconds, udp_rate=udp_rate,
-                                       udp_length=udp_length)]}
+                                   udp_length=udp_length, daemons=daemons)]}
     finally:
         _run(["bash", str(SHARED_LAB), "down"], timeout=120, env=env)
 
 
-def _netlab(work: Path) -> tuple[Path, str]:
+@dataclass(frozen=True)
+class DmvpnOptions:
+    """How the two dmvpn daemons run (environment of ``dmvpn run``)."""
+
+    esp: str = "raw"  # or "udp": NAT-T forced
+    udp_offload: bool = True
+    tun_offload: str = "none"
+    cprofile: Path | None = None
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ, DMVPN_FORCE_NAT_T="1" if self.esp == "udp" else "0",
+                   DMVPN_UDP_OFFLOAD="1" if self.udp_offload else "0",
+                   DMVPN_TUN_OFFLOAD=self.tun_offload)
+        env.pop("DMVPN_CPROFILE", None)
+        return env
+
+    def describe(self) -> str:
+        esp = "ESP in UDP 4500 (NAT-T forced)" if self.esp == "udp" else "raw ESP"
+        return (f"esp-aes esp-sha256-hmac, transport, GRE (seed configs), {esp}, "
+                f"UDP GSO/GRO {'on' if self.udp_offload else 'off'}, TUN offload {self.tun_offload}")
+
+
+def _netlab(work: Path, options: DmvpnOptions = DmvpnOptions()) -> tuple[Path, str]:
     name = f"bench{os.getpid()}"
     scenario = work / "bench.toml"
     scenario.write_text(seed_pair_scenario(name))
-    _run([*DMVPN, "netlab", "up", str(scenario)], timeout=120)
+    env = options.env()
+    if options.cprofile is not None:  # a directory: each daemon writes <hostname>.prof into it
+        options.cprofile.mkdir(parents=True, exist_ok=True)
+        env["DMVPN_CPROFILE"] = str(options.cprofile)
+    _run([*DMVPN, "netlab", "up", str(scenario)], timeout=120, env=env)
     return scenario, name
+
+
+def _daemon_pids(name: str) -> dict[str, int]:
+    return {node: int(Path(f"/run/dmvpn-netlab/{name}/{node}.pid").read_text()) for node in ("spoke", "hub")}
 
 
 def _control(name: str, node: str, *command: str) -> str:
     return _run([*DMVPN, *command[:1], "--control", f"/run/dmvpn-netlab/{name}/{node}.sock", *command[1:]]).stdout
 
 
-def bench_dmvpn(seconds: float, udp_rate: str, udp_length: int = UDP_LENGTH) -> dict:
+def bench_dmvpn(seconds: float, udp_rate: str, udp_length: int = UDP_LENGTH,
+                options: DmvpnOptions = DmvpnOptions()) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-dmvpn-") as work:
-        scenario, name = _netlab(Path(work))
+        scenario, name = _netlab(Path(work), options)
         try:
+            daemons = _daemon_pids(name)
             warm = subprocess.run(["ip", "netns", "exec", f"dmvpn-{name}-spoke", "ping", "-c", "3", "-W", "2",
                                    "10.2.2.1"], capture_output=True, text=True, timeout=30)
             if " 0 received" in warm.stdout:
                 raise BenchError("no kernel ping crossed Tunnel0 (does the router forward TUN packets?)")
-            results = [iperf3(f"dmvpn-{name}-hub", "10.2.2.1", f"dmvpn-{name}-spoke", seconds),
+            results = [iperf3(f"dmvpn-{name}-hub", "10.2.2.1", f"dmvpn-{name}-spoke", seconds, daemons=daemons),
                        iperf3(f"dmvpn-{name}-hub", "10.2.2.1", f"dmvpn-{name}-spoke", seconds,
-                              udp_rate=udp_rate, udp_length=udp_length)]
-            return {"mode": "dmvpn", "esp": "esp-aes esp-sha256-hmac, transport, GRE (seed configs)",
-                    "results": results}
+                              udp_rate=udp_rate, udp_length=udp_length, daemons=daemons)]
+            runtime = {node: _control(name, node, "show", "runtime").strip().splitlines() for node in daemons}
+            return {"mode": "dmvpn", "esp": options.describe(), "results": results, "show_runtime": runtime}
         finally:
             _run([*DMVPN, "netlab", "down", str(scenario)])
 
@@ -166,25 +246,36 @@ def bench_dmvpn_ping(count: int, interval: float, size: int) -> dict:
 
 
 def _figures(result: dict) -> dict[str, float]:
-    """The comparable numbers of one iperf3 mode's result."""
+    """The comparable numbers of one iperf3 mode's result (CPU: the sum of
+    the two daemons' microseconds per packet)."""
     tcp, udp = result["results"]
-    return {"tcp_gbit_s": tcp["gbit_s"], "udp_received_gbit_s": udp["received_gbit_s"],
-            "udp_lost_percent": udp["lost_percent"]}
+    return {"tcp_gbit_s": tcp["gbit_s"], "tcp_packets_per_s": tcp["packets_per_s"],
+            "tcp_cpu_us_per_packet": round(sum(tcp["cpu_us_per_packet"].values()), 2),
+            "udp_received_gbit_s": udp["received_gbit_s"], "udp_lost_percent": udp["lost_percent"],
+            "udp_packets_per_s": udp["packets_per_s"],
+            "udp_cpu_us_per_packet": round(sum(udp["cpu_us_per_packet"].values()), 2)}
 
 
-def compare(seconds: float, udp_rate: str, rounds: int, udp_length: int = UDP_LENGTH) -> dict:
+def compare(seconds: float, udp_rate: str, rounds: int, udp_length: int = UDP_LENGTH,
+            options: DmvpnOptions = DmvpnOptions()) -> dict:
     """dmvpn and strongSwan alternately, ``rounds`` times; medians and ratios."""
     runs = []
     for _ in range(rounds):
-        runs.append({"dmvpn": _figures(bench_dmvpn(seconds, udp_rate, udp_length)),
-                     "strongswan": _figures(bench_strongswan(seconds, udp_rate, udp_length))})
-    median = {side: {k: statistics.median(r[side][k] for r in runs) for k in runs[0][side]}
-              for side in ("dmvpn", "strongswan")}
+        load = os.getloadavg()[0]
+        dmvpn = bench_dmvpn(seconds, udp_rate, udp_length, options)
+        strongswan = bench_strongswan(seconds, udp_rate, udp_length)
+        runs.append({"load_1min": round(load, 2), "dmvpn": _figures(dmvpn), "strongswan": _figures(strongswan),
+                     "per_daemon_cpu_us_per_packet": {
+                         f"{side}_{r['proto']}": r["cpu_us_per_packet"]
+                         for side, result in (("dmvpn", dmvpn), ("strongswan", strongswan))
+                         for r in result["results"]},
+                     "dmvpn_show_runtime": dmvpn["show_runtime"]})
+    sides = ("dmvpn", "strongswan")
+    median = {side: {k: statistics.median(r[side][k] for r in runs) for k in runs[0][side]} for side in sides}
     ratio = {k: round(median["dmvpn"][k] / median["strongswan"][k], 2) if median["strongswan"][k] else None
-             for k in ("tcp_gbit_s", "udp_received_gbit_s")}
+             for k in median["dmvpn"] if k != "udp_lost_percent"}
     return {"mode": "compare", "seconds": seconds, "udp_offered": udp_rate, "udp_payload_bytes": udp_length,
-            "udp_ip_datagram_bytes": udp_length + 28,
-            "dmvpn": "esp-aes esp-sha256-hmac, transport, GRE (seed configs)",
+            "udp_ip_datagram_bytes": udp_length + 28, "dmvpn": options.describe(),
             "strongswan": "aes128-sha256 (ESP in UDP 4500, kernel-libipsec)",
             "rounds": runs, "median": median, "ratio_dmvpn_over_strongswan": ratio}
 
@@ -199,7 +290,15 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=5000, help="dmvpn-ping: Echos to send")
     parser.add_argument("--interval", type=float, default=0.0005, help="dmvpn-ping: seconds between Echos")
     parser.add_argument("--size", type=int, default=1400, help="dmvpn-ping: Echo size in bytes")
+    parser.add_argument("--dmvpn-esp", choices=("raw", "udp"), default="raw",
+                        help="dmvpn: raw ESP (protocol 50) or ESP in UDP 4500 (NAT-T forced)")
+    parser.add_argument("--no-udp-offload", action="store_true", help="dmvpn: UDP GSO/GRO off")
+    parser.add_argument("--tun-offload", choices=("none", "gro", "tso"), default="none",
+                        help="dmvpn: TUN offloads (gro: joined TCP writes; tso: and segmentation offload)")
+    parser.add_argument("--cprofile", type=Path, default=None, metavar="DIR",
+                        help="dmvpn: write each daemon's cProfile statistics into DIR")
     args = parser.parse_args()
+    options = DmvpnOptions(args.dmvpn_esp, not args.no_udp_offload, args.tun_offload, args.cprofile)
     try:
         if os.geteuid() != 0:
             raise BenchError("run as root (namespaces, TUN, raw sockets)")
@@ -208,11 +307,11 @@ def main() -> int:
         if args.rounds < 1:
             raise BenchError("--rounds must be at least 1")
         if args.mode == "compare":
-            result = compare(args.seconds, args.udp_rate, args.rounds, args.udp_length)
+            result = compare(args.seconds, args.udp_rate, args.rounds, args.udp_length, options)
         elif args.mode == "strongswan":
             result = bench_strongswan(args.seconds, args.udp_rate, args.udp_length)
         elif args.mode == "dmvpn":
-            result = bench_dmvpn(args.seconds, args.udp_rate, args.udp_length)
+            result = bench_dmvpn(args.seconds, args.udp_rate, args.udp_length, options)
         else:
             result = bench_dmvpn_ping(args.count, args.interval, args.size)
     except BenchError as err:

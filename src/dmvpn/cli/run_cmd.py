@@ -22,7 +22,7 @@ from dmvpn.runtime.real.control import DEFAULT_CONTROL_DIR, ControlClientError, 
 from dmvpn.runtime.real.daemon import router_runtime, router_spec
 from dmvpn.runtime.real.errors import RuntimeSetupError
 from dmvpn.runtime.real.frr import FrrError, FrrVty, netlab_frr_dir
-from dmvpn.runtime.real.tun import TUN_CLONE_DEVICE
+from dmvpn.runtime.real.tun import TUN_CLONE_DEVICE, TUN_OFFLOAD_MODES
 from dmvpn.show import frr_shows
 
 DEFAULT_TUN_NAME = "dmvpn-tun0"
@@ -47,11 +47,23 @@ def _fail(command: str, message: str) -> None:
               help="The TUN clone device.")
 @click.option("--log", "log", default=None, metavar="CAT[,CAT...]",
               help="Print only these log categories (isakmp, ipsec, icmp ...); default all.")
-@click.option("--force-nat-t", is_flag=True,
+@click.option("--force-nat-t", is_flag=True, envvar="DMVPN_FORCE_NAT_T",
               help="Always float IKE to UDP 4500 and carry ESP in UDP (RFC 3948), as if behind a NAT: "
-                   "for paths that drop IP protocol 50 (strongSwan's encap = yes).")
+                   "for paths that drop IP protocol 50 (strongSwan's encap = yes). Env: DMVPN_FORCE_NAT_T=1.")
+@click.option("--udp-offload/--no-udp-offload", default=True, show_default=True, envvar="DMVPN_UDP_OFFLOAD",
+              help="UDP GSO on send and GRO on receive for ESP in UDP 4500 (off by itself where the kernel "
+                   "refuses). Env: DMVPN_UDP_OFFLOAD=0.")
+@click.option("--tun-offload", type=click.Choice(TUN_OFFLOAD_MODES), default="none", show_default=True,
+              envvar="DMVPN_TUN_OFFLOAD",
+              help="TUN offloads (IFF_VNET_HDR): gro = in-order TCP segments written joined; tso = that and "
+                   "checksum/TCP segmentation offload (64 KB reads cut into packets here). "
+                   "Env: DMVPN_TUN_OFFLOAD.")
+@click.option("--cprofile", default=None, metavar="PATH", envvar="DMVPN_CPROFILE",
+              help="Profile the daemon with cProfile and write the statistics to PATH when it stops "
+                   "(pstats format; PATH a directory: <hostname>.prof in it). Env: DMVPN_CPROFILE.")
 def run_command(config_file: str, control: str | None, profile: str, tun_name: str, tun_device: str,
-                log: str | None, force_nat_t: bool) -> None:
+                log: str | None, force_nat_t: bool, udp_offload: bool, tun_offload: str,
+                cprofile: str | None) -> None:
     """Run the router of CONFIG on this host: IKE on UDP 500/4500, ESP on raw
     IP protocol 50, the tunnel interface on a TUN device."""
     try:
@@ -64,7 +76,8 @@ def run_command(config_file: str, control: str | None, profile: str, tun_name: s
     control_path = Path(control) if control else default_control_path(config.hostname)
     categories = {c.strip() for c in log.split(",") if c.strip()} if log else None
     try:
-        spec = router_spec(config, control=control_path, tun_name=tun_name, tun_clone=tun_device)
+        spec = router_spec(config, control=control_path, tun_name=tun_name, tun_clone=tun_device,
+                           udp_offload=udp_offload, tun_offload=tun_offload)
         runtime = router_runtime(config, spec, profile, sys.stdout, categories, force_nat_t=force_nat_t)
     except RuntimeSetupError as err:
         _fail("run", str(err))
@@ -72,9 +85,19 @@ def run_command(config_file: str, control: str | None, profile: str, tun_name: s
     tunnels = ", ".join(f"{t.iface} on {t.name} {t.address or 'unnumbered'} mtu {t.mtu}"
                         for t in spec.tuns) or "no tunnel"
     nat_t = "; NAT-T forced" if force_nat_t else ""
+    offloads = ("" if udp_offload else "; UDP GSO/GRO off") + (
+        f"; TUN offload {tun_offload}" if tun_offload != "none" else "")
     runtime.printer.note(runtime.now(), f"{config.hostname} running ({profile}): {underlay}; {tunnels}; "
-                                        f"control {control_path}{nat_t}")
-    runtime.run()
+                                        f"control {control_path}{nat_t}{offloads}")
+    if cprofile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.runcall(runtime.run)
+        target = Path(cprofile)
+        profiler.dump_stats(target / f"{config.hostname}.prof" if target.is_dir() else target)
+    else:
+        runtime.run()
     if runtime.failed is not None:  # logged, peers told, TUNs removed: exit as a failure
         sys.exit(1)
 

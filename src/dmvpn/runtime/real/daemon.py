@@ -57,6 +57,10 @@ class DaemonSpec:
     control: Path | None = None
     tun_clone: str = TUN_CLONE_DEVICE
     shutdown_command: str | None = None
+    #: UDP GSO/GRO for ESP in UDP 4500 (falls back where the kernel refuses)
+    udp_offload: bool = True
+    #: TUN offload mode (:data:`~dmvpn.runtime.real.tun.TUN_OFFLOAD_MODES`)
+    tun_offload: str = "none"
 
 
 def open_runtime(engine_factory: Callable[[IosClock], Engine], spec: DaemonSpec, stream: TextIO,
@@ -69,10 +73,10 @@ def open_runtime(engine_factory: Callable[[IosClock], Engine], spec: DaemonSpec,
     opened_tuns: list[TunDevice] = []
     control: ControlServer | None = None
     watchers: tuple[Watcher, ...] = ()
-    underlay = Underlay(spec.underlay)
+    underlay = Underlay(spec.underlay, offload=spec.udp_offload)
     try:
         for tun_spec in spec.tuns:
-            opened_tuns.append(TunDevice(tun_spec, spec.tun_clone))
+            opened_tuns.append(TunDevice(tun_spec, spec.tun_clone, offload=spec.tun_offload))
         if spec.control is not None:
             control = ControlServer(spec.control)
         clock = IosClock(base=datetime.now())
@@ -98,7 +102,8 @@ def tun_names(base: str, count: int) -> list[str]:
 
 
 def router_spec(config: RouterConfig, *, control: Path | None, tun_name: str,
-                tun_clone: str = TUN_CLONE_DEVICE) -> DaemonSpec:
+                tun_clone: str = TUN_CLONE_DEVICE, udp_offload: bool = True,
+                tun_offload: str = "none") -> DaemonSpec:
     """The sockets and devices a router with ``config`` needs."""
     underlay = [UnderlaySpec(i.name, i.address.ip) for i in config.interfaces.values()
                 if i.tunnel is None and i.address is not None and not i.shutdown]
@@ -119,7 +124,7 @@ def router_spec(config: RouterConfig, *, control: Path | None, tun_name: str,
     tuns += [TunSpec(kernel_iface(m.interface), name, None, CRYPTO_MAP_TUN_MTU,
                      tuple((net, None) for net in kernel_routes(m)))
              for m, name in zip(maps, names[len(tunnels):], strict=True)]
-    return DaemonSpec(underlay, tuns, control, tun_clone, SHUTDOWN_COMMAND)
+    return DaemonSpec(underlay, tuns, control, tun_clone, SHUTDOWN_COMMAND, udp_offload, tun_offload)
 
 
 def tunnel_routes(config: RouterConfig, iface: str

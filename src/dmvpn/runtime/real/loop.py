@@ -18,7 +18,11 @@ real descriptors with ``selectors`` (epoll on Linux):
 Time is ``time.monotonic()`` minus the moment the runtime was built, so an
 engine sees small, never-decreasing seconds as it does in the simulator.
 Each readable descriptor is drained in batches of up to ``batch`` packets per
-wake-up, and transmits are flushed once per batch.
+wake-up (a TUN read with offloads may hold a whole TCP super-segment: its
+packets count toward the batch), and transmits are flushed once per batch,
+grouped per interface so the TUN can join TCP segments into one write and
+the underlay can send runs of ESP in UDP in one GSO ``sendmsg``. What the
+devices refused (offloads) is said once in the log.
 """
 
 from __future__ import annotations
@@ -197,6 +201,9 @@ class RealRuntime:
 
     def _loop(self) -> None:
         engine = self.engine
+        for tun in self.tuns.values():
+            if tun.note is not None:
+                self.printer.note(self.now(), tun.note)
         self._flush(self.now())
         for watcher in self.watchers:
             self._from_watcher(watcher)
@@ -259,19 +266,20 @@ class RealRuntime:
 
     def _from_tun(self, tun: TunDevice) -> None:
         now = self.now()
-        receive, iface, n = self.engine.receive, tun.spec.iface, 0
-        for _ in range(self.batch):
-            packet = tun.read()
-            if packet is None:
+        receive, iface, n, batch = self.engine.receive, tun.spec.iface, 0, self.batch
+        while n < batch:
+            packets = tun.read()
+            if packets is None:
                 break
-            if not packet or packet[0] >> 4 != 4:  # the engines speak IPv4 only
-                self.counters.non_ipv4 += 1
-                continue
-            try:
-                receive(now, iface, packet)
-            except Exception as exc:
-                self._engine_error(now, iface, exc)
-            n += 1
+            for packet in packets:
+                if not packet or packet[0] >> 4 != 4:  # the engines speak IPv4 only
+                    self.counters.non_ipv4 += 1
+                    continue
+                try:
+                    receive(now, iface, packet)
+                except Exception as exc:
+                    self._engine_error(now, iface, exc)
+                n += 1
         if n:
             self._count(self.counters.received, iface, n)
             self._flush(now)
@@ -359,6 +367,15 @@ class RealRuntime:
         u = self.underlay.counters
         if u.fragmented:
             lines.append(f"  {u.fragmented} datagrams over the path MTU sent fragmented")
+        if u.gso_sends or u.gro_reads:
+            lines.append(f"  UDP GSO: {u.gso_datagrams} datagrams in {u.gso_sends} sends; "
+                         f"UDP GRO: {u.gro_datagrams} datagrams in {u.gro_reads} reads")
+        for tun in self.tuns.values():
+            if tun.joined_writes:
+                lines.append(f"  {tun.spec.name}: {tun.joined_packets} TCP segments written joined "
+                             f"in {tun.joined_writes} writes")
+            if tun.bad_reads:
+                lines.append(f"  {tun.bad_reads} offload reads from {tun.spec.name} not cut into packets")
         if c.non_ipv4:
             lines.append(f"  {c.non_ipv4} non-IPv4 packets from TUN dropped")
         for name, n in sorted(c.engine_errors.items()):
@@ -380,27 +397,31 @@ class RealRuntime:
 
     # -- outputs ----------------------------------------------------------------
     def _flush(self, now: float) -> None:
-        """Send the engine's transmits; print its log events."""
+        """Send the engine's transmits (each interface's in one batch, in
+        the engine's order); print its log events."""
         engine = self.engine
         tuns, underlay, sent = self.tuns, self.underlay, self.counters.transmitted
+        pending: dict[str, list[bytes]] = {}
         for tx in engine.poll_transmit():
             iface = tx.iface
+            out = pending.get(iface)
+            if out is None:
+                if iface not in tuns and iface not in underlay.ifaces:
+                    self._tx_error(now, iface, "no such interface in this runtime")
+                    continue
+                out = pending[iface] = []
+            out.append(tx.packet)
+        for iface, packets in pending.items():
             tun = tuns.get(iface)
-            if tun is not None:
-                try:
-                    tun.write(tx.packet)
-                except OSError as exc:
-                    self._tx_error(now, iface, exc.strerror or str(exc))
-                    continue
-            elif iface in underlay.ifaces:
-                error = underlay.send(tx.packet)
-                if error is not None:
-                    self._tx_error(now, iface, error)
-                    continue
-            else:
-                self._tx_error(now, iface, "no such interface in this runtime")
-                continue
-            sent[iface] = sent.get(iface, 0) + 1
+            done, errors = tun.write_batch(packets) if tun is not None else underlay.send_batch(packets)
+            if done:
+                sent[iface] = sent.get(iface, 0) + done
+            for reason in errors:
+                self._tx_error(now, iface, reason)
+        if underlay.notes:
+            for note in underlay.notes:
+                self.printer.note(now, note)
+            underlay.notes.clear()
         for event in engine.poll_events():
             self.printer(event)
 

@@ -2,7 +2,22 @@
 
 The device is opened with ``IFF_TUN | IFF_NO_PI``: every read returns one
 whole IPv4 datagram the kernel routed into the device, every write injects
-one datagram into the kernel's stack. The kernel side of the device is the
+one datagram into the kernel's stack. The ``offload`` modes
+(:mod:`dmvpn.wire.tcp_offload`):
+
+* ``gro``: opened with ``IFF_VNET_HDR``; reads stay one packet each (behind
+  a plain ``virtio_net_hdr``), and the packets of one flush are written as
+  few TCP super-segments (GRO done here): the kernel's TCP takes dozens of
+  segments in one traversal and acknowledges them at once;
+* ``tso``: ``gro``, and ``TUNSETOFFLOAD`` turns on checksum and TCPv4
+  segmentation offload: a read is then up to 64 KB of one TCP flow, cut
+  here into tunnel-MTU packets (and partial checksums finished here);
+* ``none``: neither.
+
+A kernel that refuses gets the plain device and :attr:`TunDevice.note`
+says so once. Offload reads go into one preallocated buffer.
+
+The kernel side of the device is the
 router's "local host": it gets the tunnel interface's address and ``ip mtu``
 and the ``ip route`` entries that point into the tunnel (set over rtnetlink
 with pyroute2). A crypto map's device has no address, only routes (see
@@ -20,12 +35,29 @@ import struct
 from dataclasses import dataclass
 
 from dmvpn.runtime.real.errors import RuntimeSetupError
+from dmvpn.wire.tcp_offload import (
+    VNET_HDR_LEN,
+    OffloadError,
+    coalesce,
+    decode_vnet_header,
+    packets_from_read,
+)
 
 TUN_CLONE_DEVICE = "/dev/net/tun"
 TUNSETIFF = 0x400454CA  # _IOW('T', 202, int)
+TUNSETOFFLOAD = 0x400454D0  # _IOW('T', 208, unsigned int)
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_OFFLOAD_MODES = ("none", "gro", "tso")
 IFNAMSIZ = 16
+#: one read: a virtio_net_hdr and the largest IPv4 datagram
+READ_BUFFER = VNET_HDR_LEN + 65535
+#: the kernel's queue toward the daemon (packets); the default 500 drops
+#: bursts the loop drains a batch at a time
+TX_QUEUE_LEN = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +85,42 @@ def check_ifname(name: str) -> None:
 class TunDevice:
     """An open TUN device, configured and up. Use :meth:`close` to remove it."""
 
-    def __init__(self, spec: TunSpec, clone_device: str = TUN_CLONE_DEVICE) -> None:
+    def __init__(self, spec: TunSpec, clone_device: str = TUN_CLONE_DEVICE, *, offload: str = "none") -> None:
         check_ifname(spec.name)
         self.spec = spec
+        #: what the runtime logs once about the device's offloads (None: nothing to say)
+        self.note: str | None = None
+        #: reads that were not IPv4 packets the segmenter could cut (counted, dropped)
+        self.bad_reads = 0
+        #: TCP super-segments written (joined writes) and the packets in them
+        self.joined_writes = 0
+        self.joined_packets = 0
+        self._buffer = bytearray(READ_BUFFER)
+        self._view = memoryview(self._buffer)
+        self.offload = False
+        self.fd = -1
+        try:
+            if offload != "none":
+                self.offload = self._open(clone_device, IFF_TUN | IFF_NO_PI | IFF_VNET_HDR, offload == "tso")
+            if not self.offload:
+                self._open(clone_device, IFF_TUN | IFF_NO_PI)
+            self._configure()
+        except OSError as exc:
+            self.close()
+            if exc.errno == errno.EBUSY:
+                raise RuntimeSetupError(f"TUN device {spec.name} is already in use") from None
+            if exc.errno == errno.EPERM:
+                raise RuntimeSetupError(f"permission denied creating TUN device {spec.name}: "
+                                        f"run as root (CAP_NET_ADMIN)") from None
+            raise RuntimeSetupError(f"cannot create TUN device {spec.name}: {exc.strerror}") from None
+        except RuntimeSetupError:
+            self.close()
+            raise
+
+    def _open(self, clone_device: str, flags: int, tso: bool = False) -> bool:
+        """Create the device with ``flags``; with IFF_VNET_HDR and ``tso``
+        also ask for the read offloads; on refusal close it again (False,
+        :attr:`note` set) so the caller opens the plain device."""
         try:
             self.fd = os.open(clone_device, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -64,21 +129,29 @@ class TunDevice:
         except PermissionError:
             raise RuntimeSetupError(f"permission denied opening {clone_device}: run as root "
                                     f"(CAP_NET_ADMIN)") from None
+        ifreq = struct.pack("16sH22x", self.spec.name.encode(), flags)
         try:
-            ifreq = struct.pack("16sH22x", spec.name.encode(), IFF_TUN | IFF_NO_PI)
             fcntl.ioctl(self.fd, TUNSETIFF, ifreq)
-            self._configure()
+            if not flags & IFF_VNET_HDR:
+                return False
         except OSError as exc:
             os.close(self.fd)
-            if exc.errno == errno.EBUSY:
-                raise RuntimeSetupError(f"TUN device {spec.name} is already in use") from None
-            if exc.errno == errno.EPERM:
-                raise RuntimeSetupError(f"permission denied creating TUN device {spec.name}: "
-                                        f"run as root (CAP_NET_ADMIN)") from None
-            raise RuntimeSetupError(f"cannot create TUN device {spec.name}: {exc.strerror}") from None
-        except RuntimeSetupError:
+            self.fd = -1
+            if not flags & IFF_VNET_HDR or exc.errno != errno.EINVAL:
+                raise
+            self.note = f"{self.spec.name}: the kernel refused IFF_VNET_HDR: one packet per read and write"
+            return False
+        if not tso:
+            return True
+        try:
+            fcntl.ioctl(self.fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4)
+        except OSError as exc:
             os.close(self.fd)
-            raise
+            self.fd = -1
+            self.note = (f"{self.spec.name}: the kernel refused TUN offloads ({exc.strerror}): "
+                         f"one packet per read and write")
+            return False
+        return True
 
     def _configure(self) -> None:
         """Address, MTU and link up over rtnetlink."""
@@ -90,7 +163,7 @@ class TunDevice:
             try:
                 (index,) = ipr.link_lookup(ifname=spec.name)
                 self._disable_ipv6()
-                ipr.link("set", index=index, mtu=spec.mtu)
+                ipr.link("set", index=index, mtu=spec.mtu, txqlen=TX_QUEUE_LEN)
                 if spec.address is not None:
                     ipr.addr("add", index=index, address=str(spec.address.ip),
                              prefixlen=spec.address.network.prefixlen)
@@ -118,19 +191,54 @@ class TunDevice:
         except OSError:
             pass
 
-    def read(self) -> bytes | None:
-        """One datagram from the kernel, or None when none is waiting."""
+    def read(self) -> list[bytes] | None:
+        """The datagrams of one read from the kernel (with offloads, a TCP
+        super-segment's packets; a read the segmenter refuses is counted in
+        :attr:`bad_reads` and yields none), or None when none is waiting."""
         try:
-            return os.read(self.fd, 65535)
+            if not self.offload:  # os.read: one allocation, cheaper than readv and a copy (0.7 vs 1.05 us)
+                return [os.read(self.fd, READ_BUFFER)]
+            n = os.readv(self.fd, (self._buffer,))
         except BlockingIOError:
             return None
+        try:
+            return packets_from_read(self._view[:n])
+        except OffloadError:
+            self.bad_reads += 1
+            return []
 
-    def write(self, packet: bytes) -> None:
-        """Inject one IPv4 datagram into the kernel."""
-        os.write(self.fd, packet)
+    def write_batch(self, packets: list[bytes]) -> tuple[int, list[str]]:
+        """Inject ``packets`` (in order; with offloads, in-order segments of
+        a TCP flow joined into one write): how many went in, and the
+        reason for each one that did not."""
+        if not self.offload:
+            writes = packets
+        else:
+            writes = coalesce(packets)
+        done, errors = 0, []
+        for data in writes:
+            count = _segments(data) if self.offload else 1
+            try:
+                os.write(self.fd, data)
+            except OSError as exc:
+                errors += [exc.strerror or str(exc)] * count
+                continue
+            done += count
+            if count > 1:
+                self.joined_writes += 1
+                self.joined_packets += count
+        return done, errors
 
     def close(self) -> None:
         """Close the descriptor; the kernel removes the device."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _segments(write: bytes) -> int:
+    """How many packets one TUN write (virtio_net_hdr first) carries."""
+    vnet = decode_vnet_header(write)
+    if not vnet.gso_type:
+        return 1
+    return -(-(len(write) - VNET_HDR_LEN - vnet.hdr_len) // vnet.gso_size)
