@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from dmvpn.config import RouterConfig
 from dmvpn.crypto.ike_algorithms import hash_size
@@ -75,8 +75,14 @@ class ChildTable:
 
 
 @dataclass(eq=False)
-class Ikev1Context:
-    """The state and services one IKEv1 engine's tasks share."""
+class IkeContext:
+    """What every IKE engine's parts share, whatever the version: the
+    configuration, the SAD, randomness, the behaviour profile, the child
+    policies, the traffic probe, the transport, the SA pairs and the
+    acquire hold-off (the SA tables of each version are in its subclass)."""
+
+    #: Extra fields of the ``ipsec`` SA events (the lab tells the versions apart by them).
+    EVENT_FIELDS: ClassVar[dict[str, str]] = {}
 
     name: str
     config: RouterConfig
@@ -86,15 +92,42 @@ class Ikev1Context:
     child_policies: list[ChildPolicy]
     traffic: TrafficProbe
     transport: IkeTransport
-    #: Claim a NAT in front of this router (see :class:`~dmvpn.ike.engine.Ikev1Engine`).
+    #: Claim a NAT in front of this router (see the engines' ``force_nat_t``).
     force_nat_t: bool = False
-    sas: list[IsakmpSa] = field(default_factory=list)
     children: ChildTable = field(default_factory=ChildTable)
+    #: Flows whose negotiation failed, and until when acquires for them are ignored.
+    holdoff: dict[Flow, float] = field(default_factory=dict)
+
+    def sa_event(self, now: float, what: str, child: ChildSa) -> None:
+        """A machine-readable SA lifecycle event (category ``ipsec``) for the lab."""
+        self.transport.event(now, f"IPsec SA pair {what}: in 0x{child.sa_in.spi:X} "
+                                  f"out 0x{child.sa_out.spi:X} peer {child.peer} ({child.reason.value})",
+                             {"what": what, "spi_in": child.sa_in.spi, "spi_out": child.sa_out.spi,
+                              "peer": child.peer, "initiator": child.initiator,
+                              "reason": child.reason.value, "loser": child.loser, **self.EVENT_FIELDS},
+                             category="ipsec")
+
+    def schedule(self, t: float, fn: Callable[[float], None]) -> TimerHandle:
+        """Call ``fn(now)`` at ``t``, on the transport's timers."""
+        return self.transport.schedule(t, fn)
+
+    def next_lifetime_check(self, now: float) -> float:
+        """When IOS's periodic SA lifetime check runs next, at this router's
+        own phase (the profile's period, jittered)."""
+        p = self.profile
+        assert p.lifetime_check_period is not None
+        jitter = p.lifetime_check_jitter
+        return now + p.lifetime_check_period * (1.0 + self.random.uniform(-jitter, jitter))
+
+
+@dataclass(eq=False)
+class Ikev1Context(IkeContext):
+    """The state and services one IKEv1 engine's tasks share."""
+
+    sas: list[IsakmpSa] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=lambda: {"rekeys_started": 0, "collisions": 0,
                                                            "p1_failures": 0, "qm_failures": 0,
                                                            "qm_limit_drops": 0})
-    #: Flows whose negotiation failed, and until when acquires for them are ignored.
-    holdoff: dict[Flow, float] = field(default_factory=dict)
     #: When each peer last sent us an IKE message (for DPD, RFC 3706).
     last_heard: dict[str, float] = field(default_factory=dict)
     conn_ids: count[int] = field(default_factory=lambda: count(FIRST_CONN_ID))
@@ -112,18 +145,7 @@ class Ikev1Context:
         fields["facility"] = tag
         self.transport.event(now, text, fields)
 
-    def events_sa(self, now: float, what: str, child: ChildSa) -> None:
-        """A machine-readable SA lifecycle event (category ``ipsec``) for the lab."""
-        self.transport.event(now, f"IPsec SA pair {what}: in 0x{child.sa_in.spi:X} "
-                                  f"out 0x{child.sa_out.spi:X} peer {child.peer} ({child.reason.value})",
-                             {"what": what, "spi_in": child.sa_in.spi, "spi_out": child.sa_out.spi,
-                              "peer": child.peer, "initiator": child.initiator,
-                              "reason": child.reason.value, "loser": child.loser}, category="ipsec")
-
     # ------------------------------------------------------------ timers and sending
-    def schedule(self, t: float, fn: Callable[[float], None]) -> TimerHandle:
-        return self.transport.schedule(t, fn)
-
     def call_at(self, t: float, fn: Callable[[float, _T], None], arg: _T) -> TimerHandle:
         """Call ``fn(now, arg)`` at ``t`` (``arg`` bound now, not when it fires)."""
         return self.transport.schedule(t, lambda now: fn(now, arg))

@@ -599,7 +599,7 @@ class QuickMode:
         self.ctx.children.add(child)
         self.ctx.log(now, sa.conn_id,
                      f"Successfully installed IPSEC SA (SPI:0x{node.spi_in:X}) on {request.policy.interface}")
-        self.ctx.events_sa(now, "installed", child)
+        self.ctx.sa_event(now, "installed", child)
         if old is not None and not loser:
             if old.state in (ChildState.ACTIVE, ChildState.REKEYING):
                 old.transition(ChildEvent.REPLACED)

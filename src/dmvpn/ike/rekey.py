@@ -94,7 +94,7 @@ class Rekeying:
         self.ctx.sad.delete(child.sa_in, now)
         self.ctx.sad.delete(child.sa_out, now)
         self.ctx.children.remove(child)
-        self.ctx.events_sa(now, f"deleted ({why})", child)
+        self.ctx.sa_event(now, f"deleted ({why})", child)
         if send:
             self.informational.send_delete(now, self.ctx.isakmp_for(child.peer), [child.sa_in.spi])
 
@@ -132,11 +132,7 @@ class Rekeying:
         for child in list(self.ctx.children.pairs):
             if child.soft_reason is not None and child.state is ChildState.ACTIVE:
                 self.consider_rekey(now, child)
-        p = self.ctx.profile
-        assert p.lifetime_check_period is not None
-        jitter = p.lifetime_check_jitter
-        period = p.lifetime_check_period * (1.0 + self.ctx.random.uniform(-jitter, jitter))
-        self.ctx.schedule(now + period, self.lifetime_check)
+        self.ctx.schedule(self.ctx.next_lifetime_check(now), self.lifetime_check)
 
     def consider_rekey(self, now: float, child: ChildSa) -> None:
         """Rekey ``child`` if the profile's rules allow (REFERENCE.md: never

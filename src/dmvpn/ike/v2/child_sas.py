@@ -245,11 +245,7 @@ class ChildSas:
         for child in list(self.ctx.children.pairs):
             if child.soft_reason is not None and child.state is ChildState.ACTIVE:
                 self.rekey(now, child)
-        p = self.ctx.profile
-        assert p.lifetime_check_period is not None
-        jitter = p.lifetime_check_jitter
-        self.ctx.transport.schedule(now + p.lifetime_check_period * (1.0 + self.ctx.random.uniform(-jitter, jitter)),
-                                    self.lifetime_check)
+        self.ctx.schedule(self.ctx.next_lifetime_check(now), self.lifetime_check)
 
 
 def _spis_and_keys(result: ChildSaResult, initiator: bool) -> tuple[int, int, PairKeys]:

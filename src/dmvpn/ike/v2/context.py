@@ -25,22 +25,17 @@ REQUEST``, ``Session with IKE ID PAIR (...) is UP``); the rest are ours.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from dmvpn.config import RouterConfig
-from dmvpn.ike.context import ChildTable, Flow, TrafficProbe
+from dmvpn.ike.context import IkeContext
 from dmvpn.ike.isakmp_sa import ChildSa
 from dmvpn.ike.manager import Datagram
-from dmvpn.ike.profiles import BehaviourProfile
-from dmvpn.ike.proposals import ChildPolicy
-from dmvpn.ike.transport import IkeTransport, RetransmitTimers
+from dmvpn.ike.transport import RetransmitTimers
 from dmvpn.ike.v2.ike_auth import ChildSaResult
 from dmvpn.ike.v2.ike_sa import Exchange, Ikev2Sa
 from dmvpn.ike.v2.keytable import key_record
 from dmvpn.ike.v2.sa_init import IkeSaState
 from dmvpn.ipsec.sa import SaDirection, SecurityAssociation
-from dmvpn.ipsec.sad import SecurityAssociationDatabase
-from dmvpn.sansio import RandomSource
 from dmvpn.wire.ikev2_registry import ExchangeType
 
 #: Guessed IOS-XE IKEv2 request retransmission (see the module docstring).
@@ -105,27 +100,16 @@ def exchange_name(xchg: int) -> str:
 
 
 @dataclass(eq=False)
-class Ikev2Context:
+class Ikev2Context(IkeContext):
     """The state and services the parts of one IKEv2 engine share."""
 
-    name: str
-    config: RouterConfig
-    sad: SecurityAssociationDatabase
-    random: RandomSource
-    profile: BehaviourProfile
-    child_policies: list[ChildPolicy]
-    traffic: TrafficProbe
-    transport: IkeTransport
-    #: Claim a NAT in front of this router (see :class:`~dmvpn.ike.v2.engine.Ikev2Engine`).
-    force_nat_t: bool = False
+    EVENT_FIELDS: ClassVar[dict[str, str]] = {"ike": "v2"}
+
     sas: list[Ikev2Sa] = field(default_factory=list)
-    children: ChildTable = field(default_factory=ChildTable)
     child_ike: dict[ChildSa, Ikev2Sa] = field(default_factory=dict)
     results: dict[ChildSa, ChildSaResult] = field(default_factory=dict)
     #: old pair -> the pairs rekeying it created (two when rekeys crossed)
     rekeys: dict[ChildSa, list[RekeyOutcome]] = field(default_factory=dict)
-    #: Flows whose negotiation failed, and until when acquires for them are ignored.
-    holdoff: dict[Flow, float] = field(default_factory=dict)
     collisions: list[CollisionRecord] = field(default_factory=list)
     ike_collisions: list[IkeCollisionRecord] = field(default_factory=list)
     #: Every IKE SA's Wireshark decryption line, in establishment order.
@@ -184,11 +168,3 @@ class Ikev2Context:
         (SA_UP, SA_DOWN, NEG_ABORT: the names we know; texts are ours)."""
         fields["facility"] = tag
         self.transport.event(now, text, fields)
-
-    def sa_event(self, now: float, what: str, child: ChildSa) -> None:
-        """A machine-readable SA lifecycle event (category ``ipsec``), as IKEv1's."""
-        self.transport.event(now, f"IPsec SA pair {what}: in 0x{child.sa_in.spi:X} out 0x{child.sa_out.spi:X} "
-                                  f"peer {child.peer} ({child.reason.value})",
-                             {"what": what, "spi_in": child.sa_in.spi, "spi_out": child.sa_out.spi,
-                              "peer": child.peer, "initiator": child.initiator, "reason": child.reason.value,
-                              "loser": child.loser, "ike": "v2"}, category="ipsec")
