@@ -61,6 +61,11 @@ def test_ios_defaults_are_written_where_frr_differs() -> None:
     # a hello without a dead interval: IOS takes four hellos
     frr = translate(_config(base.format(lines=" ip ospf hello-interval 3\n")), names).text("ospfd")
     assert _block(frr, "interface tun0")[1:3] == [" ip ospf hello-interval 3", " ip ospf dead-interval 12"]
+    # RxmtInterval given: FRR is told; not given: FRR keeps its (and IOS's) 5 s
+    frr = translate(_config(base.format(lines=" ip ospf retransmit-interval 1\n")), names).text("ospfd")
+    assert " ip ospf retransmit-interval 1" in _block(frr, "interface tun0")
+    frr = translate(_config(base.format(lines="")), names).text("ospfd")
+    assert not any("retransmit" in line for line in _block(frr, "interface tun0"))
 
 
 def test_hub_with_network_statements_and_interface_areas_and_bgp() -> None:

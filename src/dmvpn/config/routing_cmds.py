@@ -40,7 +40,7 @@ BGP_IGNORED: tuple[tuple[str, ...], ...] = (
 )
 #: ``ip ospf`` interface lines that change nothing FRR is told.
 OSPF_IF_IGNORED = ("authentication", "authentication-key", "message-digest-key", "bfd", "flood-reduction",
-                   "demand-circuit", "database-filter", "resync-timeout", "retransmit-interval",
+                   "demand-circuit", "database-filter", "resync-timeout",
                    "transmit-delay", "lls", "ttl-security", "prefix-suppression", "shutdown")
 _NETWORK_TYPES = {t.value: t for t in OspfNetworkType}
 _NETWORK_TYPE_ALIASES = {"point-to-multipoint non-broadcast": OspfNetworkType.POINT_TO_MULTIPOINT}
@@ -76,12 +76,13 @@ class OspfIfBuilder:
     priority: int | None = None
     hello: int | None = None
     dead: int | None = None
+    retransmit: int | None = None
     cost: int | None = None
     mtu_ignore: bool = False
 
     def freeze(self) -> OspfInterface:
         return OspfInterface(self.interface, self.process, self.area, self.network_type, self.priority,
-                             self.hello, self.dead, self.cost, self.mtu_ignore, self.line)
+                             self.hello, self.dead, self.retransmit, self.cost, self.mtu_ignore, self.line)
 
 
 def ospf_interface_line(b: OspfIfBuilder, t: list[str], line: int) -> str:
@@ -111,6 +112,9 @@ def ospf_interface_line(b: OspfIfBuilder, t: list[str], line: int) -> str:
         if t[3:4] == ["minimal"]:
             raise LineError("ip ospf dead-interval minimal: sub-second hellos are not supported")
         b.dead = integer(t[3] if len(t) == 4 else None, 1, 65535, "ip ospf dead-interval (seconds)")
+    elif sub == "retransmit-interval":
+        b.seen.once("ip ospf retransmit-interval", line)
+        b.retransmit = integer(t[3] if len(t) == 4 else None, 1, 65535, "ip ospf retransmit-interval (seconds)")
     elif sub == "cost":
         b.seen.once("ip ospf cost", line)
         b.cost = integer(t[3] if len(t) == 4 else None, 1, 65535, "ip ospf cost")

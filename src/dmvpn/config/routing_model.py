@@ -45,6 +45,8 @@ class OspfInterface:
     priority: int | None = None
     hello_interval: int | None = None
     dead_interval: int | None = None
+    #: RxmtInterval (RFC 2328 appendix C.3): seconds between retransmissions of an unacknowledged LSA.
+    retransmit_interval: int | None = None
     cost: int | None = None
     mtu_ignore: bool = False
     line: int = 0

@@ -11,7 +11,8 @@ def _ospf_interface(o: OspfInterface) -> str:
     if o.network_type is not None:
         parts.append(f"network {o.network_type.value}")
     parts += [f"{name} {value}" for name, value in (("priority", o.priority), ("hello", o.hello_interval),
-                                                    ("dead", o.dead_interval), ("cost", o.cost))
+                                                    ("dead", o.dead_interval),
+                                                    ("retransmit", o.retransmit_interval), ("cost", o.cost))
               if value is not None]
     if o.mtu_ignore:
         parts.append("mtu-ignore")

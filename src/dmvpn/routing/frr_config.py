@@ -129,6 +129,8 @@ def _ospfd(config: RouterConfig, process: OspfProcess, ifnames: Mapping[str, str
                  f" ip ospf dead-interval {dead}"]
         if o.priority is not None:
             lines.append(f" ip ospf priority {o.priority}")
+        if o.retransmit_interval is not None:
+            lines.append(f" ip ospf retransmit-interval {o.retransmit_interval}")
         if o.cost is not None:
             lines.append(f" ip ospf cost {o.cost}")
         if o.mtu_ignore:
