@@ -21,6 +21,7 @@ per packet.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from enum import Enum
 from hmac import compare_digest  # what cryptography's constant_time.bytes_eq calls
 
@@ -64,6 +65,9 @@ PAD_PREFIXES = [PAD_BYTES[:n] for n in range(256)]  # the padding for each pad l
 # hashes through Python code (header_template's cache key).
 _ESP, _UDP = int(IpProto.ESP), int(IpProto.UDP)
 _TUNNEL, _TRANSPORT = EspMode.TUNNEL, EspMode.TRANSPORT
+#: Added to the next header (one byte, RFC 4303 2.6) :func:`decapsulate`
+#: returns when it left the caller's ``prefix`` out of the payload.
+PREFIX_STRIPPED = 0x100
 
 
 class DropReason(Enum):
@@ -161,9 +165,13 @@ def _encapsulate_generic(sa: SecurityAssociation, seq: int, payload: bytes, next
     return body + integ.icv(body)
 
 
-def decapsulate(sa: SecurityAssociation, now: float, packet: bytes) -> tuple[int, bytes]:
+def decapsulate(sa: SecurityAssociation, now: float, packet: bytes, prefix: bytes = b"") -> tuple[int, bytes]:
     """(next header, payload) of the ESP packet ``packet`` received on ``sa``.
 
+    ``prefix``: bytes the caller expects the payload to begin with (a
+    tunnel's fixed GRE header, RFC 2784/2890); a payload that does comes
+    back without them and its next header plus :data:`PREFIX_STRIPPED`,
+    so that taking the payload out of the plaintext is the only copy.
     Raises :class:`EspDrop` after counting the drop in the SA.
     """
     replay = sa.replay
@@ -239,6 +247,8 @@ def decapsulate(sa: SecurityAssociation, now: float, packet: bytes) -> tuple[int
     sa.bytes = total
     if total >= sa.volume_mark:
         sa.sad.volume_crossed(sa, now)  # type: ignore[union-attr]
+    if prefix and plaintext.startswith(prefix, start, stop):
+        return plaintext[m - 1] | PREFIX_STRIPPED, plaintext[start + len(prefix):stop]
     return plaintext[m - 1], plaintext[start:stop]
 
 
@@ -298,12 +308,15 @@ def protect_parts(sa: SecurityAssociation, now: float, esp_header: HeaderTemplat
     return protect(sa, now, header.encode(payload))
 
 
-def open_datagram(sad: SecurityAssociationDatabase, now: float,
-                  datagram: bytes) -> tuple[SecurityAssociation, int, int, bytes]:
+def open_datagram(sad: SecurityAssociationDatabase, now: float, datagram: bytes,
+                  prefixes: Mapping[str, bytes] | None = None) -> tuple[SecurityAssociation, int, int, bytes]:
     """Check and decrypt an ESP (or ESP-in-UDP, RFC 3948) IPv4 datagram
     (RFC 4303 3.4): (inbound SA, outer IPv4 header length, next header,
     payload), the payload being the inner datagram (next header 4) in
     tunnel mode. A plain tuple: every received packet pays for building it.
+    ``prefixes``: by local address, the :func:`decapsulate` ``prefix`` for
+    a transport-mode SA's payload (the fixed GRE header of the tunnel
+    sourced there).
     Raises :class:`EspDrop`, or ``DecodeError`` for a datagram that is not
     ESP at all or has a bad IPv4 header."""
     total = (datagram[2] << 8) | datagram[3] if len(datagram) >= IPV4_MIN_HEADER else 0
@@ -325,7 +338,10 @@ def open_datagram(sad: SecurityAssociationDatabase, now: float,
     if sa is None:
         sad.unknown_spi_drops += 1
         raise EspDrop(DropReason.NO_SA, _U32.unpack_from(payload)[0], f"from {format_ipv4_address(datagram[12:16])}")
-    next_header, inner = decapsulate(sa, now, payload)
+    if sa.mode is _TUNNEL:
+        next_header, inner = decapsulate(sa, now, payload)
+    else:
+        next_header, inner = decapsulate(sa, now, payload, prefixes.get(sa.local, b"") if prefixes else b"")
     if next_header != NEXT_HEADER_IPV4 and sa.mode is _TUNNEL:
         sa.recv_errors += 1
         sa.invalid_prot_drops += 1

@@ -46,7 +46,7 @@ from dmvpn.ike.manager import IKEV1_MAJOR, IKEV2_MAJOR, Datagram, Ikev2Manager, 
 from dmvpn.ike.profiles import DEFAULT_PROFILE, BehaviourProfile, get_profile
 from dmvpn.ike.proposals import ChildPolicy
 from dmvpn.ike.v2.engine import Ikev2Engine
-from dmvpn.ipsec.esp import DropReason, EspDrop, open_datagram, protect_parts
+from dmvpn.ipsec.esp import PREFIX_STRIPPED, DropReason, EspDrop, open_datagram, protect_parts
 from dmvpn.ipsec.ledger import record_of
 from dmvpn.ipsec.sa import EspMode, SecurityAssociation, Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
@@ -85,6 +85,7 @@ TrafficProbe = Callable[[str], tuple[float | None, float | None]]
 # Plain values for the per-packet comparisons (an Enum member read off its
 # class costs ~0.2 us on Python 3.11).
 _ESP, _ICMP, _TUNNEL = int(IpProto.ESP), int(IpProto.ICMP), EspMode.TUNNEL
+_GRE_STRIPPED = GRE_PROTOCOL | PREFIX_STRIPPED
 #: The admin keywords the router itself handles, for IOS-style abbreviation.
 ADMIN_WORDS = ("ping", "show", "debug", "undebug", "no", "clear", "test", "crypto", "isakmp", "ikev2", "ipsec",
                "sa", "rekey", "all", "ip", "traffic")
@@ -169,6 +170,9 @@ class Router:
         self._tunnel_by_source: dict[str, tuple[str, TunnelInterface]] = {}
         for name, tunnel in self.tunnels.items():
             self._tunnel_by_source.setdefault(tunnel.source, (name, tunnel))
+        #: by local address, the fixed GRE header ESP strips for the tunnel sourced there
+        self._gre_prefixes = {source: t.plain_header for source, (_, t) in self._tunnel_by_source.items()
+                              if t.plain_header is not None}
         self.policies = child_policies(config)
         self.policy_by_interface = {p.interface: p for p in self.policies}
         #: The key managers, one per IKE version the configuration runs;
@@ -406,7 +410,7 @@ class Router:
         """ESP (or ESP in UDP) for us: checked, decrypted, its payload to
         the tunnel (GRE) or the host."""
         try:
-            sa, hlen, next_header, inner = open_datagram(self.sad, now, packet)
+            sa, hlen, next_header, inner = open_datagram(self.sad, now, packet, self._gre_prefixes)
         except EspDrop as drop:
             key = drop.reason.value
             self.counters.esp_drops[key] = self.counters.esp_drops.get(key, 0) + 1
@@ -418,17 +422,18 @@ class Router:
             self.counters.malformed += 1
             return
         self.last_in[sa.peer] = now
+        # In transport mode the ICV held, so the packet came from the SA's
+        # peer to its local address (behind a NAT too: the peer is the
+        # address IKE talks to): no need to read them out of the header.
+        if next_header == _GRE_STRIPPED:  # the tunnel's plain GRE header, left out by ESP
+            name, tunnel = self._tunnel_by_source[sa.local]
+            if tunnel.plain_input(inner):
+                self._overlay_in(now, name, sa.peer, inner)
+            else:
+                self.counters.tunnel_drops += 1
+            return
         if sa.mode is not _TUNNEL:  # transport: the payload is the outer header's
             if next_header == GRE_PROTOCOL:
-                # The ICV held, so the packet came from the SA's peer to its
-                # local address (behind a NAT too: the peer is the address
-                # IKE talks to): no need to read them out of the header.
-                found = self._tunnel_by_source.get(sa.local)
-                if found is not None and self.kernel_host:  # _gre_in's common case: plain GRE, IPv4
-                    payload = found[1].overlay_payload(inner)
-                    if payload is not None:
-                        self._overlay_in(now, found[0], sa.peer, payload)
-                        return
                 self._gre_in(now, sa.peer, sa.local, inner, True)
             else:
                 self.host.receive(now, iface, rewrite_header(packet[:hlen], hlen + len(inner), next_header) + inner)
@@ -521,28 +526,19 @@ class Router:
     def _overlay_in(self, now: float, name: str, src: str, payload: bytes) -> None:
         """An overlay packet out of tunnel ``name`` from NBMA ``src``: for
         this router (or multicast) to the host, transit back into a tunnel
-        forwarded, anything else (real mode: a LAN behind us) to the OS."""
-        if payload[16:20] in self._overlay_local or len(payload) < 20 or payload[16] >= 0xE0:
-            self._deliver(now, name, payload)
+        forwarded, anything else (real mode: a LAN behind us) to the OS.
+
+        In real mode the host is the OS: what is for this router goes to it
+        through the TUN (echo replies also to the built-in pinger)."""
+        if len(payload) < 20 or payload[16:20] in self._overlay_local or payload[16] >= 0xE0:
+            if not self.kernel_host:
+                self.host.receive(now, name, payload)
+                return
         elif not self.kernel_host or self._into_tunnel(payload):
             self._forward(now, name, src, payload)
-        else:
-            self._to_os(now, name, payload)
-
-    def _to_os(self, now: float, name: str, overlay: bytes) -> None:
-        """An overlay packet out of tunnel ``name`` to the OS (real mode:
-        written to the TUN); an echo reply also reaches the built-in pinger."""
-        self._tx.append(Transmit(name, overlay))
-        if len(overlay) > 20 and overlay[9] == _ICMP and _is_echo_reply(overlay):
-            self.host.receive(now, name, overlay)
-
-    def _deliver(self, now: float, name: str, payload: bytes) -> None:
-        """An overlay packet for this router (or multicast) from tunnel
-        ``name``: to the OS through the TUN in real mode (echo replies
-        also to the built-in pinger), else to the built-in host."""
-        if self.kernel_host:
-            self._to_os(now, name, payload)
-        else:
+            return
+        self._tx.append(Transmit(name, payload))  # to the OS
+        if len(payload) > 20 and payload[9] == _ICMP and _is_echo_reply(payload):
             self.host.receive(now, name, payload)
 
     def _into_tunnel(self, payload: bytes) -> bool:

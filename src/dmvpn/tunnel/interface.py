@@ -257,6 +257,26 @@ class TunnelInterface:
         counters.input_bytes += len(payload)
         return payload
 
+    @property
+    def plain_header(self) -> bytes | None:
+        """The whole GRE header of this tunnel's IPv4 packets when it never
+        varies (no sequence number or checksum configured): what
+        :meth:`overlay_payload` recognises."""
+        return self._plain_ipv4
+
+    def plain_input(self, overlay: bytes) -> bool:
+        """Count ``overlay`` as input: an overlay datagram that came with
+        :attr:`plain_header`, matched and left out by the caller (ESP's
+        decapsulate ``prefix``); False, counted as an input drop, if the
+        interface is shut down."""
+        if self.shutdown:
+            self._in_drop(TunnelDrop.SHUTDOWN)
+            return False
+        counters = self.counters
+        counters.input_packets += 1
+        counters.input_bytes += len(overlay)
+        return True
+
     def _in_drop(self, reason: TunnelDrop) -> GreDelivery | None:
         """Count an input drop; the None a failed :meth:`decapsulate` returns."""
         self.counters.input_drops += 1
