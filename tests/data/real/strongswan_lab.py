@@ -54,10 +54,12 @@ class PeerLab:
         self.knobs = knobs
         self.facts: dict[str, str] = {}
 
+    def _environ(self, **env: str) -> dict[str, str]:
+        return dict(os.environ, LAB_DIR=str(self.lab_dir), TS_MODE="gre", INSTALL_PKGS="0", **env)
+
     def run(self, action: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
-        environ = dict(os.environ, LAB_DIR=str(self.lab_dir), TS_MODE="gre", INSTALL_PKGS="0", **env)
         return subprocess.run(["bash", str(PEER_SCRIPT), action], capture_output=True, text=True,
-                              timeout=timeout, env=environ)
+                              timeout=timeout, env=self._environ(**env))
 
     def up(self) -> None:
         assert PEER_SCRIPT.exists(), f"{PEER_SCRIPT} is missing"
@@ -103,6 +105,31 @@ class PeerLab:
     def ping(self, count: int) -> subprocess.CompletedProcess:
         """``count`` GRE-encapsulated Echos from strongSwan's side, ~0.3 s apart."""
         return self.run("ping", COUNT=str(count))
+
+    def ping_background(self, count: int, out: Path) -> BackgroundPing:
+        """Like :meth:`ping`, but running while the caller waits for something."""
+        return BackgroundPing(["bash", str(PEER_SCRIPT), "ping"], self._environ(COUNT=str(count)), out)
+
+
+class BackgroundPing:
+    """strongswan_peer.sh ``ping`` in the background: the script prints each
+    reply (``seq=N``) as it arrives, so :meth:`replies` can be read at any
+    time; :meth:`stop` ends it (its own session, killed by that PID: the
+    Python sender runs in a child of ``ip netns exec``)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], out: Path) -> None:
+        self.out = out
+        with out.open("w") as sink:
+            self.proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def replies(self) -> set[int]:
+        """The sequence numbers answered so far."""
+        return {int(n) for n in re.findall(r"^GRE echo reply .* seq=(\d+)$", self.out.read_text(), re.M)}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(timeout=10)
 
 
 _VICI_TOKEN = re.compile(r"\s*(?:(?P<open>[^\s={}]+) \{|(?P<close>\})"
