@@ -211,15 +211,20 @@ class TunDevice:
         """Inject ``packets`` (in order; with offloads, in-order segments of
         a TCP flow joined into one write): how many went in, and the
         reason for each one that did not."""
-        if not self.offload:
-            writes = packets
-        else:
-            writes = coalesce(packets)
-        done, errors = 0, []
-        for data in writes:
-            count = _segments(data) if self.offload else 1
+        errors: list[str] = []
+        write, fd = os.write, self.fd
+        if not self.offload:  # one packet a write
+            for data in packets:
+                try:
+                    write(fd, data)
+                except OSError as exc:
+                    errors.append(exc.strerror or str(exc))
+            return len(packets) - len(errors), errors
+        done = 0
+        for data in coalesce(packets):
+            count = _segments(data)
             try:
-                os.write(self.fd, data)
+                write(fd, data)
             except OSError as exc:
                 errors += [exc.strerror or str(exc)] * count
                 continue

