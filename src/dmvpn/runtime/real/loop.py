@@ -305,17 +305,10 @@ class RealRuntime:
         self._flush(now)
 
     def _from_tun(self, tun: TunDevice) -> None:
-        packets: list[bytes] = []
-        batch = self.batch
-        while len(packets) < batch:
-            read = tun.read()
-            if read is None:
-                break
-            for packet in read:
-                if packet and packet[0] >> 4 == 4:  # the engines speak IPv4 only
-                    packets.append(packet)
-                else:
-                    self.counters.non_ipv4 += 1
+        read = tun.read_batch(self.batch)
+        packets = [packet for packet in read if packet and packet[0] >> 4 == 4]  # the engines speak IPv4 only
+        if len(packets) < len(read):
+            self.counters.non_ipv4 += len(read) - len(packets)
         if packets:
             now = self.now()
             iface = tun.spec.iface
