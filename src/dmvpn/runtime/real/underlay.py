@@ -36,13 +36,10 @@ default), udp(7):
 * receiving: ``UDP_GRO`` on the 4500 socket lets the kernel hand over
   several datagrams of one peer in one read; the ``UDP_GRO`` control message
   gives the segment size to cut them at;
-* no UDP checksum: ``SO_NO_CHECK`` (socket(7)'s option 11) on the 4500
-  socket makes the kernel send a checksum of zero, which RFC 3948 section
-  2.1 asks of ESP in UDP over IPv4 ("the IPv4 UDP Checksum SHOULD be
-  transmitted as a zero value"; receivers must not depend on it being zero):
-  ESP's own integrity check covers the payload, so summing each datagram
-  (in software where the device cannot) buys nothing. The IKE messages sent
-  from that socket carry none either, as RFC 3948 allows for the port.
+* the UDP checksum stays on: RFC 3948 section 2.1 lets ESP in UDP over IPv4
+  carry a zero one, but the kernel refuses ``UDP_SEGMENT`` on a socket with
+  ``SO_NO_CHECK`` (EINVAL: a GSO send needs the checksum), and the device
+  offloads the sum anyway.
 
 Whatever arrives on port 4500 reaches the engine with a UDP checksum of zero
 (the kernel verified the one that came; RFC 3948 section 2.1 lets ESP in UDP
@@ -74,7 +71,6 @@ SOCKET_BUFFER = 7 * 1024 * 1024
 IP_MTU = getattr(socket, "IP_MTU", 14)  # Linux <linux/in.h>
 SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)  # <asm-generic/socket.h>
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-SO_NO_CHECK = getattr(socket, "SO_NO_CHECK", 11)  # <asm-generic/socket.h>
 SOL_UDP = 17
 UDP_SEGMENT = 103  # <linux/udp.h>
 UDP_GRO = 104
@@ -84,8 +80,6 @@ GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65535 - 20 - 8
 GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
 _UDP_HEADER = struct.Struct("!HHHH")
-#: RFC 3948 section 2.2: what starts IKE on port 4500
-_NON_ESP_MARKER = bytes(4)
 #: how many destination addresses :meth:`Underlay.send` keeps as sendto addresses
 ADDRESS_CACHE = 1024
 _GSO_SIZE = struct.Struct("=H")
@@ -200,11 +194,6 @@ class Underlay:
                 _buffer_size(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF)
                 self._udp_senders[spec.address.packed] = sock
                 try:
-                    sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 1)
-                except OSError as exc:
-                    self.notes.append(f"SO_NO_CHECK refused on {address}:{port} ({exc.strerror}): "
-                                      f"ESP in UDP sent with a checksum")
-                try:
                     sock.setsockopt(SOL_UDP, UDP_GRO, 1)
                     receiver.gro = True
                 except OSError as exc:
@@ -313,11 +302,10 @@ class Underlay:
         run_bytes = 0
         senders = self._udp_senders
         for packet in packets:
-            # ESP in UDP (not IKE behind its non-ESP marker, nor a keepalive: those keep
-            # the engine's checksum) from port 4500 of a local socket, TOS 0, unfragmented
-            sock = senders.get(packet[12:16]) if senders and len(packet) >= 36 and packet[9] == 17 else None
+            # UDP from port 4500 of a local socket, TOS 0, unfragmented
+            sock = senders.get(packet[12:16]) if senders and len(packet) >= 28 and packet[9] == 17 else None
             if (sock is None or packet[0] != 0x45 or packet[1] or packet[6] & 0x3F or packet[7]
-                    or packet[20:22] != b"\x11\x94" or packet[28:32] == _NON_ESP_MARKER):
+                    or packet[20:22] != b"\x11\x94"):
                 if run:
                     sent += self._send_run(run_sock, run_addr, run, run_size, errors)
                     run = []
