@@ -267,3 +267,38 @@ def test_a_flood_of_bad_datagrams_writes_a_few_log_lines(tmp_path):
     assert 10 <= len(kept) <= 10 * (int(elapsed) + 2)
     assert len(kept) + sum(counts) == 3000
     assert lines[-1].endswith("%DMVPN: stopped")
+
+
+class _BatchEngine(ProbeEngine):
+    """Takes a drain in one call, as the router does; raises on b"boom" (a
+    packet) or on an empty batch (not a packet's fault: before the first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+
+    def receive_batch(self, now: float, iface: str, packets) -> None:
+        self.calls.append(len(packets))
+        if packets[0] == b"broken":
+            raise RuntimeError("before any packet")
+        for packet in packets:
+            self.receive(now, iface, packet)
+
+
+def test_a_batch_engine_gets_one_call_per_drain_and_the_packets_after_an_error():
+    """One receive_batch per drain; a packet that raises is counted and
+    logged once per kind, and the packets behind it still arrive, in order
+    (what receive per packet did)."""
+    engine = _BatchEngine()
+    log = io.StringIO()
+    runtime = RealRuntime(engine, Underlay([]), [], None, LogPrinter(log, IosClock(base=datetime(2026, 1, 1))))
+    try:
+        runtime._deliver(1.0, "lo0", [b"a", b"b"])
+        assert engine.calls == [2]
+        runtime._deliver(1.0, "lo0", [b"c", b"boom", b"broken", b"d", b"boom", b"e"])
+    finally:
+        runtime.close()
+    assert [p for _, p in engine.received] == [b"a", b"b", b"c", b"d", b"e"]
+    assert engine.calls == [2, 6, 4, 3, 1]  # resumed after each packet that raised
+    assert runtime.counters.engine_errors == {"ValueError on lo0": 2, "RuntimeError on lo0": 1}
+    assert log.getvalue().count("engine error on a packet from lo0") == 2

@@ -19,7 +19,9 @@ Time is ``time.monotonic()`` minus the moment the runtime was built, so an
 engine sees small, never-decreasing seconds as it does in the simulator.
 Each readable descriptor is drained in batches of up to ``batch`` packets per
 wake-up (a TUN read with offloads may hold a whole TCP super-segment: its
-packets count toward the batch), and transmits are flushed once per batch,
+packets count toward the batch), handed to the engine in one
+``receive_batch`` call when it has one (:class:`BatchEngine`, the router;
+else ``receive`` per packet), and transmits are flushed once per batch,
 grouped per interface so the TUN can join TCP segments into one write and
 the underlay can send runs of ESP in UDP in one GSO ``sendmsg``. What the
 devices refused (offloads) is said once in the log.
@@ -33,9 +35,9 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TextIO
+from typing import Protocol, TextIO, overload, runtime_checkable
 
 from dmvpn.runtime.real.control import ACCEPT_BACKOFF, IDLE_REPLY, AcceptFailed, BadRequest, ControlServer
 from dmvpn.runtime.real.lograte import SUPPRESSED_TAG, LogRateLimit
@@ -58,6 +60,47 @@ class Watcher(Protocol):
     def readable(self, now: float) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class BatchEngine(Protocol):
+    """An engine that takes the packets of one drain in one call
+    (:meth:`dmvpn.node.router.Router.receive_batch`)."""
+
+    def receive_batch(self, now: float, iface: str, packets: Sequence[bytes]) -> None: ...
+
+
+class Drained(Sequence[bytes]):
+    """The packets of one drain from ``start`` on, as a batch engine sees
+    them; iterating records in :attr:`taken` how far the engine got, so
+    that after an engine error on one packet the runtime goes on with the
+    next (as it does calling ``receive`` per packet)."""
+
+    __slots__ = ("packets", "start", "taken")
+
+    def __init__(self, packets: list[bytes], start: int = 0) -> None:
+        self.packets = packets
+        self.start = start
+        #: index past the last packet handed out
+        self.taken = start
+
+    def __len__(self) -> int:
+        return len(self.packets) - self.start
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        return self.packets[self.start:][index]
+
+    def __iter__(self) -> Iterator[bytes]:
+        packets = self.packets
+        for i in range(self.start, len(packets)):
+            self.taken = i + 1
+            yield packets[i]
 
 
 class LogPrinter:
@@ -148,6 +191,8 @@ class RealRuntime:
         self.clock = clock
         self.start = clock() if start is None else start
         self.counters = RuntimeCounters()
+        self._receive_batch: Callable[[float, str, Sequence[bytes]], None] | None = (
+            engine.receive_batch if isinstance(engine, BatchEngine) else None)
         self.selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -255,34 +300,48 @@ class RealRuntime:
         if not packets:
             return
         now = self.now()
-        receive, iface = self.engine.receive, receiver.iface
-        for packet in packets:
-            try:
-                receive(now, iface, packet)
-            except Exception as exc:  # one bad packet must not take the daemon down
-                self._engine_error(now, iface, exc)
-        self._count(self.counters.received, iface, len(packets))
+        self._deliver(now, receiver.iface, packets)
+        self._count(self.counters.received, receiver.iface, len(packets))
         self._flush(now)
 
     def _from_tun(self, tun: TunDevice) -> None:
-        now = self.now()
-        receive, iface, n, batch = self.engine.receive, tun.spec.iface, 0, self.batch
-        while n < batch:
-            packets = tun.read()
-            if packets is None:
-                break
+        read = tun.read_batch(self.batch)
+        packets = [packet for packet in read if packet and packet[0] >> 4 == 4]  # the engines speak IPv4 only
+        if len(packets) < len(read):
+            self.counters.non_ipv4 += len(read) - len(packets)
+        if packets:
+            now = self.now()
+            iface = tun.spec.iface
+            self._deliver(now, iface, packets)
+            self._count(self.counters.received, iface, len(packets))
+            self._flush(now)
+
+    def _deliver(self, now: float, iface: str, packets: list[bytes]) -> None:
+        """The packets of one drain to the engine: one ``receive_batch``
+        (or ``receive`` each). An engine error on a packet is counted and
+        logged (:meth:`_engine_error`) and the rest go on: one bad packet
+        must not take the daemon down, nor the packets behind it."""
+        receive_batch = self._receive_batch
+        if receive_batch is None:
+            receive = self.engine.receive
             for packet in packets:
-                if not packet or packet[0] >> 4 != 4:  # the engines speak IPv4 only
-                    self.counters.non_ipv4 += 1
-                    continue
                 try:
                     receive(now, iface, packet)
                 except Exception as exc:
                     self._engine_error(now, iface, exc)
-                n += 1
-        if n:
-            self._count(self.counters.received, iface, n)
-            self._flush(now)
+            return
+        drained = Drained(packets)
+        while True:
+            try:
+                receive_batch(now, iface, drained)
+                return
+            except Exception as exc:
+                self._engine_error(now, iface, exc)
+            # the packet that raised is the last one taken (none taken: the first)
+            rest = max(drained.taken, drained.start + 1)
+            if rest >= len(packets):
+                return
+            drained = Drained(packets, rest)
 
     def _from_watcher(self, watcher: Watcher) -> None:
         try:

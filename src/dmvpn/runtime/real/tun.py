@@ -191,35 +191,51 @@ class TunDevice:
         except OSError:
             pass
 
-    def read(self) -> list[bytes] | None:
-        """The datagrams of one read from the kernel (with offloads, a TCP
-        super-segment's packets; a read the segmenter refuses is counted in
-        :attr:`bad_reads` and yields none), or None when none is waiting."""
-        try:
-            if not self.offload:  # os.read: one allocation, cheaper than readv and a copy (0.7 vs 1.05 us)
-                return [os.read(self.fd, READ_BUFFER)]
-            n = os.readv(self.fd, (self._buffer,))
-        except BlockingIOError:
-            return None
-        try:
-            return packets_from_read(self._view[:n])
-        except OffloadError:
-            self.bad_reads += 1
-            return []
+    def read_batch(self, limit: int) -> list[bytes]:
+        """The datagrams the kernel has waiting, read until none is or
+        ``limit`` are in hand (with offloads, a read is a TCP super-segment's
+        packets, all taken: the last read may pass ``limit``; a read the
+        segmenter refuses is counted in :attr:`bad_reads` and yields none)."""
+        fd = self.fd
+        if not self.offload:  # os.read: one allocation, cheaper than readv and a copy (0.7 vs 1.05 us)
+            out: list[bytes] = []
+            read, append = os.read, out.append
+            try:
+                for _ in range(limit):
+                    append(read(fd, READ_BUFFER))
+            except BlockingIOError:
+                pass
+            return out
+        out = []
+        while len(out) < limit:
+            try:
+                n = os.readv(fd, (self._buffer,))
+            except BlockingIOError:
+                break
+            try:
+                out += packets_from_read(self._view[:n])
+            except OffloadError:
+                self.bad_reads += 1
+        return out
 
     def write_batch(self, packets: list[bytes]) -> tuple[int, list[str]]:
         """Inject ``packets`` (in order; with offloads, in-order segments of
         a TCP flow joined into one write): how many went in, and the
         reason for each one that did not."""
-        if not self.offload:
-            writes = packets
-        else:
-            writes = coalesce(packets)
-        done, errors = 0, []
-        for data in writes:
-            count = _segments(data) if self.offload else 1
+        errors: list[str] = []
+        write, fd = os.write, self.fd
+        if not self.offload:  # one packet a write
+            for data in packets:
+                try:
+                    write(fd, data)
+                except OSError as exc:
+                    errors.append(exc.strerror or str(exc))
+            return len(packets) - len(errors), errors
+        done = 0
+        for data in coalesce(packets):
+            count = _segments(data)
             try:
-                os.write(self.fd, data)
+                write(fd, data)
             except OSError as exc:
                 errors += [exc.strerror or str(exc)] * count
                 continue
