@@ -63,7 +63,7 @@ PAD_PREFIXES = [PAD_BYTES[:n] for n in range(256)]  # the padding for each pad l
 # Plain values of the enums the per-packet code compares with: reading an
 # Enum member off its class costs ~0.2 us on Python 3.11, and an IntEnum
 # hashes through Python code (header_template's cache key).
-_ESP, _UDP = int(IpProto.ESP), int(IpProto.UDP)
+_ESP, _UDP, _GRE = int(IpProto.ESP), int(IpProto.UDP), int(IpProto.GRE)
 _TUNNEL, _TRANSPORT = EspMode.TUNNEL, EspMode.TRANSPORT
 #: Added to the next header (one byte, RFC 4303 2.6) :func:`decapsulate`
 #: returns when it left the caller's ``prefix`` out of the payload.
@@ -168,8 +168,8 @@ def _encapsulate_generic(sa: SecurityAssociation, seq: int, payload: bytes, next
 def decapsulate(sa: SecurityAssociation, now: float, packet: bytes, prefix: bytes = b"") -> tuple[int, bytes]:
     """(next header, payload) of the ESP packet ``packet`` received on ``sa``.
 
-    ``prefix``: bytes the caller expects the payload to begin with (a
-    tunnel's fixed GRE header, RFC 2784/2890); a payload that does comes
+    ``prefix``: bytes the caller expects a GRE payload to begin with (a
+    tunnel's fixed GRE header, RFC 2784/2890); a GRE payload that does comes
     back without them and its next header plus :data:`PREFIX_STRIPPED`,
     so that taking the payload out of the plaintext is the only copy.
     Raises :class:`EspDrop` after counting the drop in the SA.
@@ -247,7 +247,7 @@ def decapsulate(sa: SecurityAssociation, now: float, packet: bytes, prefix: byte
     sa.bytes = total
     if total >= sa.volume_mark:
         sa.sad.volume_crossed(sa, now)  # type: ignore[union-attr]
-    if prefix and plaintext.startswith(prefix, start, stop):
+    if prefix and plaintext[m - 1] == _GRE and plaintext.startswith(prefix, start, stop):
         return plaintext[m - 1] | PREFIX_STRIPPED, plaintext[start + len(prefix):stop]
     return plaintext[m - 1], plaintext[start:stop]
 
