@@ -40,7 +40,6 @@ from dmvpn.wire.esp import (
     split_trailer,
 )
 from dmvpn.wire.ipv4 import (
-    IPV4_MIN_HEADER,
     HeaderTemplate,
     IpProto,
     format_ipv4_address,
@@ -97,10 +96,12 @@ class EspDrop(Exception):
 
 
 def encapsulate(sa: SecurityAssociation, now: float, payload: bytes, next_header: int,
-                outer: HeaderTemplate | None = None) -> bytes:
-    """The ESP packet (header..ICV) protecting ``payload`` on outbound ``sa``;
-    with ``outer``, behind that IPv4 header (transport mode's, protocol 50),
-    joined in the same copy.
+                outer: HeaderTemplate | None = None, prefix: bytes = b"") -> bytes:
+    """The ESP packet (header..ICV) protecting ``prefix + payload`` on
+    outbound ``sa``; with ``outer``, behind that IPv4 header (transport
+    mode's, protocol 50), joined in the same copy. ``prefix``: a header the
+    caller would otherwise have to put in front of ``payload`` first (a
+    tunnel's fixed GRE header), joined into the plaintext instead.
 
     Raises :class:`EspDrop` (and counts a send error) if the SA is deleted
     or its sequence numbers are exhausted.
@@ -114,11 +115,12 @@ def encapsulate(sa: SecurityAssociation, now: float, payload: bytes, next_header
             sa.sad.sequence_exhausted(sa, now)
         raise EspDrop(DropReason.SEQUENCE_EXHAUSTED, sa.spi)
     sa.seq = seq
-    n = len(payload)
+    n = len(prefix) + len(payload)
     kind = sa.kind
     if kind == KIND_CBC_HMAC:
         body = sa.header + _U32.pack(seq) + sa.cbc_encrypt(  # type: ignore[misc]
-            b"".join((sa.iv_take(sa.block), payload, TRAILERS[next_header][-(n + 2) % sa.block]))  # type: ignore[misc]
+            b"".join((sa.iv_take(sa.block), prefix, payload,  # type: ignore[misc]
+                      TRAILERS[next_header][-(n + 2) % sa.block]))
         )
         h = sa.hmac_base.copy()  # type: ignore[union-attr]
         h.update(body)
@@ -127,11 +129,12 @@ def encapsulate(sa: SecurityAssociation, now: float, payload: bytes, next_header
     elif kind == KIND_GCM16:
         header = sa.header + _U32.pack(seq)
         iv = _U64.pack(seq)
-        sealed = sa.gcm.encrypt(sa.salt + iv, payload + TRAILERS[next_header][-(n + 2) % 4], header)  # type: ignore[union-attr]
+        sealed = sa.gcm.encrypt(sa.salt + iv, b"".join((prefix, payload, TRAILERS[next_header][-(n + 2) % 4])),  # type: ignore[union-attr]
+                                header)
         packet = (b"".join((header, iv, sealed)) if outer is None
                   else b"".join((outer.header(16 + len(sealed)), header, iv, sealed)))
     else:
-        packet = _encapsulate_generic(sa, seq, payload, next_header)
+        packet = _encapsulate_generic(sa, seq, prefix + payload if prefix else payload, next_header)
         if outer is not None:
             packet = outer.encode(packet)
     sa.pkts_encaps += 1
@@ -165,8 +168,11 @@ def _encapsulate_generic(sa: SecurityAssociation, seq: int, payload: bytes, next
     return body + integ.icv(body)
 
 
-def decapsulate(sa: SecurityAssociation, now: float, packet: bytes, prefix: bytes = b"") -> tuple[int, bytes]:
-    """(next header, payload) of the ESP packet ``packet`` received on ``sa``.
+def decapsulate(sa: SecurityAssociation, now: float, packet: bytes, prefix: bytes = b"",
+                offset: int = 0) -> tuple[int, bytes]:
+    """(next header, payload) of the ESP packet ``packet[offset:]`` received
+    on ``sa`` (``offset``: the outer IPv4 header's length, so that the
+    packet is not copied out of the datagram first).
 
     ``prefix``: bytes the caller expects a GRE payload to begin with (a
     tunnel's fixed GRE header, RFC 2784/2890); a GRE payload that does comes
@@ -181,13 +187,13 @@ def decapsulate(sa: SecurityAssociation, now: float, packet: bytes, prefix: byte
         if sa.state is SaState.DELETED:
             raise EspDrop(DropReason.SA_DELETED, sa.spi)
         raise EspDrop(DropReason.MALFORMED, sa.spi, "SA is not inbound")
-    n = len(packet)
+    n = len(packet) - offset
     body_len = n - sa.overhead  # SPI, sequence, IV and ICV
     if body_len < 2 or (body_len % sa.block):
         sa.recv_errors += 1
         sa.invalid_len_drops += 1
         raise EspDrop(DropReason.MALFORMED, sa.spi, f"{n} bytes do not fit the transform")
-    seq = _U32.unpack_from(packet, 4)[0]
+    seq = _U32.unpack_from(packet, offset + 4)[0]
     kind = sa.kind
     if kind == KIND_GENERIC and sa.esn:  # the fast kinds never use ESN
         seq = replay.infer(seq)
@@ -200,25 +206,26 @@ def decapsulate(sa: SecurityAssociation, now: float, packet: bytes, prefix: byte
             raise EspDrop(reason, sa.spi, f"sequence {seq}")
     if kind == KIND_CBC_HMAC:
         icv_size = sa.icv_size
-        end = n - icv_size
+        end = len(packet) - icv_size
         h = sa.hmac_base.copy()  # type: ignore[union-attr]
-        h.update(packet[:end])
+        h.update(packet[offset:end])
         if not compare_digest(h.finalize()[:icv_size], packet[end:]):
             sa.integrity_failures += 1
             sa.recv_errors += 1
             raise EspDrop(DropReason.INTEGRITY, sa.spi, f"sequence {seq}")
-        plaintext = sa.cbc_decrypt(packet[8:end])  # type: ignore[misc]
+        plaintext = sa.cbc_decrypt(packet[offset + 8:end])  # type: ignore[misc]
         start = sa.block
     elif kind == KIND_GCM16:
         try:
-            plaintext = sa.gcm.decrypt(sa.salt + packet[8:16], packet[16:], packet[:8])  # type: ignore[union-attr]
+            plaintext = sa.gcm.decrypt(sa.salt + packet[offset + 8:offset + 16], packet[offset + 16:],  # type: ignore[union-attr]
+                                       packet[offset:offset + 8])
         except InvalidTag:
             sa.integrity_failures += 1
             sa.recv_errors += 1
             raise EspDrop(DropReason.INTEGRITY, sa.spi, f"sequence {seq}") from None
         start = 0
     else:
-        opened = _open_generic(sa, seq, packet)
+        opened = _open_generic(sa, seq, packet[offset:] if offset else packet)
         if opened is None:
             sa.integrity_failures += 1
             sa.recv_errors += 1
@@ -297,56 +304,68 @@ def protect(sa: SecurityAssociation, now: float, datagram: bytes) -> bytes:
 
 
 def protect_parts(sa: SecurityAssociation, now: float, esp_header: HeaderTemplate, header: HeaderTemplate,
-                  payload: bytes, protocol: int) -> bytes:
-    """:func:`protect` of the datagram ``header.encode(payload)`` (an IPv4
-    header without options whose protocol is ``protocol``), without building
-    that datagram first when transport mode does not need it (DMVPN's GRE:
-    RFC 4303 3.1.1, the header is the original one with protocol 50, which
-    ``esp_header`` is)."""
+                  payload: bytes, protocol: int, prefix: bytes = b"") -> bytes:
+    """:func:`protect` of the datagram ``header.encode(prefix + payload)``
+    (an IPv4 header without options whose protocol is ``protocol``), without
+    building that datagram first when transport mode does not need it
+    (DMVPN's GRE: RFC 4303 3.1.1, the header is the original one with
+    protocol 50, which ``esp_header`` is; ``prefix`` the GRE header)."""
     if sa.mode is _TRANSPORT and sa.udp_encap is None:
-        return encapsulate(sa, now, payload, protocol, esp_header)
-    return protect(sa, now, header.encode(payload))
+        return encapsulate(sa, now, payload, protocol, esp_header, prefix)
+    return protect(sa, now, header.encode(prefix + payload if prefix else payload))
 
 
 def open_datagram(sad: SecurityAssociationDatabase, now: float, datagram: bytes,
-                  prefixes: Mapping[str, bytes] | None = None) -> tuple[SecurityAssociation, int, int, bytes]:
+                  prefixes: Mapping[str, bytes] | None = None,
+                  verify_checksum: bool = True) -> tuple[SecurityAssociation, int, int, bytes]:
     """Check and decrypt an ESP (or ESP-in-UDP, RFC 3948) IPv4 datagram
     (RFC 4303 3.4): (inbound SA, outer IPv4 header length, next header,
     payload), the payload being the inner datagram (next header 4) in
     tunnel mode. A plain tuple: every received packet pays for building it.
     ``prefixes``: by local address, the :func:`decapsulate` ``prefix`` for
     a transport-mode SA's payload (the fixed GRE header of the tunnel
-    sourced there).
+    sourced there). ``verify_checksum=False``: the outer header's checksum
+    was checked already (by the kernel's IP input, for what a raw or UDP
+    socket delivers: RFC 1122 3.2.1.2 has the receiver check it).
     Raises :class:`EspDrop`, or ``DecodeError`` for a datagram that is not
     ESP at all or has a bad IPv4 header."""
-    total = (datagram[2] << 8) | datagram[3] if len(datagram) >= IPV4_MIN_HEADER else 0
-    if (IPV4_MIN_HEADER <= total <= len(datagram) and datagram[0] == 0x45
-            and not int.from_bytes(datagram[:IPV4_MIN_HEADER]) % 0xFFFF):  # ipv4_lengths' checks, inline
-        hlen = IPV4_MIN_HEADER
+    n = len(datagram)
+    if (n >= 28 and datagram[0] == 0x45 and datagram[9] == 50 and (datagram[2] << 8) | datagram[3] == n
+            and (not verify_checksum or not int.from_bytes(datagram[:20]) % 0xFFFF)):
+        payload, start, hlen = datagram, 20, 20  # the common datagram (ESP, no options, no padding): literals
     else:
-        hlen, total = ipv4_lengths(datagram, verify_checksum=True)  # raises the exact error
-    protocol = datagram[9]
-    if protocol == _ESP:
-        payload = datagram[hlen:total]
-    elif protocol == _UDP:
-        payload = decode_udp(datagram[hlen:total]).payload
-    else:
-        raise DecodeError(9, f"IPv4 protocol {protocol} is not ESP")
-    if len(payload) < ESP_HEADER_BYTES:
-        parse_esp_header(payload)  # raises the truncation error
-    sa = sad.inbound.get(_U32.unpack_from(payload)[0])
+        payload, start, hlen = _esp_packet(datagram, verify_checksum)
+    sa = sad.inbound.get(_U32.unpack_from(payload, start)[0])
     if sa is None:
         sad.unknown_spi_drops += 1
-        raise EspDrop(DropReason.NO_SA, _U32.unpack_from(payload)[0], f"from {format_ipv4_address(datagram[12:16])}")
-    if sa.mode is _TUNNEL:
-        next_header, inner = decapsulate(sa, now, payload)
-    else:
-        next_header, inner = decapsulate(sa, now, payload, prefixes.get(sa.local, b"") if prefixes else b"")
-    if next_header != NEXT_HEADER_IPV4 and sa.mode is _TUNNEL:
+        raise EspDrop(DropReason.NO_SA, _U32.unpack_from(payload, start)[0],
+                      f"from {format_ipv4_address(datagram[12:16])}")
+    if sa.mode is not _TUNNEL:
+        next_header, inner = decapsulate(sa, now, payload, prefixes.get(sa.local, b"") if prefixes else b"", start)
+        return sa, hlen, next_header, inner
+    next_header, inner = decapsulate(sa, now, payload, b"", start)
+    if next_header != NEXT_HEADER_IPV4:
         sa.recv_errors += 1
         sa.invalid_prot_drops += 1
         raise EspDrop(DropReason.MALFORMED, sa.spi, f"next header {next_header} in tunnel mode")
     return sa, hlen, next_header, inner
+
+
+def _esp_packet(datagram: bytes, verify_checksum: bool) -> tuple[bytes, int, int]:
+    """(bytes, offset, outer header length) of the ESP packet in any other IPv4 datagram
+    (options, link padding, ESP in UDP): the checks :func:`open_datagram`
+    inlines for the common one, each failure its exact error."""
+    hlen, total = ipv4_lengths(datagram, verify_checksum=verify_checksum)
+    protocol = datagram[9]
+    if protocol == _ESP:
+        payload, start = datagram[:total], hlen
+    elif protocol == _UDP:
+        payload, start = decode_udp(datagram[hlen:total]).payload, 0
+    else:
+        raise DecodeError(9, f"IPv4 protocol {protocol} is not ESP")
+    if len(payload) < start + ESP_HEADER_BYTES:
+        parse_esp_header(payload[start:])  # raises the truncation error
+    return payload, start, hlen
 
 
 def unprotect(sad: SecurityAssociationDatabase, now: float, datagram: bytes) -> tuple[SecurityAssociation, bytes]:

@@ -208,7 +208,12 @@ class Router:
         self._overlay_local = {t.address.ip.packed for t in self.tunnels.values()} | self._local_raw
         self.fluids: list[BulkFlow] = []
         self._gre_selectors: dict[tuple[str, str], Selector] = {}
-        self._peer_paths: dict[tuple[str, str], PeerPath] = {}
+        #: by tunnel, then NBMA peer
+        self._peer_paths: dict[str, dict[str, PeerPath]] = {name: {} for name in self.tunnels}
+        #: Real mode: the kernel's IP input delivers the underlay datagrams
+        #: (raw and UDP sockets), only those for our addresses and with their
+        #: header checksum checked (RFC 1122 3.2.1.2), so neither is checked again.
+        self._verify_underlay = not kernel_host
         self._tx: list[Transmit] = []
         self._events: list[LogEvent] = []
         self._unsettled: float | None = None  # time of a receive whose effects are not yet collected
@@ -234,15 +239,36 @@ class Router:
         if iface in self.crypto_map.kernel:  # the OS routed them into a crypto map (real mode)
             self._kernel_crypto_map_out(now, iface, packets)
             return
-        local_raw, esp_in = self._local_raw, self._esp_in
+        # ESP, the data path, inline: no header object, the tables in
+        # locals, and the common packet (the tunnel's GRE left out by ESP,
+        # _esp_payload's first case) without a call per packet.
+        local_raw, checked, verify = self._local_raw, not self._verify_underlay, self._verify_underlay
+        sad, prefixes, last_in, by_source = self.sad, self._gre_prefixes, self.last_in, self._tunnel_by_source
+        overlay_in = self._overlay_in
         for packet in packets:
-            if len(packet) >= 20 and packet[9] == _ESP:  # the data path: no header object
-                if packet[16:20] in local_raw:
-                    esp_in(now, iface, packet)
-                else:
-                    self.counters.not_for_us += 1
-            else:
+            if len(packet) < 20 or packet[9] != _ESP:
                 self._receive_other(now, iface, packet)
+                continue
+            if not (checked or packet[16:20] in local_raw):
+                self.counters.not_for_us += 1
+                continue
+            try:
+                sa, hlen, next_header, inner = open_datagram(sad, now, packet, prefixes, verify)
+            except EspDrop as drop:
+                self._esp_drop(now, iface, packet, drop)
+                continue
+            except DecodeError:
+                self.counters.malformed += 1
+                continue
+            last_in[sa.peer] = now
+            if next_header != _GRE_STRIPPED:
+                self._esp_payload(now, iface, packet, sa, hlen, next_header, inner)
+                continue
+            name, tunnel = by_source[sa.local]
+            if tunnel.plain_input(inner):
+                overlay_in(now, name, sa.peer, inner)
+            else:
+                self.counters.tunnel_drops += 1
 
     def _receive_other(self, now: float, iface: str, packet: bytes) -> None:
         """A datagram from the underlay that is not ESP: IKE, GRE in clear,
@@ -410,18 +436,30 @@ class Router:
         """ESP (or ESP in UDP) for us: checked, decrypted, its payload to
         the tunnel (GRE) or the host."""
         try:
-            sa, hlen, next_header, inner = open_datagram(self.sad, now, packet, self._gre_prefixes)
+            sa, hlen, next_header, inner = open_datagram(self.sad, now, packet, self._gre_prefixes,
+                                                         self._verify_underlay)
         except EspDrop as drop:
-            key = drop.reason.value
-            self.counters.esp_drops[key] = self.counters.esp_drops.get(key, 0) + 1
-            if drop.reason is DropReason.NO_SA:
-                self.ike.invalid_spi(now, format_ipv4_address(packet[12:16]), format_ipv4_address(packet[16:20]),
-                                     drop.spi, iface)
+            self._esp_drop(now, iface, packet, drop)
             return
         except DecodeError:
             self.counters.malformed += 1
             return
         self.last_in[sa.peer] = now
+        self._esp_payload(now, iface, packet, sa, hlen, next_header, inner)
+
+    def _esp_drop(self, now: float, iface: str, packet: bytes, drop: EspDrop) -> None:
+        """ESP refused ``packet``: counted by reason; an unknown SPI goes to
+        IKE (%CRYPTO-4-RECVD_PKT_INV_SPI, invalid-SPI recovery)."""
+        key = drop.reason.value
+        self.counters.esp_drops[key] = self.counters.esp_drops.get(key, 0) + 1
+        if drop.reason is DropReason.NO_SA:
+            self.ike.invalid_spi(now, format_ipv4_address(packet[12:16]), format_ipv4_address(packet[16:20]),
+                                 drop.spi, iface)
+
+    def _esp_payload(self, now: float, iface: str, packet: bytes, sa: SecurityAssociation, hlen: int,
+                     next_header: int, inner: bytes) -> None:
+        """What ESP opened (:func:`open_datagram`'s results for ``packet``)
+        to the tunnel (GRE) or the host."""
         # In transport mode the ICV held, so the packet came from the SA's
         # peer to its local address (behind a NAT too: the peer is the
         # address IKE talks to): no need to read them out of the header.
@@ -565,6 +603,8 @@ class Router:
         :meth:`_gre_out`; dropped and counted when malformed or unroutable."""
         tunnel = self.tunnels[name]
         counters, lookup, gre_out, nhrp = self.counters, self.routes.lookup_packed, self._gre_out, self.nhrp
+        prefix = tunnel.plain_header or b""
+        plain_output = tunnel.plain_output
         for overlay in overlays:
             if len(overlay) < 20 or overlay[0] >> 4 != 4:
                 counters.malformed += 1
@@ -576,6 +616,12 @@ class Router:
             if hop is None or hop.interface != name:
                 counters.no_route_drops += 1
                 continue
+            nbma = plain_output(overlay, hop.next_hop) if prefix else None
+            if nbma is not None:  # the common case: the tunnel's fixed GRE header goes into ESP's copy
+                if hop.shortcut and nhrp:
+                    self._used(now, name, hop.route.prefix, overlay)
+                gre_out(now, name, tunnel, nbma, overlay, prefix)
+                continue
             out = tunnel.encapsulate(overlay, hop.next_hop)
             if out is None:
                 out = self._no_mapping(now, name, tunnel, overlay, hop.next_hop)
@@ -585,15 +631,18 @@ class Router:
                 self._used(now, name, hop.route.prefix, overlay)
             gre_out(now, name, tunnel, out[0], out[1])
 
-    def _gre_out(self, now: float, name: str, tunnel: TunnelInterface, peer: str, gre: bytes) -> None:
-        """A GRE packet of tunnel ``name`` to NBMA ``peer``: in clear, or
-        protected by the peer's SA when the tunnel has ``tunnel protection``
-        (no SA: dropped, counted, and IKE asked for one)."""
-        path = self._peer_paths.get((name, peer))
+    def _gre_out(self, now: float, name: str, tunnel: TunnelInterface, peer: str, gre: bytes,
+                 prefix: bytes = b"") -> None:
+        """The GRE packet ``prefix + gre`` of tunnel ``name`` to NBMA
+        ``peer``: in clear, or protected by the peer's SA when the tunnel
+        has ``tunnel protection`` (no SA: dropped, counted, and IKE asked
+        for one). ``prefix``: the GRE header, when the caller did not put it
+        in front of the payload (ESP joins it into its own copy)."""
+        path = self._peer_paths[name].get(peer)
         if path is None:
             path = self._peer_path(name, tunnel, peer)
         if path.policy is None:
-            self._send_physical(path.underlay, path.gre_header.encode(gre))
+            self._send_physical(path.underlay, path.gre_header.encode(prefix + gre if prefix else gre))
             return
         sad = self.sad
         sa = path.sa if path.generation == sad.generation else path.outbound_sa(sad)
@@ -602,7 +651,7 @@ class Router:
             self._acquire(now, path.policy, peer, path.local, path.selector)
             return
         try:
-            packet = protect_parts(sa, now, path.esp_header, path.gre_header, gre, GRE_PROTOCOL)
+            packet = protect_parts(sa, now, path.esp_header, path.gre_header, gre, GRE_PROTOCOL, prefix)
         except EspDrop as drop:
             key = drop.reason.value
             self.counters.esp_drops[key] = self.counters.esp_drops.get(key, 0) + 1
@@ -617,7 +666,7 @@ class Router:
     def _peer_path(self, name: str, tunnel: TunnelInterface, peer: str) -> PeerPath:
         """The :class:`PeerPath` of tunnel ``name`` to NBMA ``peer``, made once."""
         local = tunnel.source
-        path = self._peer_paths[(name, peer)] = PeerPath(local, peer, self._iface_by_address.get(local),
+        path = self._peer_paths[name][peer] = PeerPath(local, peer, self._iface_by_address.get(local),
                                                          self.policy_by_interface.get(name),
                                                          self._gre_selector(local, peer))
         return path

@@ -192,6 +192,24 @@ class TunnelInterface:
             return nbma, plain + overlay
         return nbma, self.encapsulate_to(nbma, overlay, protocol)
 
+    def plain_output(self, overlay: bytes, next_hop: str) -> str | None:
+        """The NBMA address an overlay datagram towards ``next_hop`` goes to
+        under :attr:`plain_header` (which the caller puts in front of it,
+        ESP's encapsulate ``prefix``), counted as output; None, nothing
+        counted, when the tunnel has no fixed header, is shut down or the
+        next hop has no NBMA address: :meth:`encapsulate` then says which."""
+        if self._plain_ipv4 is None or self.shutdown:
+            return None
+        if self.kind is _POINT_TO_POINT:
+            nbma = self.destination
+        else:
+            nbma = self.static_maps.get(next_hop) or self.dynamic_maps.get(next_hop)
+        if nbma is not None:
+            counters = self.counters
+            counters.output_packets += 1
+            counters.output_bytes += len(overlay)
+        return nbma
+
     def encapsulate_to(self, nbma: str, payload: bytes, protocol: int = GRE_PROTO_IPV4) -> bytes:
         """GRE packet for ``payload`` sent straight to ``nbma`` (NHRP
         registration to an NHS whose NBMA address is configured)."""

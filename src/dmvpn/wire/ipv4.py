@@ -178,6 +178,10 @@ def rewrite_header(header: bytes, total_length: int, protocol: int) -> bytes:
     return zeroed[:10] + _header_checksum(zeroed) + zeroed[12:]
 
 
+#: Payload lengths a :class:`HeaderTemplate` keeps built headers for before it starts over.
+HEADER_CACHE_SIZE = 256
+
+
 class HeaderTemplate:
     """Many datagrams between the same two addresses with the same
     protocol, TTL and TOS (identification 0, no options, DF clear): the
@@ -185,7 +189,7 @@ class HeaderTemplate:
     length. Since 2**16 is 1 modulo 0xFFFF, the total length field adds its
     value to the header's sum (RFC 1071, RFC 1624)."""
 
-    __slots__ = ("_addresses", "_head", "_middle", "_sum")
+    __slots__ = ("_addresses", "_by_length", "_head", "_middle", "_sum")
 
     def __init__(self, src: str, dst: str, protocol: int, ttl: int = 64, tos: int = 0) -> None:
         empty = IPv4Header(src, dst, protocol, ttl=ttl, tos=tos).encode(b"")
@@ -194,15 +198,24 @@ class HeaderTemplate:
         self._addresses = empty[12:]
         #: the one's complement sum (modulo 0xFFFF) of the fixed fields
         self._sum = int.from_bytes(empty[:2] + b"\x00\x00" + empty[4:10] + b"\x00\x00" + empty[12:], "big") % 0xFFFF
+        #: headers already built, by payload length (a bulk flow has a few)
+        self._by_length: dict[int, bytes] = {}
 
     def header(self, payload_length: int) -> bytes:
         """The 20 header bytes (length and checksum filled in) of a datagram
         carrying ``payload_length`` bytes."""
+        built = self._by_length.get(payload_length)
+        if built is not None:
+            return built
         total = IPV4_MIN_HEADER + payload_length
         if total > 0xFFFF:
             raise ValueError(f"IPv4 datagram of {total} bytes exceeds 65535")
         checksum = 0xFFFF - ((self._sum + total) % 0xFFFF or 0xFFFF)
-        return _TEMPLATE.pack(self._head, total, self._middle, checksum, self._addresses)
+        built = _TEMPLATE.pack(self._head, total, self._middle, checksum, self._addresses)
+        if len(self._by_length) >= HEADER_CACHE_SIZE:
+            self._by_length.clear()
+        self._by_length[payload_length] = built
+        return built
 
     def encode(self, payload: bytes) -> bytes:
         """The whole datagram: header (length and checksum filled in) + ``payload``."""
