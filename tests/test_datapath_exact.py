@@ -8,7 +8,9 @@ checked against the count of packets: ``#pkts encaps/decaps``, per-SA bytes,
 the tunnel's counters, what reaches the TUN; volume lifetimes cross soft and
 hard exactly once, at the exact packet, even inside a batch; the replay
 window rejects duplicates (inside one batch too) and packets older than the
-window; with no SA nothing leaves in clear.
+window; with no SA nothing leaves in clear. The counters and the volume
+lifetimes hold for ESP in UDP 4500 too (NAT-T forced), which the batch path
+reads in place as it does raw ESP.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ BATCH = 64
 LIFETIME_KB = 2560  # the smallest volume lifetime IOS accepts
 
 
-def _routers(lifetime_kb: int | None = None) -> tuple[Router, Router]:
+def _routers(lifetime_kb: int | None = None, nat_t: bool = False) -> tuple[Router, Router]:
     sim = Simulator(seed=1)
     built = {}
     for name, cfg in (("HUB", "hub.cfg"), ("SPOKE1", "spoke.cfg")):
@@ -45,7 +47,8 @@ def _routers(lifetime_kb: int | None = None) -> tuple[Router, Router]:
                                 f" {lifetime_kb}\n")
         config = parse_config(text, cfg).config
         assert config is not None
-        built[name] = Router(config, sim.random_for(name), "cisco-iosxe", name=name, kernel_host=True)
+        built[name] = Router(config, sim.random_for(name), "cisco-iosxe", name=name, kernel_host=True,
+                             force_nat_t=nat_t)
         sim.add_node(built[name])
     sim.connect("HUB", WAN, "SPOKE1", WAN, LinkParams(delay=0.002))
     sim.admin("SPOKE1", "ping 10.2.2.1 repeat 3")
@@ -65,6 +68,12 @@ def _overlay(i: int, size: int = 1400) -> bytes:
     return IPv4Header("10.2.2.2", "10.2.2.1", IpProto.UDP).encode(encode_udp("10.2.2.2", "10.2.2.1", 5001, 5201, body))
 
 
+def _is_esp(packet: bytes) -> bool:
+    """ESP, or ESP in UDP 4500 (RFC 3948 2.1: not IKE's non-ESP marker, not a keepalive)."""
+    return packet[9] == 50 or (packet[9] == 17 and packet[22:24] == b"\x11\x94" and len(packet) > 36
+                               and packet[28:32] != bytes(4))
+
+
 def _send(spoke: Router, now: float, overlays: list[bytes]) -> list[bytes]:
     """Push ``overlays`` from the spoke's TUN, batches and single packets
     mixed; the ESP datagrams it sends."""
@@ -76,7 +85,7 @@ def _send(spoke: Router, now: float, overlays: list[bytes]) -> list[bytes]:
                 spoke.receive(now, "Tunnel0", packet)
         else:
             spoke.receive_batch(now, "Tunnel0", overlays[i:i + BATCH])
-        wire += [tx.packet for tx in spoke.poll_transmit() if tx.iface == WAN and tx.packet[9] == 50]
+        wire += [tx.packet for tx in spoke.poll_transmit() if tx.iface == WAN and _is_esp(tx.packet)]
         i += BATCH
     return wire
 
@@ -90,9 +99,11 @@ def _deliver(hub: Router, now: float, wire: list[bytes], batch: int = BATCH) -> 
     return out
 
 
-def test_counters_exact_through_batches() -> None:
-    hub, spoke = _routers()
+@pytest.mark.parametrize("nat_t", [False, True], ids=["esp", "esp-in-udp"])
+def test_counters_exact_through_batches(nat_t: bool) -> None:
+    hub, spoke = _routers(nat_t=nat_t)
     sa_out, sa_in = _sa_pair(hub, spoke)
+    assert (sa_out.udp_encap is not None) is nat_t
     before_out = (sa_out.pkts_encaps, sa_out.bytes)
     before_in = (sa_in.pkts_decaps, sa_in.bytes)
     tunnel_out = spoke.tunnels["Tunnel0"].counters.output_packets
@@ -101,6 +112,9 @@ def test_counters_exact_through_batches() -> None:
     overlays = [_overlay(i, size) for i, size in enumerate(sizes)]
     wire = _send(spoke, 11.0, overlays)
     assert len(wire) == 1000
+    if nat_t:  # RFC 3948 2.1: UDP 4500 to 4500, the UDP length the rest, checksum zero
+        assert {(p[9], p[20:24], int.from_bytes(p[24:26]) == len(p) - 20, p[26:28]) for p in wire} == {
+            (17, b"\x11\x94\x11\x94", True, b"\x00\x00")}
     assert sa_out.pkts_encaps - before_out[0] == 1000
     assert sa_out.bytes - before_out[1] == sum(sizes) + 1000 * GRE_HEADER
     assert spoke.tunnels["Tunnel0"].counters.output_packets - tunnel_out == 1000
@@ -134,8 +148,9 @@ def test_replay_duplicates_and_too_old_rejected_in_batches() -> None:
     assert sa_in.replay is not None and sa_in.replay.top == sa_out.seq
 
 
-def test_volume_lifetime_crosses_exactly_once_at_the_exact_packet() -> None:
-    hub, spoke = _routers(LIFETIME_KB)
+@pytest.mark.parametrize("nat_t", [False, True], ids=["esp", "esp-in-udp"])
+def test_volume_lifetime_crosses_exactly_once_at_the_exact_packet(nat_t: bool) -> None:
+    hub, spoke = _routers(LIFETIME_KB, nat_t)
     sa_out, sa_in = _sa_pair(hub, spoke)
     lifetime = sa_out.lifetime
     assert lifetime.hard_bytes == LIFETIME_KB * 1024 and lifetime.soft_bytes is not None
@@ -194,3 +209,40 @@ def test_no_sa_nothing_in_clear(batched: bool) -> None:
     assert spoke.counters.no_sa_drops - no_sa == 10
     assert all(tx.packet[9] not in (47, 50) for tx in sent)  # IKE only: no GRE in clear, no ESP
     assert not any(overlay[20:] in tx.packet for overlay in overlays for tx in sent)
+
+
+def test_sequence_exhausted_inside_a_batch_stops_at_the_limit() -> None:
+    """RFC 4303 3.3.3: the counter never cycles; the packet that would pass
+    the SA's last sequence number is dropped and counted, as is every one
+    after it, in the batch that crosses it and after, and none leaves in clear."""
+    hub, spoke = _routers()
+    sa_out, _sa_in = _sa_pair(hub, spoke)
+    room = 100
+    last = sa_out.seq_limit = sa_out.seq + room
+    assert room % BATCH not in (0, BATCH - 1)  # the limit falls inside a batch
+    exhausted = spoke.counters.esp_drops.get(DropReason.SEQUENCE_EXHAUSTED.value, 0)
+    no_sa = spoke.counters.no_sa_drops
+    overlays = [_overlay(i) for i in range(room + 50)]
+    wire = _send(spoke, 11.0, overlays)
+    assert len(wire) == room and sa_out.seq == last and sa_out.state is SaState.DELETED
+    refused = (spoke.counters.esp_drops.get(DropReason.SEQUENCE_EXHAUSTED.value, 0) - exhausted
+               + spoke.counters.no_sa_drops - no_sa)
+    assert refused == 50 and sa_out.send_errors >= 1
+    assert not any(overlay[20:] in tx.packet for overlay in overlays for tx in spoke.poll_transmit())
+    assert _deliver(hub, 11.0, wire) == overlays[:room]
+
+
+def test_shut_tunnel_counts_inbound_drops_and_delivers_nothing() -> None:
+    hub, spoke = _routers()
+    wire = _send(spoke, 11.0, [_overlay(i) for i in range(200)])
+    tunnel = hub.tunnels["Tunnel0"]
+    tunnel.shutdown = True
+    inputs, drops, router_drops = tunnel.counters.input_packets, tunnel.counters.input_drops, hub.counters.tunnel_drops
+    assert _deliver(hub, 11.0, wire[:150]) == []
+    hub.receive(11.0, WAN, wire[150])
+    assert [tx for tx in hub.poll_transmit() if tx.iface == "Tunnel0"] == []
+    assert tunnel.counters.input_drops - drops == 151 and hub.counters.tunnel_drops - router_drops == 151
+    assert tunnel.counters.input_packets == inputs
+    tunnel.shutdown = False
+    assert _deliver(hub, 11.0, wire[151:]) == [_overlay(i) for i in range(151, 200)]
+    assert tunnel.counters.input_packets - inputs == 49

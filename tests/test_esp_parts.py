@@ -24,7 +24,7 @@ from dmvpn.runtime.randomness import SeededRandomSource
 from dmvpn.tunnel.interface import TunnelInterface
 from dmvpn.wire.errors import DecodeError
 from dmvpn.wire.ipv4 import HEADER_CACHE_SIZE, IpProto, IPv4Header, decode_ipv4, header_template
-from dmvpn.wire.udp import encode_udp
+from dmvpn.wire.udp import decode_udp, encode_udp, udp_header_template
 
 CBC_SHA = EspTransform(EspTransformId.ESP_AES_CBC, 128, EspAuthAlgorithm.HMAC_SHA2_256)
 GCM = EspTransform(EspTransformId.ESP_AES_GCM_16, 128, EspAuthAlgorithm.NONE)
@@ -159,6 +159,42 @@ def test_header_template_remembers_headers_and_starts_over() -> None:
         assert template.header(length) is header  # built once
     with pytest.raises(ValueError, match="exceeds 65535"):
         template.header(65516)
+
+
+def test_udp_header_template_is_ipv4_and_udp_with_checksum_zero() -> None:
+    """RFC 3948 2.1: ESP in UDP goes with a zero UDP checksum; the IPv4
+    header is the one IPv4Header builds, its checksum right."""
+    template = udp_header_template("10.0.0.1", "10.0.0.2", 4500, 4501, 255, 0x20)
+    for length in [*range(HEADER_CACHE_SIZE + 40), 1400, 65507]:
+        datagram = template.encode(bytes(length))
+        header, payload = decode_ipv4(datagram)
+        assert (header.protocol, header.ttl, header.tos, header.total_length) == (IpProto.UDP, 255, 0x20, 28 + length)
+        assert datagram[:20] == IPv4Header("10.0.0.1", "10.0.0.2", IpProto.UDP, ttl=255, tos=0x20).encode(
+            bytes(8 + length))[:20]
+        udp = decode_udp(payload, "10.0.0.1", "10.0.0.2")
+        assert (udp.src_port, udp.dst_port, udp.checksum, len(udp.payload)) == (4500, 4501, 0, length)
+        assert template.header(length) is template.header(length)
+    with pytest.raises(ValueError, match="exceeds 65535"):
+        template.header(65508)
+    with pytest.raises(ValueError, match="out of range"):
+        udp_header_template("10.0.0.1", "10.0.0.2", 4500, 70000)
+
+
+def test_open_datagram_reads_esp_in_udp_in_place_when_no_checksum_needs_checking() -> None:
+    inb, out = pair(CBC_SHA)
+    sad = inb.sad
+    assert sad is not None
+    zero = encapsulate(out, 1.0, b"zero", 47, udp_header_template(PEER, LOCAL, 4500, 4500))
+    assert open_datagram(sad, 1.0, zero)[1:] == (20, 47, b"zero")
+    summed = IPv4Header(PEER, LOCAL, IpProto.UDP).encode(
+        encode_udp(PEER, LOCAL, 4500, 4500, encapsulate(out, 1.0, b"summed", 47)))
+    assert summed[26:28] != b"\x00\x00"
+    assert open_datagram(sad, 1.0, summed)[1:] == (20, 47, b"summed")  # the general path
+    short = bytearray(encapsulate(out, 1.0, b"short", 47, udp_header_template(PEER, LOCAL, 4500, 4500)))
+    short[24:26] = (len(short) - 21).to_bytes(2, "big")  # UDP length one short: its payload ends a byte early
+    with pytest.raises(EspDrop, match="do not fit"):
+        open_datagram(sad, 1.0, bytes(short), None, False)
+    assert inb.pkts_decaps == 2 and inb.invalid_len_drops == 1
 
 
 def test_plain_output_counts_as_encapsulate_does() -> None:

@@ -47,7 +47,7 @@ from dmvpn.wire.ipv4 import (
     ipv4_lengths,
     rewrite_header,
 )
-from dmvpn.wire.udp import decode_udp, encode_udp
+from dmvpn.wire.udp import decode_udp, udp_header_template
 
 _U32 = struct.Struct("!I")
 
@@ -58,6 +58,7 @@ _U32 = struct.Struct("!I")
 # for the generic path) and that ``sad`` is attached, so the hot path reads
 # them without a None check per packet (bench/router_path.py measures it).
 _U64 = struct.Struct("!Q")
+_UDP_HEADER = struct.Struct("!HHHH")
 PAD_PREFIXES = [PAD_BYTES[:n] for n in range(256)]  # the padding for each pad length
 # Plain values of the enums the per-packet code compares with: reading an
 # Enum member off its class costs ~0.2 us on Python 3.11, and an IntEnum
@@ -289,16 +290,15 @@ def protect(sa: SecurityAssociation, now: float, datagram: bytes) -> bytes:
     hlen, total = ipv4_lengths(datagram)
     udp_encap = sa.udp_encap
     if sa.mode is _TUNNEL:
-        esp = encapsulate(sa, now, datagram[:total] if total < len(datagram) else datagram, NEXT_HEADER_IPV4)
+        inner = datagram[:total] if total < len(datagram) else datagram
         if udp_encap is not None:
-            esp = encode_udp(sa.local, sa.peer, udp_encap[0], udp_encap[1], esp)
-            return header_template(sa.local, sa.peer, _UDP, 64, datagram[1]).encode(esp)
-        return header_template(sa.local, sa.peer, _ESP, 64, datagram[1]).encode(esp)
+            return encapsulate(sa, now, inner, NEXT_HEADER_IPV4,
+                               udp_header_template(sa.local, sa.peer, udp_encap[0], udp_encap[1], 64, datagram[1]))
+        return encapsulate(sa, now, inner, NEXT_HEADER_IPV4, header_template(sa.local, sa.peer, _ESP, 64, datagram[1]))
     esp = encapsulate(sa, now, datagram[hlen:total], datagram[9])
     protocol = _ESP
-    if udp_encap is not None:
-        esp = encode_udp(format_ipv4_address(datagram[12:16]), format_ipv4_address(datagram[16:20]),
-                         udp_encap[0], udp_encap[1], esp)
+    if udp_encap is not None:  # RFC 3948 2.1: the UDP checksum is sent as zero
+        esp = _UDP_HEADER.pack(udp_encap[0], udp_encap[1], 8 + len(esp), 0) + esp
         protocol = _UDP
     return rewrite_header(datagram[:hlen], hlen + len(esp), protocol) + esp
 
@@ -330,9 +330,19 @@ def open_datagram(sad: SecurityAssociationDatabase, now: float, datagram: bytes,
     Raises :class:`EspDrop`, or ``DecodeError`` for a datagram that is not
     ESP at all or has a bad IPv4 header."""
     n = len(datagram)
-    if (n >= 28 and datagram[0] == 0x45 and datagram[9] == 50 and (datagram[2] << 8) | datagram[3] == n
+    if (n >= 28 and datagram[0] == 0x45 and (datagram[2] << 8) | datagram[3] == n
             and (not verify_checksum or not int.from_bytes(datagram[:20]) % 0xFFFF)):
-        payload, start, hlen = datagram, 20, 20  # the common datagram (ESP, no options, no padding): literals
+        # the common datagrams (no options, no padding), read in place: ESP,
+        # or ESP in UDP whose UDP length is the rest and whose checksum was
+        # checked (by the kernel) or not sent (zero, RFC 3948 2.1)
+        protocol = datagram[9]
+        if protocol == 50:
+            payload, start, hlen = datagram, 20, 20
+        elif (protocol == 17 and n >= 36 and (datagram[24] << 8) | datagram[25] == n - 20
+              and not (verify_checksum and (datagram[26] or datagram[27]))):
+            payload, start, hlen = datagram, 28, 20
+        else:
+            payload, start, hlen = _esp_packet(datagram, verify_checksum)
     else:
         payload, start, hlen = _esp_packet(datagram, verify_checksum)
     sa = sad.inbound.get(_U32.unpack_from(payload, start)[0])

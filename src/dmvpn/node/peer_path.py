@@ -14,14 +14,21 @@ remembered with the SAD's ``generation``: the choice can move only when an
 SA is installed, activated or deleted, and each of those bumps the counter,
 so a packet asks the SAD again only after one of them (a hard volume expiry
 inside a batch included: the next packet sees the new generation).
+``direct`` is that SA when the packet needs nothing but ESP behind a
+fixed outer header, ``outer`` (transport mode, RFC 4303 3.1.1: the GRE
+packet's header with protocol 50, or for ESP in UDP, RFC 3948 2.1, that
+header with protocol 17 and the UDP header of the SA's ports, checksum
+zero), and an underlay to leave by: the router's batch path then calls ESP
+itself.
 """
 
 from __future__ import annotations
 
 from dmvpn.ike.proposals import ChildPolicy
-from dmvpn.ipsec.sa import SecurityAssociation, Selector
+from dmvpn.ipsec.sa import EspMode, SecurityAssociation, Selector
 from dmvpn.ipsec.sad import SecurityAssociationDatabase
 from dmvpn.wire.ipv4 import HeaderTemplate, header_template
+from dmvpn.wire.udp import udp_header_template
 
 _ESP, _GRE = 50, 47
 #: TTL of the outer header of GRE packets (IOS sends tunnel packets with 255).
@@ -34,7 +41,8 @@ class PeerPath:
     interface, the packet is dropped), ``policy`` the tunnel's IPsec policy
     (None: GRE goes in clear)."""
 
-    __slots__ = ("esp_header", "generation", "gre_header", "local", "peer", "policy", "sa", "selector", "underlay")
+    __slots__ = ("direct", "esp_header", "generation", "gre_header", "local", "outer", "peer", "policy", "sa",
+                 "selector", "underlay")
 
     def __init__(self, local: str, peer: str, underlay: str | None, policy: ChildPolicy | None,
                  selector: Selector) -> None:
@@ -47,11 +55,20 @@ class PeerPath:
         self.gre_header: HeaderTemplate = header_template(local, peer, _GRE, TUNNEL_TTL)
         #: the SAD's choice and the SAD generation it was made at (-1: not yet)
         self.sa: SecurityAssociation | None = None
+        self.direct: SecurityAssociation | None = None
+        self.outer: HeaderTemplate = self.esp_header
         self.generation = -1
 
     def outbound_sa(self, sad: SecurityAssociationDatabase) -> SecurityAssociation | None:
         """The SA to protect the next packet with (None: there is none)."""
         if self.generation != sad.generation:
-            self.sa = sad.outbound_for(self.peer, self.selector)
+            sa = self.sa = sad.outbound_for(self.peer, self.selector)
             self.generation = sad.generation
+            if sa is None or sa.mode is not EspMode.TRANSPORT or self.underlay is None:
+                self.direct = None
+            else:
+                self.direct = sa
+                ports = sa.udp_encap
+                self.outer = (self.esp_header if ports is None
+                              else udp_header_template(self.local, self.peer, ports[0], ports[1], TUNNEL_TTL))
         return self.sa

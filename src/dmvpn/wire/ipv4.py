@@ -207,15 +207,19 @@ class HeaderTemplate:
         built = self._by_length.get(payload_length)
         if built is not None:
             return built
-        total = IPV4_MIN_HEADER + payload_length
-        if total > 0xFFFF:
-            raise ValueError(f"IPv4 datagram of {total} bytes exceeds 65535")
-        checksum = 0xFFFF - ((self._sum + total) % 0xFFFF or 0xFFFF)
-        built = _TEMPLATE.pack(self._head, total, self._middle, checksum, self._addresses)
+        built = self._build(payload_length)
         if len(self._by_length) >= HEADER_CACHE_SIZE:
             self._by_length.clear()
         self._by_length[payload_length] = built
         return built
+
+    def _build(self, payload_length: int) -> bytes:
+        """The headers for ``payload_length`` bytes, not yet cached."""
+        total = IPV4_MIN_HEADER + payload_length
+        if total > 0xFFFF:
+            raise ValueError(f"IPv4 datagram of {total} bytes exceeds 65535")
+        checksum = 0xFFFF - ((self._sum + total) % 0xFFFF or 0xFFFF)
+        return _TEMPLATE.pack(self._head, total, self._middle, checksum, self._addresses)
 
     def encode(self, payload: bytes) -> bytes:
         """The whole datagram: header (length and checksum filled in) + ``payload``."""
