@@ -36,6 +36,12 @@ strongSwan's kernel-libipsec always does; UDP GSO/GRO apply to it);
 ``--no-udp-offload`` turns UDP GSO/GRO off, ``--tun-offload gro|tso`` the
 TUN offloads on (``DMVPN_UDP_OFFLOAD``, ``DMVPN_TUN_OFFLOAD``);
 ``--cprofile DIR`` writes each daemon's cProfile statistics there.
+``--perf DIR`` samples the whole machine with ``perf record -a`` during
+every iperf3 run (both daemons, both iperf3 ends, the kernel, idle) into
+``DIR/<side>-<proto>-<n>.data`` and adds to each result ``cpu_share``: the
+percent of the two cores' time by process (the daemons by name, the rest
+by command) and, under it, by shared object (the interpreter, the crypto
+library, the kernel): where the cores went.
 Usage: ``python bench/throughput.py [MODE] [--seconds S] [--udp-rate 1G] [--rounds N]``.
 """
 
@@ -66,6 +72,7 @@ DMVPN = [sys.executable, "-m", "dmvpn"]
 UDP_LENGTH = 1372  # + 8 UDP + 20 IPv4 = 1400, the tunnel MTU
 TCP_SEGMENT = 1348  # 1400 - 20 IPv4 - 20 TCP - 12 timestamp option
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+PERF_HZ = 499  # samples per second per CPU for --perf (prime: no lockstep with timers)
 
 
 class BenchError(Exception):
@@ -86,13 +93,71 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
 
 
+class SystemProfile:
+    """``perf record -a`` of the whole machine while a run lasts (``--perf``)."""
+
+    def __init__(self, directory: Path | None, label: str, daemons: dict[str, int]) -> None:
+        self.path = None if directory is None else directory / f"{label}.data"
+        self.daemons = daemons
+        self._proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> SystemProfile:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._proc = subprocess.Popen(["perf", "record", "-a", "-F", str(PERF_HZ), "-o", str(self.path)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGINT)  # perf writes its file and exits
+            self._proc.wait(60)
+
+    def shares(self) -> dict | None:
+        """Percent of all CPU samples by process, then shared object (>= 0.5%)."""
+        if self.path is None:
+            return None
+        out = _run(["perf", "report", "-i", str(self.path), "--stdio", "--no-children", "--sort", "pid,dso",
+                    "-t", ";"]).stdout
+        names = {pid: name for name, pid in self.daemons.items()}
+        shares: dict[str, dict] = {}
+        for line in out.splitlines():
+            fields = [f.strip() for f in line.split(";")]
+            if line.startswith("#") or len(fields) != 3 or not fields[0].endswith("%"):
+                continue
+            tid, _, command = fields[1].partition(":")  # perf's "pid" is the thread's id
+            who = names.get(_process_of(int(tid)), "idle" if tid == "0" else command)
+            entry = shares.setdefault(who, {"percent": 0.0, "by_object": {}})
+            percent = float(fields[0].rstrip("%"))
+            entry["percent"] += percent
+            entry["by_object"][fields[2]] = round(entry["by_object"].get(fields[2], 0.0) + percent, 1)
+        for entry in shares.values():
+            entry["percent"] = round(entry["percent"], 1)
+            entry["by_object"] = {k: v for k, v in sorted(entry["by_object"].items(), key=lambda kv: -kv[1])
+                                  if v >= 0.5}
+        return dict(sorted(shares.items(), key=lambda kv: -kv[1]["percent"]))
+
+
+def _process_of(tid: int) -> int:
+    """The process (thread group) thread ``tid`` belongs to; ``tid`` itself if it is gone."""
+    try:
+        status = Path(f"/proc/{tid}/status").read_text()
+    except OSError:
+        return tid
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("Tgid:")), tid)
+
+
 def iperf3(server_ns: str, server_addr: str, client_ns: str, seconds: float, *, udp_rate: str | None = None,
-           udp_length: int = UDP_LENGTH, daemons: dict[str, int] | None = None) -> dict:
+           udp_length: int = UDP_LENGTH, daemons: dict[str, int] | None = None,
+           profile: Path | None = None, label: str = "run") -> dict:
     """One iperf3 run from ``client_ns`` to a one-off server in ``server_ns``;
     the figures that matter from its JSON report, packets/s and each of
-    ``daemons`` (name -> pid) CPU microseconds per packet."""
+    ``daemons`` (name -> pid) CPU microseconds per packet; with ``profile``
+    (a directory) the machine's CPU shares during the run (:class:`SystemProfile`)."""
     daemons = daemons or {}
-    report, cpu = _iperf3(server_ns, server_addr, client_ns, seconds, udp_rate, udp_length, daemons)
+    system = SystemProfile(profile, f"{label}-{'udp' if udp_rate else 'tcp'}", daemons)
+    report, cpu = _iperf3(server_ns, server_addr, client_ns, seconds, udp_rate, udp_length, daemons, system)
     if udp_rate:
         packets = report["received_bytes"] / udp_length
         elapsed = report["receiver_seconds"]
@@ -103,11 +168,13 @@ def iperf3(server_ns: str, server_addr: str, client_ns: str, seconds: float, *, 
     report["cpu_us_per_packet"] = {name: round(1e6 * used / packets, 2) if packets else None
                                    for name, used in cpu.items()}
     report["cpu_seconds"] = {name: round(used, 2) for name, used in cpu.items()}
+    if (shares := system.shares()) is not None:
+        report["cpu_share"] = shares
     return report
 
 
 def _iperf3(server_ns: str, server_addr: str, client_ns: str, seconds: float, udp_rate: str | None,
-            udp_length: int, daemons: dict[str, int]) -> tuple[dict, dict[str, float]]:
+            udp_length: int, daemons: dict[str, int], system: SystemProfile) -> tuple[dict, dict[str, float]]:
     server = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-B", server_addr],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -115,9 +182,10 @@ def _iperf3(server_ns: str, server_addr: str, client_ns: str, seconds: float, ud
         argv = ["ip", "netns", "exec", client_ns, "iperf3", "-c", server_addr, "-t", f"{seconds:g}", "-J"]
         if udp_rate:
             argv += ["-u", "-b", udp_rate, "-l", str(udp_length)]
-        before = {name: cpu_seconds(pid) for name, pid in daemons.items()}
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-        cpu = {name: cpu_seconds(pid) - before[name] for name, pid in daemons.items()}
+        with system:
+            before = {name: cpu_seconds(pid) for name, pid in daemons.items()}
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+            cpu = {name: cpu_seconds(pid) - before[name] for name, pid in daemons.items()}
         report = json.loads(proc.stdout or "{}")
         if "error" in report or proc.returncode != 0:
             raise BenchError(f"iperf3 to {server_addr}: {report.get('error', proc.stderr.strip() or 'failed')}")
@@ -143,7 +211,8 @@ def _iperf3(server_ns: str, server_addr: str, client_ns: str, seconds: float, ud
             server.wait(10)
 
 
-def bench_strongswan(seconds: float, udp_rate: str, udp_length: int = UDP_LENGTH) -> dict:
+def bench_strongswan(seconds: float, udp_rate: str, udp_length: int = UDP_LENGTH, profile: Path | None = None,
+                     label: str = "strongswan") -> dict:
     if not SHARED_LAB.exists():
         raise BenchError(f"{SHARED_LAB} is missing")
     env = dict(os.environ, LAB_DIR=tempfile.mkdtemp(prefix="bench-sw-"))
@@ -151,9 +220,10 @@ def bench_strongswan(seconds: float, udp_rate: str, udp_length: int = UDP_LENGTH
     try:
         daemons = {side: int(Path(env["LAB_DIR"], side, "charon.lab.pid").read_text()) for side in ("left", "right")}
         return {"mode": "strongswan", "esp": "aes128-sha256 (ESP in UDP 4500, kernel-libipsec)",
-                "results": [iperf3("sw-right", "10.2.0.1", "sw-left", seconds, daemons=daemons),
+                "results": [iperf3("sw-right", "10.2.0.1", "sw-left", seconds, daemons=daemons,
+                                   profile=profile, label=label),
                             iperf3("sw-right", "10.2.0.1", "sw-left", seconds, udp_rate=udp_rate,
-                                   udp_length=udp_length, daemons=daemons)]}
+                                   udp_length=udp_length, daemons=daemons, profile=profile, label=label)]}
     finally:
         _run(["bash", str(SHARED_LAB), "down"], timeout=120, env=env)
 
@@ -166,6 +236,7 @@ class DmvpnOptions:
     udp_offload: bool = True
     tun_offload: str = "none"
     cprofile: Path | None = None
+    perf: Path | None = None  # --perf: both sides' runs are sampled into this directory
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ, DMVPN_FORCE_NAT_T="1" if self.esp == "udp" else "0",
@@ -201,7 +272,7 @@ def _control(name: str, node: str, *command: str) -> str:
 
 
 def bench_dmvpn(seconds: float, udp_rate: str, udp_length: int = UDP_LENGTH,
-                options: DmvpnOptions = DmvpnOptions()) -> dict:
+                options: DmvpnOptions = DmvpnOptions(), label: str = "dmvpn") -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-dmvpn-") as work:
         scenario, name = _netlab(Path(work), options)
         try:
@@ -210,9 +281,11 @@ def bench_dmvpn(seconds: float, udp_rate: str, udp_length: int = UDP_LENGTH,
                                    "10.2.2.1"], capture_output=True, text=True, timeout=30)
             if " 0 received" in warm.stdout:
                 raise BenchError("no kernel ping crossed Tunnel0 (does the router forward TUN packets?)")
-            results = [iperf3(f"dmvpn-{name}-hub", "10.2.2.1", f"dmvpn-{name}-spoke", seconds, daemons=daemons),
+            results = [iperf3(f"dmvpn-{name}-hub", "10.2.2.1", f"dmvpn-{name}-spoke", seconds, daemons=daemons,
+                              profile=options.perf, label=label),
                        iperf3(f"dmvpn-{name}-hub", "10.2.2.1", f"dmvpn-{name}-spoke", seconds,
-                              udp_rate=udp_rate, udp_length=udp_length, daemons=daemons)]
+                              udp_rate=udp_rate, udp_length=udp_length, daemons=daemons,
+                              profile=options.perf, label=label)]
             runtime = {node: _control(name, node, "show", "runtime").strip().splitlines() for node in daemons}
             return {"mode": "dmvpn", "esp": options.describe(), "results": results, "show_runtime": runtime}
         finally:
@@ -260,11 +333,15 @@ def compare(seconds: float, udp_rate: str, rounds: int, udp_length: int = UDP_LE
             options: DmvpnOptions = DmvpnOptions()) -> dict:
     """dmvpn and strongSwan alternately, ``rounds`` times; medians and ratios."""
     runs = []
-    for _ in range(rounds):
+    for n in range(1, rounds + 1):
         load = os.getloadavg()[0]
-        dmvpn = bench_dmvpn(seconds, udp_rate, udp_length, options)
-        strongswan = bench_strongswan(seconds, udp_rate, udp_length)
+        dmvpn = bench_dmvpn(seconds, udp_rate, udp_length, options, f"dmvpn-{n}")
+        strongswan = bench_strongswan(seconds, udp_rate, udp_length, options.perf, f"strongswan-{n}")
+        both = (("dmvpn", dmvpn), ("strongswan", strongswan))
+        shares = {f"{side}_{r['proto']}": r["cpu_share"] for side, result in both
+                  for r in result["results"] if "cpu_share" in r}
         runs.append({"load_1min": round(load, 2), "dmvpn": _figures(dmvpn), "strongswan": _figures(strongswan),
+                     **({"cpu_share": shares} if shares else {}),
                      "per_daemon_cpu_us_per_packet": {
                          f"{side}_{r['proto']}": r["cpu_us_per_packet"]
                          for side, result in (("dmvpn", dmvpn), ("strongswan", strongswan))
@@ -297,8 +374,10 @@ def main() -> int:
                         help="dmvpn: TUN offloads (gro: joined TCP writes; tso: and segmentation offload)")
     parser.add_argument("--cprofile", type=Path, default=None, metavar="DIR",
                         help="dmvpn: write each daemon's cProfile statistics into DIR")
+    parser.add_argument("--perf", type=Path, default=None, metavar="DIR",
+                        help="sample the whole machine (perf record -a) during each iperf3 run into DIR")
     args = parser.parse_args()
-    options = DmvpnOptions(args.dmvpn_esp, not args.no_udp_offload, args.tun_offload, args.cprofile)
+    options = DmvpnOptions(args.dmvpn_esp, not args.no_udp_offload, args.tun_offload, args.cprofile, args.perf)
     try:
         if os.geteuid() != 0:
             raise BenchError("run as root (namespaces, TUN, raw sockets)")
@@ -306,10 +385,12 @@ def main() -> int:
             raise BenchError("iperf3 is missing (apt-get install iperf3)")
         if args.rounds < 1:
             raise BenchError("--rounds must be at least 1")
+        if args.perf is not None and shutil.which("perf") is None:
+            raise BenchError("perf is missing (apt-get install linux-perf)")
         if args.mode == "compare":
             result = compare(args.seconds, args.udp_rate, args.rounds, args.udp_length, options)
         elif args.mode == "strongswan":
-            result = bench_strongswan(args.seconds, args.udp_rate, args.udp_length)
+            result = bench_strongswan(args.seconds, args.udp_rate, args.udp_length, args.perf)
         elif args.mode == "dmvpn":
             result = bench_dmvpn(args.seconds, args.udp_rate, args.udp_length, options)
         else:
